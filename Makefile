@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:  `make dev` runs the whole flow locally, `make test` passes every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup system-deps dev test lint typecheck pytest bench reliability clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+dev: setup
+	$(BIN)/orga-ai dev
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src || true
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup system-deps
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: setup system-deps
+	$(BIN)/python benchmarks/run.py
+
+reliability: setup system-deps
+	$(BIN)/pytest tests/reliability -p no:randomly -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,205 @@
+"""Defaults, environment variables and validation of the client settings.
+
+The rule, written once: an explicit argument always wins; an ``ORGA_*`` environment variable fills only an argument
+that was not given (left as ``None``); the built-in default fills the rest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ._exceptions import OrgaAIConfigurationError
+from ._secret import Secret
+from ._version import __version__
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_RETRY_AFTER",
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "Settings",
+    "is_loopback_host",
+    "resolve_settings",
+]
+
+DEFAULT_BASE_URL = "https://api.orga-ai.com"
+DEFAULT_TIMEOUT = 10.0
+"""Seconds for each request to Orga Cloud, as Orga documents."""
+DEFAULT_MAX_RETRIES = 2
+"""Retries after the first attempt of each step."""
+DEFAULT_MAX_RETRY_AFTER = 10.0
+"""A ``Retry-After`` longer than this many seconds is not waited for: the error is raised with its advice."""
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+"""A body larger than this is refused: a token and a list of ICE servers fit in a few kilobytes."""
+MAX_RETRIES_LIMIT = 10
+
+API_KEY_ENV = "ORGA_API_KEY"
+USER_AGENT = f"orga-ai-python/{__version__}"
+
+_RESERVED_HEADERS = frozenset({"authorization", "idempotency-key", "content-length", "host"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and for addresses in 127.0.0.0/8 or ``::1``."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated settings of one client. ``repr()`` shows the key's fingerprint only."""
+
+    api_key: Secret
+    base_url: str
+    timeout: float
+    max_retries: int
+    debug: bool
+    default_headers: Mapping[str, str] = field(default_factory=dict)
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/v1/realtime/client-secrets"
+
+    @property
+    def ice_url(self) -> str:
+        return self.base_url + "/v1/realtime/ice-config"
+
+
+def _env(name: str, environ: Mapping[str, str]) -> str | None:
+    value = environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _parse_float(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise OrgaAIConfigurationError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def _parse_int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise OrgaAIConfigurationError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _parse_bool(value: str, name: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise OrgaAIConfigurationError(f"{name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
+def validate_timeout(timeout: float, name: str = "timeout") -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise OrgaAIConfigurationError(f"{name} must be a number of seconds, got {type(timeout).__name__}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise OrgaAIConfigurationError(f"{name} must be a positive, finite number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def validate_base_url(url: str) -> str:
+    """Check that ``url`` is an absolute https URL (http only to a loopback host) and strip its trailing slash."""
+    if not isinstance(url, str) or not url:
+        raise OrgaAIConfigurationError("base_url must be a non-empty URL string")
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise OrgaAIConfigurationError(f"base_url must be an absolute http(s) URL, got {url!r}")
+    if parts.username or parts.password:
+        raise OrgaAIConfigurationError("base_url must not carry credentials; pass api_key instead")
+    if parts.query or parts.fragment:
+        raise OrgaAIConfigurationError("base_url must not carry a query or a fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise OrgaAIConfigurationError(
+            f"base_url {url!r} uses plain http to a non-loopback host, which would send the API key in clear "
+            "text; use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)"
+        )
+    return url.rstrip("/")
+
+
+def resolve_settings(
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float | None,
+    max_retries: int | None,
+    debug: bool | None,
+    default_headers: Mapping[str, str] | None,
+    max_retry_after: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge arguments, ``ORGA_*`` variables and defaults, and validate the result."""
+    env = os.environ if environ is None else environ
+
+    key = api_key if api_key is not None else _env(API_KEY_ENV, env)
+    if key is None or not isinstance(key, str) or not key.strip():
+        raise OrgaAIConfigurationError(
+            f"No API key: pass api_key=... or set the {API_KEY_ENV} environment variable. "
+            "Keep the key on your server; browsers and apps get ephemeral tokens instead."
+        )
+    key = key.strip()
+    if any(ch.isspace() for ch in key) or not key.isprintable():
+        raise OrgaAIConfigurationError("The API key contains whitespace or control characters")
+
+    url = base_url if base_url is not None else (_env("ORGA_BASE_URL", env) or DEFAULT_BASE_URL)
+
+    if timeout is None:
+        raw = _env("ORGA_TIMEOUT", env)
+        timeout = _parse_float(raw, "ORGA_TIMEOUT") if raw is not None else DEFAULT_TIMEOUT
+    timeout = validate_timeout(timeout)
+
+    if max_retries is None:
+        raw = _env("ORGA_MAX_RETRIES", env)
+        max_retries = _parse_int(raw, "ORGA_MAX_RETRIES") if raw is not None else DEFAULT_MAX_RETRIES
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise OrgaAIConfigurationError("max_retries must be a whole number")
+    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
+        raise OrgaAIConfigurationError(f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {max_retries}")
+
+    if debug is None:
+        raw = _env("ORGA_DEBUG", env)
+        debug = _parse_bool(raw, "ORGA_DEBUG") if raw is not None else False
+
+    headers: dict[str, str] = {}
+    for name, value in (default_headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise OrgaAIConfigurationError("default_headers must map strings to strings")
+        if name.lower() in _RESERVED_HEADERS:
+            raise OrgaAIConfigurationError(f"default_headers may not set {name!r}: the client manages it")
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise OrgaAIConfigurationError(f"default_headers[{name!r}] contains a line break")
+        headers[name] = value
+
+    retry_after_cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
+    if not math.isfinite(retry_after_cap) or retry_after_cap < 0:
+        raise OrgaAIConfigurationError("max_retry_after must be a finite number of seconds >= 0")
+
+    return Settings(
+        api_key=Secret(key),
+        base_url=validate_base_url(url),
+        timeout=timeout,
+        max_retries=max_retries,
+        debug=bool(debug),
+        default_headers=headers,
+        max_retry_after=float(retry_after_cap),
+    )

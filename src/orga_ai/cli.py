@@ -1,0 +1,113 @@
+"""The ``orga-ai`` command line: ``session``, ``emulator``, ``serve`` and ``dev``.
+
+Each subcommand lives beside the code it runs and registers itself through ``add_parser(subparsers)``; this module
+only dispatches, so ``orga-ai --help`` stays fast and works without the optional extras installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+# (command, module that registers it, what to install when that module cannot be imported)
+_SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("emulator", "orga_ai.emulator._cli", "orga-ai[emulator]"),
+    ("serve", "orga_ai.proxy._cli", "orga-ai[proxy]"),
+    ("dev", "orga_ai._dev", "orga-ai[all]"),
+)
+
+
+def _mask(token: str) -> str:
+    from ._secret import fingerprint
+
+    return f"<masked {fingerprint(token)}; pass --show-token to print it>"
+
+
+def _session(args: argparse.Namespace) -> int:
+    from . import OrgaAI, OrgaAIError
+
+    try:
+        with OrgaAI(timeout=args.timeout, base_url=args.base_url) as orga:
+            started = time.perf_counter()
+            token = orga.fetch_ephemeral_token()
+            token_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            servers = orga.fetch_ice_servers(token)
+            ice_ms = (time.perf_counter() - started) * 1000
+    except OrgaAIError as exc:
+        print(f"orga-ai session: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    ice = [server.to_dict() for server in servers]
+    if not args.show_token:
+        for entry in ice:
+            if "credential" in entry:
+                entry["credential"] = "<masked>"
+    payload = {"ephemeralToken": token.value if args.show_token else _mask(token.value), "iceServers": ice}
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+    left = token.seconds_left()
+    expiry = "unknown" if token.expires_at is None else f"{token.expires_at.isoformat()} (in {left:.0f} s)"
+    print(f"expires: {expiry}", file=sys.stderr)
+    print(
+        f"latency: token {token_ms:.1f} ms (request id {token.request_id}), ICE {ice_ms:.1f} ms",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _missing_extra(command: str, extra: str, error: ImportError) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"orga-ai {command} needs optional dependencies: pip install '{extra}' ({error})", file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orga-ai", description="Orga AI server SDK, proxy and local emulator.")
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"orga-ai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    session = sub.add_parser(
+        "session",
+        help="fetch one session config with ORGA_API_KEY and print it (check your key)",
+        description="Fetch one session config (token + ICE servers) with the environment's ORGA_* settings.",
+    )
+    session.add_argument("--show-token", action="store_true", help="print the token and TURN credentials in clear")
+    session.add_argument("--timeout", type=float, default=None, help="seconds per request (default ORGA_TIMEOUT or 10)")
+    session.add_argument("--base-url", default=None, help="Orga Cloud URL (default ORGA_BASE_URL)")
+    session.set_defaults(handler=_session)
+
+    for command, module_name, extra in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            stub = sub.add_parser(command, help=f"(needs {extra})", add_help=False)
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(handler=_missing_extra(command, extra, exc))
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``orga-ai`` console script."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    result = handler(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orga_ai import _retry
+
+
+@pytest.fixture(autouse=True)
+def _clean_orga_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's ORGA_* variables unless it sets them itself."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ORGA_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    """Jittered backoff sleeps off by default (Retry-After is still honoured); tests that time it turn it on."""
+    _retry.set_backoff_enabled(False)
+    yield
+    _retry.set_backoff_enabled(True)

@@ -15,7 +15,7 @@ def _clean_orga_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("ORGA_"):
             monkeypatch.delenv(name)
-    yield
+    return
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from ._config import Settings, resolve_settings, validate_timeout
-from ._exceptions import OrgaAIError
+from ._exceptions import (
+    OrgaAIAuthenticationError,
+    OrgaAIConfigurationError,
+    OrgaAIError,
+    OrgaAIPermissionError,
+)
 from ._logging import enable_debug_logging
 from ._models import EphemeralToken, IceServer, SessionConfig
 from ._protocol import (
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 
     import aiohttp
     import httpx
+
+    from ._pool import PoolStats, WarmPool
 
 __all__ = ["AsyncOrgaAI", "OrgaAI"]
 
@@ -270,7 +277,7 @@ class OrgaAI(_BaseClient):
                 if declared.isdigit() and int(declared) > cap:
                     truncated = True
                 else:
-                    for chunk in response.iter_raw():
+                    for chunk in response.iter_bytes():
                         body += chunk
                         if len(body) > cap:
                             truncated = True
@@ -295,7 +302,14 @@ class AsyncOrgaAI(_BaseClient):
     One instance is safe to share between the tasks of one event loop and reuses its connections. It opens nothing
     until the first call. Use ``async with`` or ``await close()`` to release the connections.
 
-    Takes the same arguments as :class:`OrgaAI`; ``http_client`` is your own ``aiohttp.ClientSession``.
+    Takes the same arguments as :class:`OrgaAI`; ``http_client`` is your own ``aiohttp.ClientSession``. And:
+
+    Args:
+        prefetch: keep up to this many fresh session configs minted ahead (the warm pool; 0, the default, is off).
+            A pooled config is handed out once, and answers a call without any round trip to Orga. The cost:
+            tokens minted ahead that expire unused when traffic is low. See docs/pool.md.
+        prefetch_min_ttl_share: a pooled config with less than this share of its lifetime left is discarded.
+        prefetch_refill_rate: at most this many configs minted per second to refill the pool.
     """
 
     def __init__(
@@ -310,6 +324,9 @@ class AsyncOrgaAI(_BaseClient):
         default_headers: Mapping[str, str] | None = None,
         retry_budget: RetryBudget | None = None,
         max_retry_after: float | None = None,
+        prefetch: int = 0,
+        prefetch_min_ttl_share: float = 0.5,
+        prefetch_refill_rate: float = 20.0,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -321,6 +338,21 @@ class AsyncOrgaAI(_BaseClient):
             retry_budget=retry_budget,
             max_retry_after=max_retry_after,
         )
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 1000:
+            raise OrgaAIConfigurationError("prefetch must be a whole number between 0 and 1000")
+        self._pool: WarmPool | None = None
+        if prefetch:
+            from ._pool import WarmPool
+
+            try:
+                self._pool = WarmPool(
+                    self._mint_for_pool,
+                    size=prefetch,
+                    min_ttl_share=prefetch_min_ttl_share,
+                    refill_rate=prefetch_refill_rate,
+                )
+            except ValueError as exc:
+                raise OrgaAIConfigurationError(f"warm pool: {exc}") from None
         self._http: aiohttp.ClientSession | None = http_client
         self._owns_http = http_client is None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -340,7 +372,39 @@ class AsyncOrgaAI(_BaseClient):
         Raises:
             OrgaAIError: one of its subclasses, naming the step that failed.
         """
-        return await self._run(session_flow(self._context(timeout, deadline)))
+        pool = self._pool
+        if pool is None:
+            return await self._run(session_flow(self._context(timeout, deadline)))
+        if self._closed:
+            raise OrgaAIError("this AsyncOrgaAI client is closed")
+        pool.start()
+        pooled = pool.take()
+        if pooled is not None:
+            return pooled
+        try:
+            config = await self._run(session_flow(self._context(timeout, deadline)))
+        except (OrgaAIAuthenticationError, OrgaAIPermissionError):
+            pool.pause()
+            raise
+        pool.resume()
+        return config
+
+    async def warm_up(self, timeout: float = 5.0) -> bool:
+        """Start the warm pool and wait (at most ``timeout`` s) until it is full; True when full, False otherwise.
+
+        Without ``prefetch`` this does nothing and returns True.
+        """
+        if self._pool is None:
+            return True
+        return await self._pool.wait_filled(timeout)
+
+    @property
+    def pool_stats(self) -> PoolStats | None:
+        """Counters of the warm pool (hits, misses, discards, refill latency), or None when it is off."""
+        return None if self._pool is None else self._pool.stats
+
+    async def _mint_for_pool(self) -> SessionConfig:
+        return await self._run(session_flow(self._context(None, None)))
 
     async def fetch_ephemeral_token(
         self, *, timeout: float | None = None, deadline: float | None = None
@@ -356,8 +420,10 @@ class AsyncOrgaAI(_BaseClient):
         return list(servers)
 
     async def close(self) -> None:
-        """Close the pooled connections (a session you passed in as ``http_client`` is left open)."""
+        """Stop the warm pool and close the connections (a session you passed in as ``http_client`` is left open)."""
         self._closed = True
+        if self._pool is not None:
+            await self._pool.close()
         http, self._http = self._http, None
         if http is not None and self._owns_http and not http.closed:
             await http.close()

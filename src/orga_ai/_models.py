@@ -27,7 +27,7 @@ class EphemeralToken:
 
     value: str = field(repr=False)
     expires_at: dt.datetime | None = None
-    token_type: str = "bearer"  # noqa: S105 - the token kind, not a secret
+    token_type: str = "bearer"
     request_id: str | None = None
 
     @property

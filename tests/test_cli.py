@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from orga_ai.testing import emulator, emulator_server  # noqa: F401 - fixtures
+
+ORGA = [sys.executable, "-m", "orga_ai.cli"]
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")} | env
+    return subprocess.run([*ORGA, *args], env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> None:  # noqa: F811
+    result = run(["session"], ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ephemeralToken"].startswith("<masked fp:")
+    assert data["iceServers"]
+    assert "expires:" in result.stderr and "latency: token" in result.stderr
+    assert emulator.api_key not in result.stdout + result.stderr
+
+
+def test_session_show_token(emulator: Any) -> None:  # noqa: F811
+    result = run(["session", "--show-token"], ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ephemeralToken"].count(".") == 2
+
+
+def test_session_with_a_bad_key_exits_non_zero_with_the_typed_error(emulator: Any) -> None:  # noqa: F811
+    result = run(["session"], ORGA_API_KEY="sk_orga_ai_wrong", ORGA_BASE_URL=emulator.base_url)
+    assert result.returncode == 1
+    assert "OrgaAIAuthenticationError" in result.stderr
+    assert "sk_orga_ai_wrong" not in result.stderr
+
+
+def test_session_without_a_key_names_the_variable() -> None:
+    result = run(["session"])
+    assert result.returncode == 1
+    assert "ORGA_API_KEY" in result.stderr
+
+
+def test_help_lists_every_command() -> None:
+    result = run(["--help"])
+    assert result.returncode == 0
+    for command in ("session", "emulator", "serve", "dev"):
+        assert command in result.stdout

@@ -14,9 +14,9 @@ import enum
 import json
 import logging
 import math
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -498,10 +498,19 @@ def _with_cause(error: OrgaAIError, outcome: Response | TransportFailure) -> Org
     return error
 
 
+def _uuid4() -> str:
+    # A random (version 4) UUID without importing uuid, which pulls in platform and ctypes-adjacent modules.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def token_flow(ctx: CallContext) -> Flow[EphemeralToken]:
     """POST /v1/realtime/client-secrets with the API key; every attempt carries one ``Idempotency-Key``."""
     settings = ctx.settings
-    idempotency_key = str(uuid.uuid4())
+    idempotency_key = _uuid4()
     key = settings.api_key.reveal()
 
     def build(timeout: float) -> Request:

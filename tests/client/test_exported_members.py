@@ -6,7 +6,7 @@ EXPECTED = {
     "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncOrgaAI", "EphemeralToken", "IceServer",
     "OrgaAI", "OrgaAIAuthenticationError", "OrgaAIBadRequestError", "OrgaAIConfigurationError",
     "OrgaAIConnectionError", "OrgaAIError", "OrgaAIInvalidResponseError", "OrgaAIPermissionError",
-    "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "RetryBudget", "Secret", "SessionConfig",
+    "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret", "SessionConfig",
     "__version__", "fingerprint",
 }
 

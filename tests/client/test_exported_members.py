@@ -6,8 +6,8 @@ EXPECTED = {
     "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncOrgaAI", "EphemeralToken", "IceServer",
     "OrgaAI", "OrgaAIAuthenticationError", "OrgaAIBadRequestError", "OrgaAIConfigurationError",
     "OrgaAIConnectionError", "OrgaAIError", "OrgaAIInvalidResponseError", "OrgaAIPermissionError",
-    "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret", "SessionConfig",
-    "__version__", "fingerprint",
+    "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret",
+    "SessionConfig", "__version__", "fingerprint",
 }
 
 

@@ -127,7 +127,7 @@ async def test_connections_are_reused(make_client: Factory, emulator: Any) -> No
     client = make_client()
     for _ in range(5):
         await resolve(client.get_session_config())
-    ports = {r.get("client_port") for r in emulator.requests()}
+    ports = {r["client_port"] for r in emulator.requests()}
     assert len(ports) == 1, ports
 
 

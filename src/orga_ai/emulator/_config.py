@@ -105,7 +105,10 @@ class EmulatorConfig:
         for url in self.turn_urls:
             if url.lower().startswith(("stun:", "stuns:")):
                 raise ValueError(f"{url!r} is a STUN URL: pass it in stun_urls")
-        if not self.turn_secret or not self.jwt_secret:
-            raise ValueError("turn_secret and jwt_secret must be non-empty")
+        if not self.turn_secret:
+            raise ValueError("turn_secret must be non-empty")
+        if len(self.jwt_secret.encode("utf-8")) < 32:
+            # RFC 7518 wants an HS256 key at least as long as the hash; PyJWT warns (an error under pytest) otherwise.
+            raise ValueError("jwt_secret must be at least 32 bytes long")
         if self.max_logged_requests < 1:
             raise ValueError("max_logged_requests must be >= 1")

@@ -23,7 +23,6 @@ dev: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src || true
 
 typecheck: setup
 	$(BIN)/mypy

@@ -1,0 +1,57 @@
+"""The secure client-secrets proxy: one framework-neutral policy, served standalone or through an adapter.
+
+    from orga_ai.proxy import JWTAuth, create_app
+
+    app = create_app(authenticate=JWTAuth(jwks_url="https://id.example.com/.well-known/jwks.json",
+                                          audience="my-app", issuer="https://id.example.com/"))
+
+The policy (:class:`ProxyCore`) decides who may call, how much, what JSON comes back and which error becomes which
+status; ``create_app`` serves it with Starlette, and ``orga_ai.integrations.{fastapi,flask,django}`` mount it in an
+existing app. Needs the ``orga-ai[proxy]`` extra.
+"""
+
+from ._app import create_app
+from ._auth import AnonymousAuth, AnyOf, AuthenticationError, Authenticator, JWTAuth, Principal, SharedSecretAuth
+from ._breaker import CircuitBreaker
+from ._core import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PATH,
+    ProxyCore,
+    ProxyError,
+    ProxyRequest,
+    ProxyResponse,
+    error_for,
+)
+from ._killswitch import KillSwitch
+from ._metrics import Metrics
+from ._openapi import ERROR_CODES
+from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_PATH",
+    "ERROR_CODES",
+    "AnonymousAuth",
+    "AnyOf",
+    "AuthenticationError",
+    "Authenticator",
+    "CircuitBreaker",
+    "JWTAuth",
+    "KillSwitch",
+    "Metrics",
+    "Principal",
+    "ProxyCore",
+    "ProxyError",
+    "ProxyRequest",
+    "ProxyResponse",
+    "RateLimitDecision",
+    "RateLimiter",
+    "RateLimiterUnavailable",
+    "SharedSecretAuth",
+    "create_app",
+    "error_for",
+]

@@ -1,0 +1,215 @@
+"""``create_app``: the standalone proxy as a Starlette (ASGI) application."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._auth import Authenticator, Principal
+from ._breaker import CircuitBreaker
+from ._clients import AsyncClientHolder
+from ._core import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PATH,
+    ProxyCore,
+    ProxyRequest,
+    ProxyResponse,
+    json_error,
+    new_request_id,
+)
+from ._killswitch import KillSwitch
+from ._metrics import CONTENT_TYPE, Metrics
+from ._middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from ._openapi import openapi_document
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from .._client import AsyncOrgaAI
+
+__all__ = ["create_app", "to_proxy_request", "to_starlette_response"]
+
+logger = logging.getLogger("orga_ai.proxy")
+
+
+def to_proxy_request(request: Request) -> ProxyRequest:
+    """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`."""
+    state = request.scope.get("state") or {}
+    return ProxyRequest.from_pairs(
+        request.method,
+        request.url.path,
+        request.headers.items(),
+        cookies=request.cookies,
+        client_host=request.client.host if request.client else None,
+        request_id=state.get("request_id"),
+    )
+
+
+def to_starlette_response(response: ProxyResponse) -> Response:
+    """The core's :class:`ProxyResponse` as a Starlette response."""
+    from starlette.responses import Response
+
+    return Response(response.body, status_code=response.status, headers=response.headers)
+
+
+async def drain_body(request: Request, limit: int) -> bool:
+    """Read (and drop) the request body; False once it passes ``limit`` bytes. The route uses no body, but an
+    unread chunked body would otherwise bypass the size cap."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            return False
+    return True
+
+
+def create_app(
+    *,
+    orga: AsyncOrgaAI | None = None,
+    authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | None = None,
+    allow_anonymous: bool = False,
+    rate_limit: str | None = "10/minute",
+    global_rate_limit: str | None = None,
+    storage_uri: str = "memory://",
+    cors_origins: Iterable[str] = (),
+    trusted_proxies: Iterable[str] = (),
+    path: str = DEFAULT_PATH,
+    deadline: float = DEFAULT_DEADLINE,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    breaker_threshold: int = 5,
+    breaker_cooldown: float = 10.0,
+    deny_file: str | None = None,
+    kill_switch: KillSwitch | None = None,
+    prefetch: int = 0,
+    orga_options: Mapping[str, Any] | None = None,
+    core: ProxyCore | None = None,
+    metrics_enabled: bool = True,
+) -> Starlette:
+    """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
+
+    Also served: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/openapi.json``. The app keeps its
+    :class:`ProxyCore` at ``app.state.orga_proxy`` (its ``kill_switch`` stops minting live).
+
+    Args:
+        orga: the SDK client to use; by default one ``AsyncOrgaAI(**orga_options)`` is created on first use (API
+            key from ``ORGA_API_KEY``) and closed at shutdown. A client you pass stays yours to close.
+        authenticate: who may call (``JWTAuth``, ``SharedSecretAuth`` or any callable); required unless
+            ``allow_anonymous=True``, which is for local development and is logged as a warning.
+        rate_limit / global_rate_limit / storage_uri: per-principal limit, global ceiling, ``memory://`` or
+            ``redis://...`` shared by replicas.
+        cors_origins: exact browser origins allowed cross-origin; trusted_proxies: whose X-Forwarded-For to believe.
+        deadline: seconds for the whole request (default 8; the Orga widget gives up at 10).
+        max_concurrency: upstream calls in flight before shedding with 503.
+        breaker_threshold / breaker_cooldown: the circuit breaker (0 disables it).
+        deny_file / kill_switch: the live deny-list.
+        prefetch: passed to ``AsyncOrgaAI(prefetch=...)`` when the SDK supports a warm pool.
+        core: a ready :class:`ProxyCore`, instead of the policy arguments above.
+    """
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    if not path.startswith("/"):
+        raise ValueError("path must start with '/'")
+    if core is None:
+        metrics = Metrics()
+        core = ProxyCore(
+            authenticate=authenticate,
+            allow_anonymous=allow_anonymous,
+            rate_limit=rate_limit,
+            global_rate_limit=global_rate_limit,
+            storage_uri=storage_uri,
+            cors_origins=cors_origins,
+            trusted_proxies=trusted_proxies,
+            deadline=deadline,
+            max_concurrency=max_concurrency,
+            breaker=CircuitBreaker(breaker_threshold, breaker_cooldown),
+            kill_switch=kill_switch,
+            deny_file=deny_file,
+            metrics=metrics,
+            max_body_bytes=max_body_bytes,
+        )
+    policy = core
+    clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)
+    openapi = None
+
+    async def client_secrets(request: Request) -> Response:
+        if request.method == "POST" and not await drain_body(request, policy.max_body_bytes):
+            state = request.scope.get("state") or {}
+            problem = json_error(413, "body_too_large", "Request body too large.",
+                                 state.get("request_id") or new_request_id())
+            return to_starlette_response(problem)
+        return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get()))
+
+    async def healthz(request: Request) -> Response:
+        return to_starlette_response(policy.health())
+
+    async def readyz(request: Request) -> Response:
+        return to_starlette_response(policy.readiness(await policy.rate_limiter.check()))
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(policy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def openapi_endpoint(request: Request) -> Response:
+        nonlocal openapi
+        if openapi is None:
+            import orjson
+
+            openapi = orjson.dumps(openapi_document(path))
+        return Response(openapi, headers={"Content-Type": "application/json"})
+
+    def _request_id(request: Request) -> str:
+        state = request.scope.get("state") or {}
+        return str(state.get("request_id") or new_request_id())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        codes = {404: ("not_found", "Not found."), 405: ("method_not_allowed", "Method not allowed.")}
+        code, message = codes.get(exc.status_code, ("http_error", "Request refused."))
+        problem = json_error(exc.status_code, code, message, _request_id(request), exc.headers)
+        return to_starlette_response(problem)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.error("orga proxy: unhandled %s", type(exc).__name__, exc_info=exc)
+        return to_starlette_response(json_error(500, "internal_error", "Internal error.", _request_id(request)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        policy.announce()
+        clients.get()  # fail at start-up, not at the first caller, when the API key is missing
+        try:
+            yield
+        finally:
+            await clients.aclose()
+            await policy.rate_limiter.aclose()
+
+    routes = [
+        Route(path, client_secrets, methods=["GET", "POST", "OPTIONS"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+    ]
+    if metrics_enabled:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=policy.max_body_bytes),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.orga_proxy = policy
+    app.state.orga_clients = clients
+    return app

@@ -1,0 +1,290 @@
+"""Who may call the route: the ``Authenticator`` protocol and the three built-in authenticators.
+
+An authenticator is any callable ``(ProxyRequest) -> Principal | str`` that raises :class:`AuthenticationError` to
+refuse the caller. It is synchronous on purpose: verifying a JWT is CPU work, and the one built-in that may do I/O
+(``JWTAuth`` with a JWKS URL, on a key-cache miss) says so with ``may_block = True`` so the async core runs it in a
+worker thread instead of stalling the event loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .._secret import Secret
+
+if TYPE_CHECKING:
+    from ._core import ProxyRequest
+
+__all__ = [
+    "AnonymousAuth",
+    "AnyOf",
+    "AuthenticationError",
+    "Authenticator",
+    "JWTAuth",
+    "Principal",
+    "SharedSecretAuth",
+    "bearer_token",
+]
+
+# Asymmetric algorithms a JWKS may serve; HMAC ones only make sense with a shared secret.
+_ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
+_HMAC = frozenset({"HS256", "HS384", "HS512"})
+_MAX_TOKEN_CHARS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller, as the authenticator identified it.
+
+    Attributes:
+        id: a stable identifier (the JWT ``sub``, ``"service"``, or the client IP); rate limits and the deny-list key
+            on it. Logs only ever show its fingerprint.
+        kind: ``"user"``, ``"service"`` or ``"anonymous"``.
+        claims: the verified JWT claims, for your own hooks; never logged.
+    """
+
+    id: str
+    kind: str = "user"
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        from .._secret import fingerprint
+
+        return f"Principal({fingerprint(self.id)}, kind={self.kind!r})"
+
+
+class AuthenticationError(Exception):
+    """The caller is not allowed to mint credentials.
+
+    ``status`` is 401 (no or bad credentials) or 403 (known caller, not allowed); ``code`` is the machine-readable
+    reason sent back; ``message`` is a safe, generic sentence. ``detail`` is for the log only and never echoes a
+    credential.
+    """
+
+    def __init__(self, message: str, *, status: int = 401, code: str = "unauthenticated", detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    """Decides who the caller is. Raise :class:`AuthenticationError` to refuse; a plain ``str`` return is a user id."""
+
+    def __call__(self, request: ProxyRequest, /) -> Principal | str: ...
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when there is none."""
+    value = headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+def _missing() -> AuthenticationError:
+    return AuthenticationError("Authentication required.", code="unauthenticated", detail="no credentials")
+
+
+class SharedSecretAuth:
+    """Service-to-service access: the caller sends ``Authorization: Bearer <secret>``.
+
+    Several secrets may be active at once (rotation: add the new one, deploy callers, drop the old one). Comparison
+    is constant-time over every configured secret, so timing does not reveal which one nearly matched.
+    """
+
+    may_block = False
+
+    def __init__(self, secrets: str | Iterable[str], *, principal_id: str = "service") -> None:
+        values = [secrets] if isinstance(secrets, str) else list(secrets)
+        if not values or any(not isinstance(v, str) or len(v) < 16 for v in values):
+            raise ValueError("shared secrets must be strings of at least 16 characters")
+        self._secrets = tuple(Secret(v) for v in values)
+        self._principal_id = principal_id
+
+    def __call__(self, request: ProxyRequest, /) -> Principal:
+        token = bearer_token(request.headers)
+        if token is None:
+            raise _missing()
+        given = token.encode()
+        matched = False
+        for secret in self._secrets:
+            # No early exit: every secret is compared, whatever the outcome.
+            matched |= hmac.compare_digest(given, secret.reveal().encode())
+        if not matched:
+            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="shared secret mismatch")
+        return Principal(self._principal_id, kind="service")
+
+    def __repr__(self) -> str:
+        return f"SharedSecretAuth({', '.join(s.fingerprint for s in self._secrets)})"
+
+
+class JWTAuth:
+    """Verify your application's own JWT, from ``Authorization: Bearer`` or a named cookie.
+
+    Exactly one of ``secret`` (HMAC) or ``jwks_url`` (asymmetric keys, fetched and cached by PyJWT's
+    ``PyJWKClient``) is given. The algorithms are pinned (``alg: none`` and algorithm confusion are refused), and
+    ``exp`` is always required; ``audience`` and ``issuer`` are checked when given (and you should give them).
+
+    Args:
+        secret: the HMAC key your app signs its tokens with.
+        jwks_url: your identity provider's JWKS endpoint.
+        audience: the expected ``aud``; one string or several.
+        issuer: the expected ``iss``.
+        algorithms: the accepted algorithms; default ``HS256`` with a secret, ``RS256`` and ``ES256`` with a JWKS.
+        cookie_name: also accept the token from this cookie when there is no Authorization header.
+        leeway: seconds of clock skew tolerated on ``exp``/``nbf``/``iat``.
+        subject_claim: the claim that names the principal (default ``sub``).
+        jwks_timeout: seconds for one JWKS fetch.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        jwks_url: str | None = None,
+        audience: str | Collection[str] | None = None,
+        issuer: str | None = None,
+        algorithms: Iterable[str] | None = None,
+        cookie_name: str | None = None,
+        leeway: float = 30.0,
+        subject_claim: str = "sub",
+        jwks_timeout: float = 2.0,
+    ) -> None:
+        import jwt
+
+        if (secret is None) == (jwks_url is None):
+            raise ValueError("JWTAuth needs exactly one of secret= or jwks_url=")
+        if secret is not None:
+            if len(secret) < 32:
+                raise ValueError("the JWT secret must be at least 32 characters (RFC 7518 asks for 256 bits)")
+            algs = tuple(algorithms or ("HS256",))
+            allowed = _HMAC
+        else:
+            algs = tuple(algorithms or ("RS256", "ES256"))
+            allowed = _ASYMMETRIC
+        bad = [a for a in algs if a not in allowed]
+        if not algs or bad:
+            kind = "an HMAC secret" if secret is not None else "a JWKS"
+            raise ValueError(f"algorithms {bad or algs} cannot be used with {kind}; allowed: {sorted(allowed)}")
+        self._secret = Secret(secret) if secret is not None else None
+        self._jwks = (
+            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=jwks_timeout) if jwks_url else None
+        )
+        self.jwks_url = jwks_url
+        self.audience = audience if audience is None or isinstance(audience, str) else list(audience)
+        self.issuer = issuer
+        self.algorithms = algs
+        self.cookie_name = cookie_name
+        self.leeway = float(leeway)
+        self.subject_claim = subject_claim
+        # A JWKS cache miss is a blocking HTTP fetch: the async core moves the call to a thread.
+        self.may_block = self._jwks is not None
+
+    def _token(self, request: ProxyRequest) -> str:
+        token = bearer_token(request.headers)
+        if token is None and self.cookie_name:
+            token = request.cookies.get(self.cookie_name) or None
+        if token is None:
+            raise _missing()
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="token too long")
+        return token
+
+    def __call__(self, request: ProxyRequest, /) -> Principal:
+        import jwt
+
+        token = self._token(request)
+        try:
+            header = jwt.get_unverified_header(token)
+            # Checked before any key lookup, so `alg: none` or an HMAC-signed token never reaches the JWKS client.
+            if header.get("alg") not in self.algorithms:
+                raise jwt.InvalidAlgorithmError("algorithm not allowed")
+            key: Any
+            if self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            else:
+                assert self._secret is not None
+                key = self._secret.reveal()
+            required = ["exp"] + (["aud"] if self.audience is not None else []) + (["iss"] if self.issuer else [])
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": required},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("Token expired.", code="token_expired", detail="exp in the past") from None
+        except jwt.PyJWKClientConnectionError as exc:
+            # The identity provider is unreachable: the caller may well be legitimate, but we cannot tell.
+            raise AuthenticationError(
+                "Cannot verify credentials right now.", status=503, code="auth_unavailable", detail=type(exc).__name__
+            ) from None
+        except (jwt.PyJWTError, ValueError) as exc:
+            # PyJWT messages name claims and algorithms, never the token itself.
+            raise AuthenticationError(
+                "Invalid credentials.", code="invalid_token", detail=f"{type(exc).__name__}: {str(exc)[:120]}"
+            ) from None
+        subject = claims.get(self.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="no subject claim")
+        return Principal(subject, kind="user", claims=claims)
+
+    def __repr__(self) -> str:
+        source = f"jwks_url={self.jwks_url!r}" if self.jwks_url else f"secret={self._secret!r}"
+        return f"JWTAuth({source}, algorithms={self.algorithms}, audience={self.audience!r}, issuer={self.issuer!r})"
+
+
+class AnonymousAuth:
+    """Everyone is allowed; the principal is the client IP (so rate limits are per IP).
+
+    For local development and demos only: ``create_app`` requires ``allow_anonymous=True`` to use it and logs a
+    warning at start-up.
+    """
+
+    may_block = False
+
+    def __call__(self, request: ProxyRequest, /) -> Principal:
+        return Principal(request.client_ip or "unknown", kind="anonymous")
+
+    def __repr__(self) -> str:
+        return "AnonymousAuth()"
+
+
+class AnyOf:
+    """Accept a caller any of ``authenticators`` accepts, tried in order (say, service secret, then user JWT).
+
+    When all refuse, the first refusal that is more than "no credentials" is raised, so an expired JWT is reported
+    as expired rather than as missing.
+    """
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        if not authenticators:
+            raise ValueError("AnyOf needs at least one authenticator")
+        self.authenticators = authenticators
+        self.may_block = any(getattr(a, "may_block", False) for a in authenticators)
+
+    def __call__(self, request: ProxyRequest, /) -> Principal | str:
+        refusals: list[AuthenticationError] = []
+        for authenticate in self.authenticators:
+            try:
+                return authenticate(request)
+            except AuthenticationError as exc:
+                refusals.append(exc)
+        specific = [refusal for refusal in refusals if refusal.code != "unauthenticated"]
+        raise (specific or refusals)[0]
+
+    def __repr__(self) -> str:
+        return f"AnyOf({', '.join(repr(a) for a in self.authenticators)})"

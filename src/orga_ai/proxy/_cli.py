@@ -1,0 +1,174 @@
+"""``orga-ai serve``: the standalone proxy under uvicorn.
+
+Every flag also comes from an ``ORGA_PROXY_*`` variable (see :mod:`orga_ai.proxy._settings` and docs/proxy.md).
+Authentication is required: with neither a shared secret, a JWT secret, a JWKS URL nor ``--allow-anonymous``, the
+command refuses to start and says how to configure one. SIGTERM stops accepting connections and lets in-flight
+requests finish (up to ``--graceful-timeout``, by default the route's deadline plus 2 s) before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._settings import OPTIONS, ServeSettingsError, add_arguments, resolve, to_environ
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from ._auth import Authenticator
+
+__all__ = ["add_parser", "app_from_env", "build_app", "build_authenticator", "run"]
+
+_NO_AUTH = """orga-ai serve: no authentication configured, refusing to start.
+Choose one (flag, or its environment variable):
+  --shared-secret SECRET  (ORGA_PROXY_SHARED_SECRET)    callers send Authorization: Bearer SECRET
+  --jwt-secret KEY        (ORGA_PROXY_JWT_SECRET)       your app's HS256 JWTs; add --jwt-audience and --jwt-issuer
+  --jwks-url URL          (ORGA_PROXY_JWKS_URL)         your identity provider's JWTs; add --jwt-audience/--jwt-issuer
+  --allow-anonymous       (ORGA_PROXY_ALLOW_ANONYMOUS)  anyone, rate-limited per IP: local development only"""
+
+
+def build_authenticator(settings: Mapping[str, Any]) -> Authenticator | None:
+    """The authenticator the settings describe, or None when only anonymous access (or nothing) is configured."""
+    from ._auth import AnyOf, JWTAuth, SharedSecretAuth
+
+    found: list[Authenticator] = []
+    if settings["shared_secret"]:
+        found.append(SharedSecretAuth(settings["shared_secret"]))
+    if settings["jwt_secret"] or settings["jwks_url"]:
+        if settings["jwt_secret"] and settings["jwks_url"]:
+            raise ServeSettingsError("give --jwt-secret or --jwks-url, not both")
+        audience = settings["jwt_audience"] or None
+        found.append(
+            JWTAuth(
+                secret=settings["jwt_secret"],
+                jwks_url=settings["jwks_url"],
+                audience=audience[0] if audience and len(audience) == 1 else audience,
+                issuer=settings["jwt_issuer"],
+                algorithms=settings["jwt_algorithm"] or None,
+                cookie_name=settings["jwt_cookie"],
+                leeway=settings["jwt_leeway"],
+            )
+        )
+    elif settings["jwt_audience"] or settings["jwt_issuer"]:
+        raise ServeSettingsError("--jwt-audience/--jwt-issuer need --jwt-secret or --jwks-url")
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else AnyOf(*found)
+
+
+def build_app(settings: Mapping[str, Any]) -> Starlette:
+    """The proxy app the settings describe. Raises ServeSettingsError (or ValueError) when they are unusable."""
+    from ._app import create_app
+
+    authenticate = build_authenticator(settings)
+    if authenticate is None and not settings["allow_anonymous"]:
+        raise ServeSettingsError(_NO_AUTH)
+    return create_app(
+        authenticate=authenticate,
+        allow_anonymous=bool(settings["allow_anonymous"]) and authenticate is None,
+        rate_limit=settings["rate_limit"],
+        global_rate_limit=settings["global_rate_limit"],
+        storage_uri=settings["redis_url"] or "memory://",
+        cors_origins=settings["cors_origin"],
+        trusted_proxies=settings["trusted_proxy"],
+        path=settings["path"],
+        deadline=settings["deadline"],
+        max_concurrency=settings["max_concurrency"],
+        max_body_bytes=settings["max_body_bytes"],
+        breaker_threshold=settings["breaker_threshold"],
+        breaker_cooldown=settings["breaker_cooldown"],
+        deny_file=settings["deny_file"],
+        prefetch=settings["prefetch"],
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Send the ``orga_ai`` logs to stderr: access lines as bare JSON, the rest with a timestamp and level."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ServeSettingsError(f"unknown log level {level!r}")
+    root = logging.getLogger("orga_ai")
+    root.setLevel(numeric)
+    if not any(getattr(h, "name", None) == "orga_ai.serve" for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("orga_ai.serve")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(lambda record: record.name != "orga_ai.proxy.access")
+        access = logging.StreamHandler(sys.stderr)
+        access.set_name("orga_ai.serve.access")
+        access.setFormatter(logging.Formatter("%(message)s"))
+        access.addFilter(lambda record: record.name == "orga_ai.proxy.access")
+        root.addHandler(handler)
+        root.addHandler(access)
+        root.propagate = False
+
+
+def app_from_env() -> Starlette:
+    """The app factory of multi-worker mode: each worker rebuilds the app from ``ORGA_PROXY_*``."""
+    settings = resolve(None)
+    configure_logging(settings["log_level"])
+    return build_app(settings)
+
+
+def _check_api_key() -> None:
+    from .._client import AsyncOrgaAI
+
+    AsyncOrgaAI()  # validates ORGA_API_KEY / ORGA_BASE_URL; opens no socket
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the proxy until SIGINT/SIGTERM; 2 when the configuration is unusable."""
+    import uvicorn
+
+    from .._exceptions import OrgaAIConfigurationError
+
+    try:
+        settings = resolve(args)
+        configure_logging(settings["log_level"])
+        app = build_app(settings)
+        _check_api_key()
+    except ServeSettingsError as exc:
+        print(f"{exc}" if str(exc).startswith("orga-ai serve") else f"orga-ai serve: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OrgaAIConfigurationError) as exc:
+        print(f"orga-ai serve: {exc}", file=sys.stderr)
+        return 2
+    graceful = settings["graceful_timeout"]
+    if graceful is None:
+        graceful = settings["deadline"] + 2
+    common: dict[str, Any] = {
+        "host": settings["host"],
+        "port": settings["port"],
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,  # the proxy writes its own structured access line
+        "proxy_headers": False,  # X-Forwarded-For is honoured by the core, from --trusted-proxy only
+        "server_header": False,
+        "log_level": settings["log_level"],
+        "timeout_graceful_shutdown": max(1, round(graceful)),
+    }
+    workers = settings["workers"]
+    if workers > 1:
+        # Workers are fresh processes: they rebuild the app from the environment, so put the merged settings there.
+        os.environ.update(to_environ(settings))
+        uvicorn.run("orga_ai.proxy._cli:app_from_env", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(app, **common)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``orga-ai serve``."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the secure client-secrets proxy (needs authentication configured)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=f"Each flag also reads an environment variable ({OPTIONS[0].env}, ...); the flag wins.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)

@@ -1,0 +1,780 @@
+"""The framework-neutral core of the client-secrets route: who may call, how much, what JSON comes back, and which
+error becomes which status. Every adapter (Starlette, FastAPI, Flask, Django) only translates its request into a
+:class:`ProxyRequest` and a :class:`ProxyResponse` back.
+
+The route's logic is written once, as a generator (:meth:`ProxyCore._flow`) that yields the three things needing
+I/O (authenticate, count against the rate limit, ask Orga) and receives their results; :meth:`ProxyCore.handle`
+and :meth:`ProxyCore.handle_sync` are thin drivers that await or call them. The order of a request:
+
+    request id -> shape checks (method, header and body size) -> CORS origin -> authenticate -> deny-list /
+    kill switch -> rate limit (principal, then global) -> circuit breaker -> concurrency cap -> Orga (with the
+    remaining deadline) -> 200 JSON; any refusal before "Orga" costs no upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .._exceptions import (
+    OrgaAIAuthenticationError,
+    OrgaAIConfigurationError,
+    OrgaAIError,
+    OrgaAIPermissionError,
+    OrgaAIRateLimitError,
+    OrgaAIServerError,
+    OrgaAITimeoutError,
+)
+from .._secret import fingerprint
+from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
+from ._breaker import CircuitBreaker
+from ._killswitch import KillSwitch
+from ._metrics import Metrics
+from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+
+if TYPE_CHECKING:
+    from .._client import AsyncOrgaAI, OrgaAI
+    from .._models import SessionConfig
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_PATH",
+    "ProxyCore",
+    "ProxyError",
+    "ProxyRequest",
+    "ProxyResponse",
+    "error_for",
+    "json_error",
+    "sane_request_id",
+    "security_headers",
+]
+
+DEFAULT_PATH = "/api/orga-client-secrets"
+DEFAULT_DEADLINE = 8.0
+"""Seconds for the whole request: Orga's widget gives up at 10 s, so the route answers (504) before it does."""
+DEFAULT_MAX_CONCURRENCY = 64
+"""Upstream calls in flight per process; the next caller is shed with 503 at once rather than queued."""
+DEFAULT_MAX_BODY_BYTES = 4096
+"""The route takes no body; a POST carrying more than this is refused with 413."""
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+"""All request headers together; more is refused with 431."""
+
+logger = logging.getLogger("orga_ai.proxy")
+access_logger = logging.getLogger("orga_ai.proxy.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ALLOWED_METHODS = ("GET", "POST")
+_ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id"})
+_EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+# Belt and braces for the log: nothing shaped like an Orga key or a JWT survives, whatever an exception said.
+_SECRET_SHAPES = re.compile(r"sk_orga_ai_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+_MIN_UPSTREAM_SECONDS = 0.05
+
+
+def _dumps(data: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(data)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like an API key or a JWT replaced by its fingerprint."""
+    return _SECRET_SHAPES.sub(lambda m: f"<redacted {fingerprint(m.group(0))}>", text)
+
+
+def sane_request_id(value: str | None) -> str | None:
+    """The caller's ``X-Request-ID`` if it is safe to echo and log (1-128 of ``A-Za-z0-9._:-``), else None."""
+    if value and _REQUEST_ID.match(value):
+        return value
+    return None
+
+
+def new_request_id() -> str:
+    """A fresh random request id."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def security_headers() -> dict[str, str]:
+    """The headers every response of the proxy carries: credentials are never cached or sniffed."""
+    return {
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+# -- request and response --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRequest:
+    """What the core needs to know of an HTTP request, whatever the framework.
+
+    Attributes:
+        method: the HTTP method, upper-case.
+        path: the request path.
+        headers: header names lower-cased; repeated headers joined with ``", "``.
+        cookies: the parsed cookies.
+        client_host: the TCP peer's address (a proxy's address when behind one).
+        client_ip: the caller's address after honouring ``X-Forwarded-For`` from trusted proxies (set by the core).
+        request_id: the request id already chosen by a middleware, if any (else the core chooses it).
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    client_host: str | None = None
+    client_ip: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_pairs(
+        cls,
+        method: str,
+        path: str,
+        header_pairs: Iterable[tuple[str, str]],
+        *,
+        cookies: Mapping[str, str] | None = None,
+        client_host: str | None = None,
+        request_id: str | None = None,
+    ) -> ProxyRequest:
+        """Build a request from raw header pairs (lower-casing names, joining repeats)."""
+        headers: dict[str, str] = {}
+        for name, value in header_pairs:
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if cookies is None:
+            cookies = parse_cookies(headers.get("cookie", ""))
+        return cls(method.upper(), path, headers, cookies, client_host, None, request_id)
+
+    def __repr__(self) -> str:
+        # Headers and cookies carry credentials: never in a repr.
+        return f"ProxyRequest({self.method} {self.path}, request_id={self.request_id!r})"
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """A ``Cookie`` header as a dict (first occurrence wins)."""
+    cookies: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip().strip('"')
+    return cookies
+
+
+@dataclass(slots=True)
+class ProxyResponse:
+    """A response for the adapter to send as is: status, headers (already complete) and body bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("Content-Type", "application/json")
+
+    def __repr__(self) -> str:
+        return f"ProxyResponse({self.status}, {len(self.body)} bytes)"
+
+
+# -- errors ----------------------------------------------------------------------------------------------------------
+
+
+class ProxyError(Exception):
+    """A refusal of the route, ready to become ``{"error": {"code", "message", "requestId"}}``.
+
+    ``message`` goes to the caller and is generic; ``detail`` goes to the log only (redacted).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.detail = detail
+
+
+class _DeadlineExceeded(Exception):
+    """The route's own deadline ran out before or during the upstream call."""
+
+
+def _retry_after(seconds: float | None, default: int = 1) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return str(default)
+    return str(max(1, math.ceil(seconds)))
+
+
+def error_for(exc: BaseException) -> ProxyError:
+    """The one mapping from an exception to the status and code the caller sees.
+
+    Orga refusing *our* key is 502 (not the caller's fault), Orga rate-limiting us is 503 with ``Retry-After``, a
+    timeout is 504, any other upstream failure 502; anything unexpected is a bare 500.
+    """
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, AuthenticationError):
+        headers = {"WWW-Authenticate": 'Bearer realm="orga-client-secrets"'} if exc.status == 401 else {}
+        if exc.status == 503:
+            headers["Retry-After"] = "5"
+        return ProxyError(exc.status, exc.code, exc.message, headers=headers, detail=exc.detail)
+    if isinstance(exc, RateLimiterUnavailable):
+        return ProxyError(
+            503,
+            "rate_limiter_unavailable",
+            "Temporarily unavailable; try again shortly.",
+            headers={"Retry-After": "5"},
+            detail=f"rate-limit storage: {exc}",
+        )
+    if isinstance(exc, (_DeadlineExceeded, asyncio.TimeoutError, OrgaAITimeoutError)):
+        detail = redact(str(exc)) if isinstance(exc, OrgaAIError) else "route deadline exceeded"
+        return ProxyError(504, "deadline_exceeded", "The session service took too long to answer.", detail=detail)
+    if isinstance(exc, OrgaAIError):
+        detail = redact(f"{type(exc).__name__}: {exc.message} (status={exc.status}, request_id={exc.request_id})")
+        if isinstance(exc, (OrgaAIAuthenticationError, OrgaAIPermissionError)):
+            return ProxyError(502, "upstream_auth_failed", "The session service is misconfigured.", detail=detail)
+        if isinstance(exc, OrgaAIRateLimitError):
+            return ProxyError(
+                503,
+                "upstream_rate_limited",
+                "The session service is busy; try again shortly.",
+                headers={"Retry-After": _retry_after(exc.retry_after)},
+                detail=detail,
+            )
+        if isinstance(exc, OrgaAIConfigurationError):
+            return ProxyError(500, "proxy_misconfigured", "The session service is misconfigured.", detail=detail)
+        return ProxyError(502, "upstream_error", "The session service failed; try again.", detail=detail)
+    return ProxyError(500, "internal_error", "Internal error.", detail=type(exc).__name__)
+
+
+def json_error(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> ProxyResponse:
+    """An error response in the proxy's envelope, with the security headers."""
+    out = {"Content-Type": "application/json", **security_headers(), "X-Request-ID": request_id}
+    out.update(headers or {})
+    body = _dumps({"error": {"code": code, "message": message, "requestId": request_id}})
+    return ProxyResponse(status, out, body)
+
+
+def _is_upstream_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says Orga is failing (opens the breaker), as opposed to refusing or to a caller's error."""
+    return isinstance(exc, (OrgaAIServerError, _DeadlineExceeded, asyncio.TimeoutError))
+
+
+# -- effects the flow asks its driver to perform ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Authenticate:
+    request: ProxyRequest
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Upstream:
+    deadline: float
+
+
+_Effect = _Authenticate | _Limit | _Upstream
+_Flow = Generator[_Effect, Any, ProxyResponse]
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one request accumulates for its response headers and its access-log line."""
+
+    request: ProxyRequest
+    request_id: str
+    started: float
+    deadline_at: float
+    cors: dict[str, str] = field(default_factory=dict)
+    principal: Principal | None = None
+    limit_headers: dict[str, str] = field(default_factory=dict)
+    upstream_ids: tuple[str | None, ...] = ()
+    token_fp: str | None = None
+    upstream_seconds: float | None = None
+    detail: str = ""
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+
+class _ConcurrencyCap:
+    """A non-blocking counter of upstream calls in flight (threads and tasks alike); full means shed, not queue."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.limit and self.in_flight >= self.limit:
+                return False
+            self.in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+def _networks(values: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"trusted proxy {value!r} is not an IP address or CIDR network") from None
+    return tuple(out)
+
+
+def _validate_origins(origins: Iterable[str]) -> frozenset[str]:
+    out = set()
+    for origin in origins:
+        origin = origin.strip().rstrip("/")
+        if origin in {"*", "null"}:
+            raise ValueError(
+                f"CORS origin {origin!r} is not allowed: list exact origins such as https://app.example.com "
+                "(a wildcard with credentials would let any site mint sessions for your users)"
+            )
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query:
+            raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port], with no path")
+        out.add(origin.lower())
+    return frozenset(out)
+
+
+def principal_key(principal: Principal) -> str:
+    """The rate-limit key of a principal: a hash, so the shared storage holds no user ids or IPs."""
+    raw = f"{principal.kind}:{principal.id}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+# -- the core --------------------------------------------------------------------------------------------------------
+
+
+class ProxyCore:
+    """The policy of the client-secrets route, held once, for every framework.
+
+    Args:
+        authenticate: who the caller is (see :mod:`orga_ai.proxy._auth`); any callable
+            ``(ProxyRequest) -> Principal | str`` raising :class:`AuthenticationError` to refuse. Required unless
+            ``allow_anonymous=True``.
+        allow_anonymous: explicit opt-in to serve anyone (principal = client IP); announced with a warning.
+        rate_limit: per-principal limit such as ``"10/minute"``; None for none.
+        global_rate_limit: a ceiling across all callers, such as ``"600/minute"``; None for none.
+        storage_uri: rate-limit storage, ``memory://`` or ``redis://host:port/db``.
+        cors_origins: exact origins allowed to call cross-origin (never ``*``).
+        trusted_proxies: addresses or CIDR networks whose ``X-Forwarded-For`` is believed.
+        deadline: seconds for the whole request (default 8).
+        max_concurrency: upstream calls in flight before new ones are shed with 503 (0 = no cap).
+        breaker: the circuit breaker (default: open after 5 consecutive upstream failures, 10 s cool-down).
+        kill_switch: the deny-list (default: an in-memory one, or one watching ``deny_file``).
+        deny_file: a file of denied principals (``*`` stops all minting), re-read when it changes.
+        metrics: the Prometheus metrics (default: a fresh registry).
+        rate_limiter: a ready :class:`RateLimiter`, instead of the three rate-limit arguments.
+        max_body_bytes / max_header_bytes: request size caps (413 / 431).
+    """
+
+    def __init__(
+        self,
+        *,
+        authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | None = None,
+        allow_anonymous: bool = False,
+        rate_limit: str | None = "10/minute",
+        global_rate_limit: str | None = None,
+        storage_uri: str = "memory://",
+        cors_origins: Iterable[str] = (),
+        trusted_proxies: Iterable[str] = (),
+        deadline: float = DEFAULT_DEADLINE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        breaker: CircuitBreaker | None = None,
+        kill_switch: KillSwitch | None = None,
+        deny_file: str | None = None,
+        metrics: Metrics | None = None,
+        rate_limiter: RateLimiter | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    ) -> None:
+        if authenticate is None:
+            if not allow_anonymous:
+                raise ValueError(
+                    "the proxy needs authentication: pass authenticate=JWTAuth(...) or SharedSecretAuth(...) "
+                    "(or any callable), or allow_anonymous=True for local development only"
+                )
+            authenticate = AnonymousAuth()
+        elif isinstance(authenticate, AnonymousAuth) and not allow_anonymous:
+            raise ValueError("AnonymousAuth serves anyone; pass allow_anonymous=True to mean it")
+        if not (isinstance(deadline, (int, float)) and 0 < deadline <= 60):
+            raise ValueError("deadline must be between 0 and 60 seconds")
+        if max_concurrency < 0:
+            raise ValueError("max_concurrency must be >= 0")
+        self.authenticate = authenticate
+        self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.rate_limiter = rate_limiter or RateLimiter(rate_limit, global_rate_limit, storage_uri=storage_uri)
+        self.cors_origins = _validate_origins(cors_origins)
+        self.trusted_proxies = _networks(trusted_proxies)
+        self.deadline = float(deadline)
+        self.cap = _ConcurrencyCap(max_concurrency)
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.breaker._on_change = self._breaker_changed
+        self.kill_switch = kill_switch if kill_switch is not None else KillSwitch(deny_file)
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.last_upstream_success: float | None = None
+        self._auth_may_block = bool(getattr(authenticate, "may_block", False))
+
+    def _breaker_changed(self, state: str) -> None:
+        self.metrics.breaker_transitions.labels(state=state).inc()
+        self.metrics.breaker_state.set(0 if state == "closed" else 1)
+        log = logger.warning if state == "open" else logger.info
+        log("orga proxy: circuit breaker %s", state.replace("_", "-"))
+
+    def announce(self) -> None:
+        """Log the configuration at start-up; anonymous access is announced loudly."""
+        if self.anonymous:
+            logger.warning(
+                "orga proxy: ANONYMOUS ACCESS IS ON - anyone who can reach this server can mint Orga sessions "
+                "(rate-limited per client IP). Use it for local development only."
+            )
+        logger.info(
+            "orga proxy: auth %s; rate limit %s; deadline %.1f s; max concurrency %d; CORS %s",
+            type(self.authenticate).__name__,
+            self.rate_limiter.describe(),
+            self.deadline,
+            self.cap.limit,
+            ", ".join(sorted(self.cors_origins)) or "same-origin only",
+        )
+
+    # -- drivers ---------------------------------------------------------------------------------------------------
+
+    async def handle(self, request: ProxyRequest, orga: AsyncOrgaAI) -> ProxyResponse:
+        """Serve one request from async code (Starlette, FastAPI, Django-async)."""
+        flow = self._flow(request)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                response: ProxyResponse = stop.value
+                return response
+            value, error = None, None
+            try:
+                value = await self._perform_async(effect, orga)
+            except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
+                error = exc
+            except asyncio.CancelledError as exc:
+                # The caller went away: let the flow release what it holds, then stop.
+                flow.throw(exc)
+                raise
+
+    async def _perform_async(self, effect: _Effect, orga: AsyncOrgaAI) -> Any:
+        if isinstance(effect, _Authenticate):
+            if self._auth_may_block:
+                return await asyncio.to_thread(self.authenticate, effect.request)
+            return self.authenticate(effect.request)
+        if isinstance(effect, _Limit):
+            return await self.rate_limiter.hit(effect.key)
+        # The SDK keeps to its own deadline; wait_for is the backstop should a step ever ignore it.
+        return await asyncio.wait_for(orga.get_session_config(deadline=effect.deadline), effect.deadline + 0.25)
+
+    def handle_sync(self, request: ProxyRequest, orga: OrgaAI) -> ProxyResponse:
+        """Serve one request from sync code (Flask, Django-sync); safe to call from many threads."""
+        flow = self._flow(request)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                response: ProxyResponse = stop.value
+                return response
+            value, error = None, None
+            try:
+                if isinstance(effect, _Authenticate):
+                    value = self.authenticate(effect.request)
+                elif isinstance(effect, _Limit):
+                    value = self.rate_limiter.hit_sync(effect.key)
+                else:
+                    value = orga.get_session_config(deadline=effect.deadline)
+            except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
+                error = exc
+
+    # -- the flow (shared by both drivers) -------------------------------------------------------------------------
+
+    def client_ip(self, request: ProxyRequest) -> str | None:
+        """The caller's address: the TCP peer, or, when the peer is a trusted proxy, the right-most address of
+        ``X-Forwarded-For`` that is not itself a trusted proxy."""
+        peer = request.client_host
+        if not self.trusted_proxies or peer is None or not self._trusted(peer):
+            return peer
+        forwarded = request.headers.get("x-forwarded-for", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        client = peer
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break  # a garbled hop: trust nothing further left of it
+            client = hop
+            if not self._trusted(hop):
+                break
+        return client
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
+
+    def _origin_check(self, request: ProxyRequest) -> dict[str, str]:
+        """CORS headers for an allowed cross-origin caller; raises ProxyError(403) for a refused origin."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return {}  # not a browser cross-origin request (same-origin GET, server-to-server, curl)
+        normalized = origin.strip().rstrip("/").lower()
+        if normalized in self.cors_origins:
+            return {
+                "Access-Control-Allow-Origin": origin.strip(),
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Expose-Headers": _EXPOSE_HEADERS,
+                "Vary": "Origin",
+            }
+        host = request.headers.get("host", "").lower()
+        if normalized != "null" and host and urlsplit(normalized).netloc == host:
+            return {"Vary": "Origin"}  # same-origin: the browser needs no CORS headers
+        raise ProxyError(403, "origin_not_allowed", "This origin may not call this endpoint.",
+                         detail=f"origin refused ({len(origin)} chars)")
+
+    def _shape_check(self, request: ProxyRequest) -> None:
+        size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+        if size > self.max_header_bytes:
+            raise ProxyError(431, "headers_too_large", "Request headers too large.", detail=f"{size} header bytes")
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                raise ProxyError(400, "bad_request", "Invalid Content-Length.")
+            if int(length) > self.max_body_bytes:
+                raise ProxyError(413, "body_too_large", "Request body too large.", detail=f"{length} body bytes")
+
+    def _preflight(self, request: ProxyRequest, cors: dict[str, str]) -> ProxyResponse:
+        wanted = request.headers.get("access-control-request-method", "").upper()
+        headers = {"Allow": "GET, POST, OPTIONS"}
+        if cors and wanted:
+            if wanted not in _ALLOWED_METHODS:
+                raise ProxyError(405, "method_not_allowed", "Method not allowed.", headers=headers)
+            asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")}
+            asked.discard("")
+            if not asked <= _ALLOW_HEADERS:
+                raise ProxyError(403, "header_not_allowed", "A requested header is not allowed.")
+            headers.update(cors)
+            headers.pop("Access-Control-Expose-Headers", None)
+            headers["Access-Control-Allow-Methods"] = "GET, POST"
+            if asked:
+                headers["Access-Control-Allow-Headers"] = ", ".join(sorted(asked))
+            headers["Access-Control-Max-Age"] = "600"
+        return ProxyResponse(204, headers, b"")
+
+    def _flow(self, request: ProxyRequest) -> _Flow:
+        started = time.monotonic()
+        request_id = request.request_id or sane_request_id(request.headers.get("x-request-id")) or new_request_id()
+        request = replace(request, client_ip=self.client_ip(request), request_id=request_id)
+        ex = _Exchange(request, request_id, started, started + self.deadline)
+        try:
+            self._shape_check(request)
+            ex.cors = self._origin_check(request)
+            if request.method == "OPTIONS":
+                return self._finish(ex, self._preflight(request, ex.cors), "preflight")
+            if request.method not in _ALLOWED_METHODS:
+                raise ProxyError(405, "method_not_allowed", "Method not allowed.", headers={"Allow": "GET, POST"})
+            if self.kill_switch.check() == "all":
+                raise ProxyError(503, "minting_disabled", "Session minting is paused; try again later.",
+                                 headers={"Retry-After": "30"})
+
+            found = yield _Authenticate(request)
+            principal = found if isinstance(found, Principal) else Principal(str(found))
+            ex.principal = principal
+            if self.kill_switch.check(principal.id) is not None:
+                raise ProxyError(403, "principal_denied", "This account may not start sessions.")
+
+            decision: RateLimitDecision | None = yield _Limit(principal_key(principal))
+            if decision is not None:
+                ex.limit_headers = decision.headers()
+                if not decision.allowed:
+                    self.metrics.rate_limited.labels(scope=decision.scope).inc()
+                    raise ProxyError(429, "rate_limited", "Too many requests; slow down.",
+                                     detail=f"{decision.scope} limit")
+
+            allowed, wait = self.breaker.acquire()
+            if not allowed:
+                self.metrics.breaker_rejected.inc()
+                raise ProxyError(503, "upstream_unavailable", "The session service is unavailable; try again soon.",
+                                 headers={"Retry-After": _retry_after(wait)}, detail="circuit breaker open")
+            if not self.cap.try_enter():
+                self.breaker.release()
+                self.metrics.shed.inc()
+                raise ProxyError(503, "overloaded", "Too many sessions being started; try again.",
+                                 headers={"Retry-After": "1"}, detail="concurrency cap reached")
+            return (yield from self._upstream(ex))
+        except ProxyError as exc:
+            return self._refuse(ex, exc)
+        except AuthenticationError as exc:
+            return self._refuse(ex, error_for(exc))
+        except RateLimiterUnavailable as exc:
+            return self._refuse(ex, error_for(exc))
+        except Exception as exc:
+            # A custom authenticator's bug, say: the caller gets a bare 500, the log gets the traceback.
+            logger.error("orga proxy: unexpected error %s", type(exc).__name__, exc_info=exc)
+            return self._refuse(ex, error_for(exc))
+
+    def _upstream(self, ex: _Exchange) -> _Flow:
+        self.metrics.in_flight.inc()
+        began = time.monotonic()
+        settled = False
+        try:
+            remaining = ex.remaining()
+            if remaining < _MIN_UPSTREAM_SECONDS:
+                raise _DeadlineExceeded()
+            try:
+                config: SessionConfig = yield _Upstream(remaining)
+            except OrgaAITimeoutError:
+                raise
+            except (OrgaAIError, asyncio.TimeoutError) as exc:
+                if ex.remaining() <= 0 and not isinstance(exc, (OrgaAIRateLimitError, OrgaAIAuthenticationError)):
+                    raise _DeadlineExceeded() from exc
+                raise
+        except Exception as exc:
+            ex.upstream_seconds = time.monotonic() - began
+            self.metrics.upstream_latency.labels(result="error").observe(ex.upstream_seconds)
+            ex.upstream_ids = (getattr(exc, "request_id", None),)
+            if _is_upstream_failure(exc):
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()  # Orga answered: it is up, even if it said no
+            settled = True
+            problem = error_for(exc)
+            if problem.status == 500:
+                logger.error("orga proxy: unexpected error %s", type(exc).__name__, exc_info=exc)
+            return self._refuse(ex, problem)
+        finally:
+            self.metrics.in_flight.dec()
+            self.cap.leave()
+            if not settled and ex.upstream_seconds is None:
+                # Reached only when the generator is closed or cancelled mid-call (the caller went away).
+                self.breaker.release()
+        ex.upstream_seconds = time.monotonic() - began
+        self.metrics.upstream_latency.labels(result="ok").observe(ex.upstream_seconds)
+        self.breaker.record_success()
+        self.last_upstream_success = time.monotonic()
+        ex.upstream_ids = config.request_ids
+        ex.token_fp = config.token_fingerprint
+        body = _dumps(config.to_client_json())
+        headers = {"Content-Type": "application/json", **ex.limit_headers}
+        return self._finish(ex, ProxyResponse(200, headers, body), "ok")
+
+    def _refuse(self, ex: _Exchange, problem: ProxyError) -> ProxyResponse:
+        ex.detail = problem.detail
+        if problem.status in (401, 403):
+            self.metrics.denied.labels(reason=problem.code).inc()
+        headers = dict(ex.limit_headers)
+        headers.update(problem.headers)
+        response = json_error(problem.status, problem.code, problem.message, ex.request_id, headers)
+        return self._finish(ex, response, problem.code)
+
+    def _finish(self, ex: _Exchange, response: ProxyResponse, outcome: str) -> ProxyResponse:
+        headers = {**security_headers(), "X-Request-ID": ex.request_id, **ex.cors, **response.headers}
+        if response.status != 204:
+            headers.setdefault("Content-Type", "application/json")
+        response.headers = headers
+        self.metrics.requests.labels(outcome=outcome).inc()
+        self._access_log(ex, response.status, outcome)
+        return response
+
+    def _access_log(self, ex: _Exchange, status: int, outcome: str) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        principal = ex.principal
+        line: dict[str, Any] = {
+            "event": "orga_proxy_request",
+            "request_id": ex.request_id,
+            "method": ex.request.method,
+            "path": ex.request.path,
+            "status": status,
+            "outcome": outcome,
+            "latency_ms": round((time.monotonic() - ex.started) * 1000, 1),
+            "principal": fingerprint(principal.id) if principal else None,
+            "principal_kind": principal.kind if principal else None,
+        }
+        if ex.upstream_seconds is not None:
+            line["upstream_ms"] = round(ex.upstream_seconds * 1000, 1)
+            line["upstream_request_ids"] = [rid for rid in ex.upstream_ids if rid]
+        if ex.token_fp:
+            line["token_fingerprint"] = ex.token_fp
+        if ex.detail:
+            line["detail"] = redact(ex.detail)
+        access_logger.info(_dumps(line).decode())
+
+    # -- health ----------------------------------------------------------------------------------------------------
+
+    def health(self) -> ProxyResponse:
+        """``/healthz``: the process is alive."""
+        return ProxyResponse(200, {"Content-Type": "application/json", **security_headers()}, b'{"status":"ok"}')
+
+    def readiness(self, storage_ok: bool) -> ProxyResponse:
+        """``/readyz``: configuration loaded, rate-limit storage answering, breaker not open, minting on."""
+        breaker = self.breaker.state
+        checks = {
+            "config": "ok",
+            "rateLimiter": "ok" if storage_ok else "unavailable",
+            "upstream": "ok" if breaker == "closed" else f"circuit {breaker.replace('_', '-')}",
+            "minting": "on" if self.kill_switch.minting_enabled else "stopped",
+        }
+        last = self.last_upstream_success
+        if last is not None:
+            checks["lastUpstreamSuccessSecondsAgo"] = str(round(time.monotonic() - last, 1))
+        ready = storage_ok and breaker != "open"
+        body = _dumps({"status": "ready" if ready else "unavailable", "checks": checks})
+        return ProxyResponse(200 if ready else 503, {"Content-Type": "application/json", **security_headers()}, body)
+
+    def __repr__(self) -> str:
+        return f"ProxyCore(auth={type(self.authenticate).__name__}, deadline={self.deadline}, cap={self.cap.limit})"
+

@@ -1,0 +1,80 @@
+"""Prometheus metrics of one proxy, in its own ``CollectorRegistry`` (several apps in one process never collide).
+
+With ``--workers N`` each worker process has its own registry; scrape each replica, or run one worker per container.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._retry import RetryBudget
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["CONTENT_TYPE", "CountingRetryBudget", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+class Metrics:
+    """The proxy's counters, histogram and gauges."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "orga_proxy_requests", "Requests to the client-secrets route, by outcome code.", ["outcome"], registry=r
+        )
+        self.upstream_latency = Histogram(
+            "orga_proxy_upstream_latency_seconds",
+            "Time spent getting one session config from Orga Cloud (both steps, retries included).",
+            ["result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "orga_proxy_upstream_retries", "Retries the SDK made towards Orga Cloud.", registry=r
+        )
+        self.rate_limited = Counter(
+            "orga_proxy_rate_limited", "Requests refused by a rate limit, by scope.", ["scope"], registry=r
+        )
+        self.denied = Counter(
+            "orga_proxy_denied", "Requests refused before any upstream call, by reason.", ["reason"], registry=r
+        )
+        self.shed = Counter("orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached.",
+                            registry=r)
+        self.in_flight = Gauge("orga_proxy_upstream_in_flight", "Upstream calls in progress.", registry=r)
+        self.breaker_state = Gauge(
+            "orga_proxy_circuit_open", "1 while the circuit breaker is open or half-open, else 0.", registry=r
+        )
+        self.breaker_transitions = Counter(
+            "orga_proxy_circuit_transitions", "Circuit breaker state changes, by new state.", ["state"], registry=r
+        )
+        self.breaker_rejected = Counter(
+            "orga_proxy_circuit_rejected", "Requests refused fast because the circuit breaker was open.", registry=r
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class CountingRetryBudget(RetryBudget):
+    """The SDK's retry budget, counting each retry it grants into a metric."""
+
+    def __init__(self, metrics: Metrics, *, capacity: float = 10.0, ratio: float = 0.1) -> None:
+        super().__init__(capacity=capacity, ratio=ratio)
+        self._metrics = metrics
+
+    def try_spend(self) -> bool:
+        granted = super().try_spend()
+        if granted:
+            self._metrics.upstream_retries.inc()
+        return granted

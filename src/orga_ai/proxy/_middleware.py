@@ -1,0 +1,139 @@
+"""Pure-ASGI middleware of the standalone proxy, one concern each. Non-HTTP scopes pass through untouched.
+
+* :class:`RequestIdMiddleware`: every response carries ``X-Request-ID`` (the caller's, if sane, else a fresh one);
+  the id is in ``scope["state"]["request_id"]`` for the app.
+* :class:`SecurityHeadersMiddleware`: every response carries ``Cache-Control: no-store``, ``Pragma: no-cache``,
+  ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``, 404s and 405s included.
+* :class:`BodyLimitMiddleware`: a request body over ``max_bytes`` is refused with 413, whether announced by
+  ``Content-Length`` or streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ._core import json_error, new_request_id, sane_request_id, security_headers
+
+__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware", "SecurityHeadersMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _add_missing(message: Message, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = list(message.get("headers", ()))
+    present = {bytes(k).lower() for k, _ in headers}
+    headers.extend((k, v) for k, v in extra if k.lower() not in present)
+    message["headers"] = headers
+
+
+async def _send_response(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Give every request an id and put it on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = sane_request_id(_header(scope, b"x-request-id")) or new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        extra = [(b"x-request-id", request_id.encode("ascii"))]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _add_missing(message, extra)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class SecurityHeadersMiddleware:
+    """Add the no-store / no-sniff headers to every response that lacks them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._extra = [(k.lower().encode(), v.encode()) for k, v in security_headers().items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _add_missing(message, self._extra)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413 (the route takes none; this bounds what a caller can
+    make the server buffer)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = 4096) -> None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        request_id = scope.get("state", {}).get("request_id") or new_request_id()
+        response = json_error(413, "body_too_large", "Request body too large.", request_id)
+        await _send_response(send, response.status, response.headers, response.body)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(scope, send)

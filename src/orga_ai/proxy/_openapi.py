@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 document of the proxy's route, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+
+__all__ = ["ERROR_CODES", "openapi_document"]
+
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "Malformed request (an unreadable Content-Length)."),
+    "unauthenticated": (401, "No credentials were sent."),
+    "invalid_token": (401, "The credentials are forged, malformed, for another audience or issuer, or use an "
+                           "algorithm that is not accepted."),
+    "token_expired": (401, "The caller's JWT has expired."),
+    "origin_not_allowed": (403, "The browser Origin is not in the CORS allowlist (``null`` never is)."),
+    "header_not_allowed": (403, "A CORS preflight asked for a header the route does not accept."),
+    "principal_denied": (403, "The caller is on the deny-list."),
+    "not_found": (404, "No such path."),
+    "method_not_allowed": (405, "Only GET, POST and OPTIONS are served."),
+    "body_too_large": (413, "The request carried a body over the cap (4 KiB by default)."),
+    "rate_limited": (429, "The caller's (or the global) rate limit is spent; see Retry-After."),
+    "headers_too_large": (431, "The request headers are too large."),
+    "internal_error": (500, "A bug; the log has the details."),
+    "proxy_misconfigured": (500, "The proxy's own Orga settings are unusable (no API key, ...)."),
+    "upstream_auth_failed": (502, "Orga Cloud refused the proxy's API key: not the caller's fault."),
+    "upstream_error": (502, "Orga Cloud failed or answered outside its contract."),
+    "minting_disabled": (503, "The kill switch has stopped all minting."),
+    "upstream_rate_limited": (503, "Orga Cloud asked the proxy to slow down; see Retry-After."),
+    "upstream_unavailable": (503, "The circuit breaker is open after repeated upstream failures; see Retry-After."),
+    "overloaded": (503, "Too many upstream calls in flight; shed at once; see Retry-After."),
+    "rate_limiter_unavailable": (503, "The rate-limit storage (Redis) is unreachable: fail closed."),
+    "auth_unavailable": (503, "The identity provider's JWKS could not be fetched."),
+    "deadline_exceeded": (504, "No session config within the route's deadline (8 s by default)."),
+}
+
+
+def openapi_document(path: str) -> dict[str, Any]:
+    """The OpenAPI document of the route mounted at ``path``."""
+    error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    by_status: dict[int, list[str]] = {}
+    for code, (status, _) in ERROR_CODES.items():
+        by_status.setdefault(status, []).append(code)
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "One single-use session config. Hand it to exactly one client.",
+            "headers": {
+                "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
+                "RateLimit-Remaining": {"schema": {"type": "integer"}},
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionConfig"}}},
+        }
+    }
+    for status, codes in sorted(by_status.items()):
+        if status in (404, 405):
+            continue
+        responses[str(status)] = {"description": "error codes: " + ", ".join(codes), **error_ref}
+    operation = {
+        "summary": "Mint an Orga session config (ephemeral token + ICE servers) for the authenticated caller",
+        "security": [{"bearer": []}],
+        "responses": responses,
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Orga AI client-secrets proxy", "version": __version__},
+        "paths": {
+            path: {"get": {**operation, "operationId": "getClientSecrets"},
+                   "post": {**operation, "operationId": "postClientSecrets"}},
+            "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Configuration sane, rate-limit storage reachable, upstream breaker not open",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "IceServer": {
+                    "type": "object",
+                    "required": ["urls"],
+                    "properties": {
+                        "urls": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                        "username": {"type": "string"},
+                        "credential": {"type": "string"},
+                    },
+                },
+                "SessionConfig": {
+                    "type": "object",
+                    "required": ["ephemeralToken", "iceServers"],
+                    "properties": {
+                        "ephemeralToken": {"type": "string"},
+                        "iceServers": {"type": "array", "items": {"$ref": "#/components/schemas/IceServer"}},
+                        "expiresAt": {"type": "string", "format": "date-time"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message", "requestId"],
+                            "properties": {
+                                "code": {"type": "string", "enum": sorted(ERROR_CODES)},
+                                "message": {"type": "string"},
+                                "requestId": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,266 @@
+"""Rate limits per principal plus an optional global ceiling, over the ``limits`` library.
+
+The moving-window strategy is used: on Redis it is one atomic Lua script per hit, so several replicas sharing one
+Redis enforce one limit together (with limit N, exactly N requests pass). Storage is ``memory://`` (one process) or
+``redis://`` / ``rediss://`` (several replicas).
+
+Redis down: **fail closed**. A storage error or a storage call slower than ``storage_timeout`` raises
+:class:`RateLimiterUnavailable`, which the route answers with 503 ``rate_limiter_unavailable`` and ``Retry-After``.
+Minting without limits would turn a Redis outage into an open faucet; the socket timeouts keep every request
+bounded (default 0.5 s to connect and to read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+__all__ = ["DEFAULT_STORAGE_TIMEOUT", "RateLimitDecision", "RateLimiter", "RateLimiterUnavailable", "parse_rate"]
+
+DEFAULT_STORAGE_TIMEOUT = 0.5
+"""Seconds allowed to connect to, and to hear back from, the rate-limit storage."""
+
+
+class RateLimiterUnavailable(Exception):
+    """The rate-limit storage could not be asked in time; the request is refused (fail closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitDecision:
+    """The outcome of one hit: whether it passed, and the numbers for the ``RateLimit-*`` headers.
+
+    ``scope`` is ``"principal"`` or ``"global"``: the limit these numbers describe (the one that refused, or the
+    per-principal one when the request passed).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    scope: str
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-Limit/Remaining/Reset`` (IETF draft, seconds), plus ``Retry-After`` when refused."""
+        reset = max(0, math.ceil(self.reset_after))
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(max(0, self.remaining)),
+            "RateLimit-Reset": str(reset),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, reset))
+        return out
+
+
+def parse_rate(value: str) -> Any:
+    """Parse ``"10/minute"``, ``"100 per hour"``, ... into a ``limits`` item; ValueError when unreadable."""
+    from limits import parse
+
+    try:
+        return parse(value)
+    except ValueError:
+        raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'") from None
+
+
+def _redis_options(timeout: float) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # redis-py retries failed commands by default; each retry would add another socket timeout to the request.
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry_on_timeout": False,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+
+
+class RateLimiter:
+    """Per-principal limit plus optional global ceiling, usable from async code (``hit``) and sync code
+    (``hit_sync``); each side builds its own ``limits`` storage on first use.
+
+    Args:
+        per_principal: e.g. ``"10/minute"``; None disables the per-principal limit.
+        global_limit: e.g. ``"600/minute"`` across every caller; None disables it.
+        storage_uri: ``memory://`` or ``redis://host:port/db`` (``rediss://`` for TLS).
+        key_prefix: namespace of the keys in the storage (share it between replicas of one deployment).
+        storage_timeout: seconds to connect to and read from Redis before failing closed.
+    """
+
+    def __init__(
+        self,
+        per_principal: str | None = "10/minute",
+        global_limit: str | None = None,
+        *,
+        storage_uri: str = "memory://",
+        key_prefix: str = "orga-proxy",
+        storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
+    ) -> None:
+        self._per = parse_rate(per_principal) if per_principal else None
+        self._global = parse_rate(global_limit) if global_limit else None
+        scheme = storage_uri.partition("://")[0]
+        if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
+            raise ValueError(f"rate-limit storage must be memory://, redis:// or rediss://, not {scheme}://")
+        self.storage_uri = storage_uri
+        self.distributed = scheme != "memory"
+        self.key_prefix = key_prefix
+        self.storage_timeout = storage_timeout
+        self._async_storage: Any = None
+        self._async_limiter: Any = None
+        self._sync_storage: Any = None
+        self._sync_limiter: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._per is not None or self._global is not None
+
+    def describe(self) -> str:
+        """The limits in words, for the start-up log (the storage URI is reduced to its scheme: it may hold a
+        password)."""
+        per = str(self._per) if self._per else "none"
+        ceiling = str(self._global) if self._global else "none"
+        return f"per principal {per}, global {ceiling}, storage {self.storage_uri.partition('://')[0]}://"
+
+    # -- storage ---------------------------------------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        if not self.distributed:
+            return {}
+        return {"wrap_exceptions": True, "key_prefix": self.key_prefix, **_redis_options(self.storage_timeout)}
+
+    def _async(self) -> Any:
+        if self._async_limiter is None:
+            from limits.aio.strategies import MovingWindowRateLimiter
+            from limits.storage import storage_from_string
+
+            options = self._options()
+            if self.distributed:
+                options["implementation"] = "redispy"
+            self._async_storage = storage_from_string("async+" + self.storage_uri, **options)
+            self._async_limiter = MovingWindowRateLimiter(self._async_storage)
+        return self._async_limiter
+
+    def _sync(self) -> Any:
+        if self._sync_limiter is None:
+            from limits.storage import storage_from_string
+            from limits.strategies import MovingWindowRateLimiter
+
+            self._sync_storage = storage_from_string(self.storage_uri, **self._options())
+            self._sync_limiter = MovingWindowRateLimiter(self._sync_storage)
+        return self._sync_limiter
+
+    # -- decisions (shared) ----------------------------------------------------------------------------------------
+
+    def _items(self, principal_key: str) -> list[tuple[Any, tuple[str, ...], str]]:
+        items: list[tuple[Any, tuple[str, ...], str]] = []
+        if self._per is not None:
+            items.append((self._per, ("principal", principal_key), "principal"))
+        if self._global is not None:
+            items.append((self._global, ("global",), "global"))
+        return items
+
+    @staticmethod
+    def _decision(item: Any, allowed: bool, stats: Any, scope: str) -> RateLimitDecision:
+        reset_time, remaining = cast("tuple[float, int]", tuple(stats))
+        return RateLimitDecision(allowed, int(item.amount), int(remaining), reset_time - time.time(), scope)
+
+    # -- async -----------------------------------------------------------------------------------------------------
+
+    async def hit(self, principal_key: str) -> RateLimitDecision | None:
+        """Count one request of ``principal_key``; None when no limit is configured.
+
+        Raises:
+            RateLimiterUnavailable: the storage failed or did not answer within ``storage_timeout`` (fail closed).
+        """
+        if not self.enabled:
+            return None
+        try:
+            # The socket timeouts bound each Redis command; this bounds the whole sequence as a backstop.
+            return await asyncio.wait_for(self._hit_async(principal_key), self.storage_timeout * 4 + 0.1)
+        except RateLimiterUnavailable:
+            raise
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise RateLimiterUnavailable(type(exc).__name__) from None
+        except Exception as exc:
+            if _is_storage_error(exc):
+                raise RateLimiterUnavailable(type(exc).__name__) from None
+            raise
+
+    async def _hit_async(self, principal_key: str) -> RateLimitDecision:
+        limiter = self._async()
+        first: RateLimitDecision | None = None
+        for item, ids, scope in self._items(principal_key):
+            allowed = await limiter.hit(item, *ids)
+            decision = self._decision(item, allowed, await limiter.get_window_stats(item, *ids), scope)
+            if not allowed:
+                return decision
+            first = first or decision
+        assert first is not None
+        return first
+
+    async def check(self) -> bool:
+        """Whether the storage answers (for ``/readyz``)."""
+        if not self.enabled or not self.distributed:
+            return True
+        try:
+            return bool(await asyncio.wait_for(self._async().storage.check(), self.storage_timeout * 2))
+        except Exception:  # noqa: BLE001 - any failure means "not ready"; the reason is not the probe's business
+            return False
+
+    async def aclose(self) -> None:
+        """Release the async storage's connections and background task."""
+        storage, self._async_storage, self._async_limiter = self._async_storage, None, None
+        if storage is None:
+            return
+        timer = getattr(storage, "timer", None)
+        if isinstance(timer, asyncio.Task) and not timer.done():
+            timer.cancel()
+        client = getattr(getattr(storage, "bridge", None), "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            await client.aclose()
+
+    # -- sync ------------------------------------------------------------------------------------------------------
+
+    def hit_sync(self, principal_key: str) -> RateLimitDecision | None:
+        """:meth:`hit` for synchronous code (Flask, Django-sync)."""
+        if not self.enabled:
+            return None
+        try:
+            limiter = self._sync()
+            first: RateLimitDecision | None = None
+            for item, ids, scope in self._items(principal_key):
+                allowed = limiter.hit(item, *ids)
+                decision = self._decision(item, allowed, limiter.get_window_stats(item, *ids), scope)
+                if not allowed:
+                    return decision
+                first = first or decision
+            return first
+        except (TimeoutError, OSError) as exc:
+            raise RateLimiterUnavailable(type(exc).__name__) from None
+        except Exception as exc:
+            if _is_storage_error(exc):
+                raise RateLimiterUnavailable(type(exc).__name__) from None
+            raise
+
+    def close(self) -> None:
+        """Release the sync storage's connections."""
+        storage, self._sync_storage, self._sync_limiter = self._sync_storage, None, None
+        client = getattr(storage, "storage", None)
+        if client is not None and hasattr(client, "close") and self.distributed:
+            client.close()
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    from limits.errors import StorageError
+
+    if isinstance(exc, StorageError):
+        return True
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - redis is part of the proxy extra
+        return False
+    return isinstance(exc, RedisError)

@@ -1,0 +1,169 @@
+"""The settings of ``orga-ai serve``: one table of options, each a command-line flag and an ``ORGA_PROXY_*``
+environment variable.
+
+The rule, as in the SDK: an explicit flag wins; the environment variable fills only a flag that was not given; the
+default fills the rest. ``docs/proxy.md`` prints :data:`OPTIONS` as its table (``python -m orga_ai.proxy._settings``
+regenerates it). The Orga key itself is the SDK's ``ORGA_API_KEY`` (and ``ORGA_BASE_URL``, ``ORGA_TIMEOUT``...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH
+
+__all__ = ["OPTIONS", "Option", "ServeSettingsError", "add_arguments", "markdown_table", "resolve", "to_environ"]
+
+
+class ServeSettingsError(ValueError):
+    """A setting of ``orga-ai serve`` is missing, unreadable or unsafe; the message says how to fix it."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its flag, variable, type, default and help (the help is the docs table's text)."""
+
+    name: str
+    kind: str  # "str" | "int" | "float" | "bool" | "list"
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "ORGA_PROXY_" + self.name.upper()
+
+    def parse(self, text: str) -> Any:
+        parsers: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _bool,
+                                                     "list": _list}
+        try:
+            return parsers[self.kind](text)
+        except ValueError as exc:
+            raise ServeSettingsError(f"{self.env}: {exc}") from None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "str", "127.0.0.1", "Interface to listen on."),
+    Option("port", "int", 8080, "Port to listen on."),
+    Option("workers", "int", 1, "Worker processes (each with its own limiter unless --redis-url is set)."),
+    Option("path", "str", DEFAULT_PATH, "Path of the client-secrets route."),
+    Option("shared_secret", "list", [], "Static bearer secret(s) for service-to-service callers "
+           "(`Authorization: Bearer <secret>`); repeat the flag or comma-separate to rotate.", secret=True),
+    Option("jwt_secret", "str", None, "HMAC key of your app's JWTs (HS256 by default).", secret=True),
+    Option("jwks_url", "str", None, "JWKS URL of your identity provider (RS256/ES256 by default)."),
+    Option("jwt_audience", "list", [], "Required `aud` of the JWT (repeatable)."),
+    Option("jwt_issuer", "str", None, "Required `iss` of the JWT."),
+    Option("jwt_algorithm", "list", [], "Accepted JWT algorithms (repeatable); pinned, never `none`."),
+    Option("jwt_cookie", "str", None, "Also read the JWT from this cookie."),
+    Option("jwt_leeway", "float", 30.0, "Seconds of clock skew tolerated on `exp`/`nbf`."),
+    Option("allow_anonymous", "bool", False, "Serve callers without credentials (rate-limited per IP). "
+           "Development only; announced loudly at start-up."),
+    Option("rate_limit", "str", "10/minute", "Per-principal limit (`none` to disable)."),
+    Option("global_rate_limit", "str", None, "Ceiling across all callers, e.g. `600/minute`."),
+    Option("redis_url", "str", None, "`redis://host:port/db`: share rate limits between replicas "
+           "(fails closed with 503 when Redis is down).", secret=True),
+    Option("cors_origin", "list", [], "Exact browser origin allowed cross-origin (repeatable; never `*`)."),
+    Option("trusted_proxy", "list", [], "Address or CIDR of a reverse proxy whose `X-Forwarded-For` is believed "
+           "(repeatable)."),
+    Option("deadline", "float", DEFAULT_DEADLINE, "Seconds for the whole request before 504."),
+    Option("max_concurrency", "int", DEFAULT_MAX_CONCURRENCY, "Upstream calls in flight before shedding with 503."),
+    Option("max_body_bytes", "int", DEFAULT_MAX_BODY_BYTES, "Largest request body accepted (413 above)."),
+    Option("breaker_threshold", "int", 5, "Consecutive upstream failures that open the circuit breaker (0: off)."),
+    Option("breaker_cooldown", "float", 10.0, "Seconds the breaker stays open before one probe."),
+    Option("deny_file", "str", None, "Deny-list file, re-read live: `*` stops all minting, other lines are "
+           "principal ids or their `fp:` fingerprints."),
+    Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
+    Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
+    Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),
+)
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every option as a flag whose default is None, so "not given" is distinguishable from a value."""
+    for option in OPTIONS:
+        text = f"{option.help} [env {option.env}]"
+        if option.kind == "bool":
+            parser.add_argument(option.flag, dest=option.name, action="store_const", const=True, default=None,
+                                help=text)
+        elif option.kind == "list":
+            parser.add_argument(option.flag, dest=option.name, action="append", default=None, help=text,
+                                metavar="VALUE")
+        else:
+            kind: Callable[[str], Any] = {"int": int, "float": float}.get(option.kind, str)
+            parser.add_argument(option.flag, dest=option.name, type=kind, default=None, help=text,
+                                metavar=option.name.upper())
+
+
+def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
+            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Merge flags, ``ORGA_PROXY_*`` variables and defaults into one dict of settings."""
+    env = os.environ if environ is None else environ
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    out: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = given.get(option.name)
+        if value is None:
+            raw = env.get(option.env)
+            value = option.parse(raw) if raw is not None and raw.strip() != "" else option.default
+        elif option.kind == "list":
+            value = [item for entry in value for item in _list(entry)]
+        out[option.name] = list(value) if isinstance(value, list) else value
+    if isinstance(out["rate_limit"], str) and out["rate_limit"].strip().lower() in {"none", "off", "0"}:
+        out["rate_limit"] = None
+    return out
+
+
+def to_environ(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The settings as ``ORGA_PROXY_*`` variables, for worker processes that rebuild the app from the environment."""
+    env: dict[str, str] = {}
+    for name, value in settings.items():
+        option = _BY_NAME[name]
+        if value is None:
+            env[option.env] = "none" if name == "rate_limit" else ""
+        elif option.kind == "list":
+            env[option.env] = ",".join(value)
+        elif option.kind == "bool":
+            env[option.env] = "1" if value else "0"
+        else:
+            env[option.env] = str(value)
+    return env
+
+
+def markdown_table() -> str:
+    """The options as the Markdown table of ``docs/proxy.md``."""
+    lines = ["| Flag | Environment variable | Default | Meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        default = option.default
+        shown = "—" if default in (None, []) else f"`{default}`"
+        if option.kind == "bool":
+            shown = "off"
+        flag = option.flag + (" (repeatable)" if option.kind == "list" else "")
+        lines.append(f"| `{flag}` | `{option.env}` | {shown} | {option.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())

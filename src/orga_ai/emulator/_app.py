@@ -320,6 +320,12 @@ class _Api:
                 "server_error",
                 code="webrtc_unavailable",
             )
+        if "\nm=application " not in parsed.sdp:
+            # Orga's clients always open the events data channel; an offer without one could never be a session.
+            self.state.reject("bad_offer")
+            return error_response(
+                400, "Invalid offer: no data channel (m=application) in the SDP.", code="invalid_offer"
+            )
         if not self.state.consume(claims.jti, claims.exp):
             self.state.reject("token_consumed")
             return _consumed_response()
@@ -388,6 +394,9 @@ class _Api:
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()
+        if self.call_manager is not None:
+            # A fresh emulator has no calls: tests sharing one server must not inherit each other's peers.
+            await self.call_manager.close_all()
         return JSONResponse({"reset": True})
 
 

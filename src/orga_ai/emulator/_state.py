@@ -127,7 +127,6 @@ class EmulatorState:
                 name: self._counters[name]
                 for name in ("tokens_issued", "ice_configs_served", "calls", "faults_applied")
             }
-            out["active_calls"] = self._counters["calls"] - self._counters["calls_closed"]
             out["statuses"] = dict(sorted(self._statuses.items()))
             out["paths"] = dict(sorted(self._paths.items()))
             out["rejected"] = dict(sorted(self._rejected.items()))

@@ -1,0 +1,154 @@
+"""The STUN/TURN side of ``orga-ai dev``: a coturn child process when one is installed, else a built-in STUN responder.
+
+Orga always hands out ICE servers, and the SDK refuses an empty list, so the emulator must list at least one; and a
+browser given an ICE server that does not answer waits out its whole gathering timeout. So the dev server runs one
+that answers, on loopback: coturn (STUN and TURN, with the emulator minting TURN REST credentials for its secret),
+or, without coturn, a minimal STUN binding responder (host and server-reflexive candidates only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["IceSetup", "StunResponder", "start_coturn", "stop_coturn", "udp_socket"]
+
+COTURN_START_TIMEOUT = 3.0
+"""Seconds coturn gets to start listening before the dev server gives up on it."""
+_COTURN_RELAY_PORTS = 100
+
+
+@dataclass
+class IceSetup:
+    """The ICE servers the emulator hands out, and what runs them.
+
+    Attributes:
+        stun_urls / turn_urls / turn_secret: passed to ``EmulatorConfig``.
+        description: one line for the console.
+        coturn: the coturn child process, if one was started.
+        stun_socket: the bound UDP socket of the built-in STUN responder, if that is used instead.
+    """
+
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    description: str = ""
+    coturn: subprocess.Popen[bytes] | None = None
+    stun_socket: socket.socket | None = None
+
+
+def udp_socket(host: str, port: int = 0) -> socket.socket:
+    """A UDP socket bound to ``host:port`` (0 picks a free port)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _free_udp_port(host: str) -> int:
+    with udp_socket(host) as sock:
+        return int(sock.getsockname()[1])
+
+
+def _udp_port_answers(host: str, port: int) -> bool:
+    # A STUN binding request with a fixed transaction id: any answer means the server is up.
+    request = bytes.fromhex("000100002112a442") + b"orga-ai-dev!"
+    with udp_socket(host) as sock:
+        sock.settimeout(0.2)
+        try:
+            sock.sendto(request, (host.strip("[]"), port))
+            sock.recvfrom(2048)
+        except OSError:
+            return False
+    return True
+
+
+def start_coturn(host: str, *, verbose: bool = False) -> IceSetup | None:
+    """Start coturn on a free loopback port with a random REST-API secret; None when coturn is not installed."""
+    binary = shutil.which("turnserver")
+    if binary is None:
+        return None
+    port = _free_udp_port(host)
+    relay_low = 49152 + secrets.randbelow(16000 - _COTURN_RELAY_PORTS)
+    secret = secrets.token_urlsafe(24)
+    args = [
+        binary, "-n", f"--listening-ip={host}", f"--relay-ip={host}", f"--listening-port={port}",
+        f"--min-port={relay_low}", f"--max-port={relay_low + _COTURN_RELAY_PORTS}",
+        "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=orga-ai-dev",
+        "--no-tls", "--no-dtls", "--no-tcp-relay", "--no-cli", "--fingerprint",
+        # The browser and the emulator's peer both sit on 127.0.0.1: without this coturn answers 403 Forbidden IP.
+        "--allow-loopback-peers",
+        "--log-file=stdout", "--simple-log",
+    ]
+    output = None if verbose else subprocess.DEVNULL
+    process = subprocess.Popen(args, stdout=output, stderr=output, stdin=subprocess.DEVNULL)  # noqa: S603
+    deadline = time.monotonic() + COTURN_START_TIMEOUT
+    while not _udp_port_answers(host, port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_coturn(process)
+            return None
+    return IceSetup(
+        stun_urls=(f"stun:{host}:{port}",),
+        turn_urls=(f"turn:{host}:{port}?transport=udp",),
+        turn_secret=secret,
+        description=f"coturn (STUN + TURN) on {host}:{port}, pid {process.pid}",
+        coturn=process,
+    )
+
+
+def stop_coturn(process: subprocess.Popen[bytes]) -> None:
+    """Stop a coturn child: SIGTERM, then SIGKILL after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class StunResponder(asyncio.DatagramProtocol):
+    """Answers STUN binding requests with the sender's address (RFC 5389 XOR-MAPPED-ADDRESS); ignores the rest."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        from aioice import stun
+
+        try:
+            request = stun.parse_message(data)
+        except ValueError:
+            return
+        if request.message_method != stun.Method.BINDING or request.message_class != stun.Class.REQUEST:
+            return
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id)
+        response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
+        response.add_fingerprint()
+        if self.transport is not None:
+            self.transport.sendto(bytes(response), addr)
+
+
+@contextlib.asynccontextmanager
+async def serve_stun(sock: socket.socket) -> Any:
+    """Serve :class:`StunResponder` on a bound UDP socket for the duration of the block."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(StunResponder, sock=sock)
+    try:
+        yield transport
+    finally:
+        transport.close()

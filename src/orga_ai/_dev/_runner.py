@@ -1,0 +1,232 @@
+"""Running ``orga-ai dev``: bind the sockets, build the apps, serve them in one asyncio loop, stop on a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import uvicorn
+
+from .._config import API_KEY_ENV, is_loopback_host
+from ._ice import IceSetup, serve_stun, start_coturn, stop_coturn, udp_socket
+
+__all__ = ["run_dev"]
+
+SHUTDOWN_GRACE = 2
+"""Seconds open requests get to finish after Ctrl-C before uvicorn cancels them."""
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals alone: the runner owns them and stops every server at once.
+
+    uvicorn's own handlers would be installed once per server, the last one winning, and re-raise the signal on exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _server(app: Any, log_level: str) -> _Server:
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=log_level in ("info", "debug"),
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
+    return _Server(config)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    # Bound here, before uvicorn starts, so a busy port is one clear line on stderr and not a traceback.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host.strip('[]')}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _announce_when_started(servers: list[tuple[str, _Server, socket.socket]], lines: list[str]) -> None:
+    # The URL is printed once every server listens, so whoever reads it (a developer, a test) can use it at once.
+    while not all(server.started for _, server, _ in servers):  # noqa: ASYNC110 - uvicorn has a flag, no event
+        await asyncio.sleep(0.02)
+    print("\n".join(lines), flush=True)
+
+
+async def _serve(
+    servers: list[tuple[str, _Server, socket.socket]], ready_lines: list[str], stun_socket: socket.socket | None
+) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        if stun_socket is not None:
+            await stack.enter_async_context(serve_stun(stun_socket))
+        return await _serve_http(servers, ready_lines)
+
+
+async def _serve_http(servers: list[tuple[str, _Server, socket.socket]], ready_lines: list[str]) -> int:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for _, server, _ in servers:
+            # A second Ctrl-C while shutting down means "now": skip the grace period.
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        tasks = {asyncio.create_task(server.serve(sockets=[sock]), name=name): (name, server)
+                 for name, server, sock in servers}
+        announce = asyncio.create_task(_announce_when_started(servers, ready_lines))
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # One server ending on its own (a failed start-up) takes the others down with it.
+        stop()
+        announce.cancel()
+        await asyncio.gather(announce, *tasks, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    failed = [name for name, server, _ in servers if not server.started]
+    for name in failed:
+        print(f"orga-ai dev: the {name} failed to start (see the log above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Serve the emulator (unless ``ORGA_API_KEY`` is set), the proxy and the demo page until interrupted."""
+    from .._client import AsyncOrgaAI
+    from .._exceptions import OrgaAIConfigurationError
+    from ._app import PROXY_PATH, DevPage, create_dev_app
+
+    env = os.environ if environ is None else environ
+    if not is_loopback_host(args.host):
+        print(
+            f"orga-ai dev: refusing to bind {args.host!r}: the dev proxy mints tokens for anyone and the emulator's "
+            "admin API is unauthenticated, so both serve loopback only",
+            file=sys.stderr,
+        )
+        return 2
+    real_orga = bool(env.get(API_KEY_ENV, "").strip())
+    ports = [args.port] if real_orga else [args.port, args.emulator_port]
+    if any(not 0 < port < 65536 for port in ports) or len(set(ports)) != len(ports):
+        print("orga-ai dev: --port and --emulator-port must be two different ports between 1 and 65535",
+              file=sys.stderr)
+        return 2
+
+    sockets: list[socket.socket] = []
+    ice = IceSetup()
+    try:
+        try:
+            for port in ports:
+                sockets.append(_bind(args.host, port))
+        except OSError as exc:
+            print(f"orga-ai dev: cannot bind {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        page_url = _url(args.host, args.port)
+        servers: list[tuple[str, _Server, socket.socket]] = []
+        try:
+            if real_orga:
+                # The SDK's own rule applies: ORGA_API_KEY, and ORGA_BASE_URL if set, come from the environment.
+                orga = AsyncOrgaAI()
+                print(f"orga-ai dev: ORGA_API_KEY is set: using the real Orga Cloud at {orga.base_url} "
+                      "(no emulator; every session is a real one)")
+            else:
+                from ..emulator import DEV_API_KEY, EmulatorConfig
+                from ..emulator import create_app as create_emulator_app
+
+                emulator_url = _url(args.host, args.emulator_port)
+                ice = _ice_setup(args)
+                config = _emulator_config(args, ice, EmulatorConfig)
+                emulator_app = _with_cors(create_emulator_app(config), allow_origin=page_url)
+                servers.append(("emulator", _server(emulator_app, args.log_level), sockets[1]))
+                orga = AsyncOrgaAI(api_key=DEV_API_KEY, base_url=emulator_url)
+                print(f"orga-ai dev: emulator (local stand-in for Orga Cloud) on {emulator_url}; "
+                      "set ORGA_API_KEY to use the real Orga Cloud instead")
+                print(f"orga-ai dev: ICE servers: {ice.description}")
+        except (OrgaAIConfigurationError, ValueError) as exc:
+            print(f"orga-ai dev: {exc}", file=sys.stderr)
+            return 2
+        app = create_dev_app(DevPage(orga.base_url, emulator=not real_orga), orga)
+        servers.insert(0, ("demo page and proxy", _server(app, args.log_level), sockets[0]))
+        lines = [
+            f"orga-ai dev: proxy route {page_url}{PROXY_PATH} (anonymous access, loopback only)",
+            f"orga-ai dev: demo page {page_url}/",
+        ]
+        if not args.no_browser_hint:
+            lines.append(f"\n  Open {page_url}/ in a browser and press Start. Ctrl-C stops everything.\n")
+        code = asyncio.run(_serve(servers, lines, ice.stun_socket))
+        print("orga-ai dev: stopped", flush=True)
+        return code
+    finally:
+        for sock in sockets:
+            sock.close()
+        if ice.stun_socket is not None:
+            ice.stun_socket.close()
+        if ice.coturn is not None:
+            stop_coturn(ice.coturn)
+
+
+def _ice_setup(args: argparse.Namespace) -> IceSetup:
+    if args.stun_urls or args.turn_urls:
+        urls = ", ".join([*(args.stun_urls or ()), *(args.turn_urls or ())])
+        return IceSetup(tuple(args.stun_urls or ()), tuple(args.turn_urls or ()), args.turn_secret,
+                        description=f"as given ({urls})")
+    if not args.no_coturn:
+        started = start_coturn(args.host, verbose=args.log_level in ("info", "debug"))
+        if started is not None:
+            return started
+    sock = udp_socket(args.host)
+    port = sock.getsockname()[1]
+    return IceSetup(
+        stun_urls=(f"stun:{args.host}:{port}",),
+        description=f"built-in STUN responder on {args.host}:{port} (no TURN: install coturn for relay candidates)",
+        stun_socket=sock,
+    )
+
+
+def _emulator_config(args: argparse.Namespace, ice: IceSetup, config_class: Any) -> Any:
+    # The emulator's default STUN/TURN URLs point at a port nothing listens on here, and a browser given an
+    # unreachable ICE server waits out its whole gathering timeout: hand out only servers that answer.
+    kwargs: dict[str, Any] = {"stun_urls": ice.stun_urls, "turn_urls": ice.turn_urls}
+    if args.ttl is not None:
+        kwargs["ttl"] = args.ttl
+    if ice.turn_secret:
+        kwargs["turn_secret"] = ice.turn_secret
+    return config_class(**kwargs)
+
+
+def _with_cors(app: Any, allow_origin: str) -> Any:
+    """The emulator app, answering the demo page's cross-origin ``/v1/realtime/calls`` like Orga Cloud does.
+
+    The page calls the Orga base URL directly, as Orga's client SDKs do, so the emulator must answer CORS. When the
+    emulator app brings its own CORS middleware this adds nothing.
+    """
+    from starlette.middleware.cors import CORSMiddleware
+
+    if any(middleware.cls is CORSMiddleware for middleware in getattr(app, "user_middleware", ())):
+        return app
+    return CORSMiddleware(
+        app,
+        allow_origins=[allow_origin, allow_origin.replace("127.0.0.1", "localhost")],
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After", "X-Request-ID"],
+        max_age=600,
+    )

@@ -404,6 +404,15 @@ async function connect() {
   }, 500));
 }
 
+// Release the peer and the microphone after a failed step; what the page shows about it stays.
+function releasePeer() {
+  if (state.pc) state.pc.close();
+  if (state.localStream) state.localStream.getTracks().forEach((track) => track.stop());
+  state.pc = null;
+  state.localStream = null;
+  $("hangup").disabled = true;
+}
+
 function hangUp() {
   clearTimers();
   if (state.pc) {
@@ -442,6 +451,7 @@ async function runSteps(steps) {
     if (step === 3) setText("call-status", "failed", "state-failed");
     showError(step ? `Step ${step} (${names[step]}): ${err.message}` : `Unexpected error: ${err && err.message}`);
     console.error(err);
+    releasePeer();
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
     $("connect-only").disabled = !state.config;
@@ -469,6 +479,7 @@ function connectOnly() {
     const config = state.config;
     resetView();
     state.config = config;
+    stepClass("step-config", "done");
     tickExpiry();
     addTimer(setInterval(tickExpiry, 250));
     $("hangup").disabled = false;

@@ -44,9 +44,18 @@ def jwt_auth(**kwargs: Any) -> JWTAuth:
 def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve an ASGI app with uvicorn (httptools) in a thread; yields its base URL; stops it (lifespan included)."""
     port = free_port()
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                            http="httptools", ws="none", timeout_graceful_shutdown=2,
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http="httptools",
+        ws="none",
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="proxy-under-test", daemon=True)
     thread.start()

@@ -263,9 +263,14 @@ ORIGIN = "https://app.example.com"
 
 def test_cors_preflight_allowed(proxy: ProxyFactory, emulator: RunningEmulator) -> None:
     client = proxy(cors_origins=[ORIGIN])
-    response = client.options(ROUTE, headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization",
-    })
+    response = client.options(
+        ROUTE,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == ORIGIN
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -293,10 +298,23 @@ def test_cors_refuses_other_origins(proxy: ProxyFactory, emulator: RunningEmulat
 
 def test_cors_preflight_refuses_unknown_headers_and_methods(proxy: ProxyFactory) -> None:
     client = proxy(cors_origins=[ORIGIN])
-    assert_error(client.options(ROUTE, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "DELETE"}),
-                 405, "method_not_allowed")
-    assert_error(client.options(ROUTE, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET",
-                                                "Access-Control-Request-Headers": "x-evil"}), 403, "header_not_allowed")
+    assert_error(
+        client.options(ROUTE, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "DELETE"}),
+        405,
+        "method_not_allowed",
+    )
+    assert_error(
+        client.options(
+            ROUTE,
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-evil",
+            },
+        ),
+        403,
+        "header_not_allowed",
+    )
 
 
 def test_same_origin_requests_need_no_allowlist(proxy: ProxyFactory) -> None:
@@ -326,11 +344,14 @@ def test_request_id_propagated_when_sane(proxy: ProxyFactory) -> None:
         assert len(response.headers["x-request-id"]) == 32
 
 
-@pytest.mark.parametrize(("method", "path", "status", "code"), [
-    ("GET", "/nope", 404, "not_found"),
-    ("PUT", ROUTE, 405, "method_not_allowed"),
-    ("DELETE", ROUTE, 405, "method_not_allowed"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("PUT", ROUTE, 405, "method_not_allowed"),
+        ("DELETE", ROUTE, 405, "method_not_allowed"),
+    ],
+)
 def test_framework_errors_are_json_with_safe_headers(
     proxy: ProxyFactory, method: str, path: str, status: int, code: str
 ) -> None:

@@ -145,8 +145,9 @@ def create_app(
     async def client_secrets(request: Request) -> Response:
         if request.method == "POST" and not await drain_body(request, policy.max_body_bytes):
             state = request.scope.get("state") or {}
-            problem = json_error(413, "body_too_large", "Request body too large.",
-                                 state.get("request_id") or new_request_id())
+            problem = json_error(
+                413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()
+            )
             return to_starlette_response(problem)
         return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get()))
 

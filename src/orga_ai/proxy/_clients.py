@@ -59,8 +59,9 @@ class AsyncClientHolder:
 class SyncClientHolder:
     """:class:`AsyncClientHolder` for the sync adapters: one thread-safe :class:`OrgaAI`."""
 
-    def __init__(self, metrics: Metrics, client: OrgaAI | None = None, *, options: Mapping[str, Any] | None = None
-                 ) -> None:
+    def __init__(
+        self, metrics: Metrics, client: OrgaAI | None = None, *, options: Mapping[str, Any] | None = None
+    ) -> None:
         self._client = client
         self._owned = client is None
         self._metrics = metrics

@@ -582,8 +582,12 @@ class ProxyCore:
         host = request.headers.get("host", "").lower()
         if normalized != "null" and host and urlsplit(normalized).netloc == host:
             return {"Vary": "Origin"}  # same-origin: the browser needs no CORS headers
-        raise ProxyError(403, "origin_not_allowed", "This origin may not call this endpoint.",
-                         detail=f"origin refused ({len(origin)} chars)")
+        raise ProxyError(
+            403,
+            "origin_not_allowed",
+            "This origin may not call this endpoint.",
+            detail=f"origin refused ({len(origin)} chars)",
+        )
 
     def _shape_check(self, request: ProxyRequest) -> None:
         size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
@@ -627,8 +631,12 @@ class ProxyCore:
             if request.method not in _ALLOWED_METHODS:
                 raise ProxyError(405, "method_not_allowed", "Method not allowed.", headers={"Allow": "GET, POST"})
             if self.kill_switch.check() == "all":
-                raise ProxyError(503, "minting_disabled", "Session minting is paused; try again later.",
-                                 headers={"Retry-After": "30"})
+                raise ProxyError(
+                    503,
+                    "minting_disabled",
+                    "Session minting is paused; try again later.",
+                    headers={"Retry-After": "30"},
+                )
 
             found = yield _Authenticate(request)
             principal = found if isinstance(found, Principal) else Principal(str(found))
@@ -641,19 +649,30 @@ class ProxyCore:
                 ex.limit_headers = decision.headers()
                 if not decision.allowed:
                     self.metrics.rate_limited.labels(scope=decision.scope).inc()
-                    raise ProxyError(429, "rate_limited", "Too many requests; slow down.",
-                                     detail=f"{decision.scope} limit")
+                    raise ProxyError(
+                        429, "rate_limited", "Too many requests; slow down.", detail=f"{decision.scope} limit"
+                    )
 
             allowed, wait = self.breaker.acquire()
             if not allowed:
                 self.metrics.breaker_rejected.inc()
-                raise ProxyError(503, "upstream_unavailable", "The session service is unavailable; try again soon.",
-                                 headers={"Retry-After": _retry_after(wait)}, detail="circuit breaker open")
+                raise ProxyError(
+                    503,
+                    "upstream_unavailable",
+                    "The session service is unavailable; try again soon.",
+                    headers={"Retry-After": _retry_after(wait)},
+                    detail="circuit breaker open",
+                )
             if not self.cap.try_enter():
                 self.breaker.release()
                 self.metrics.shed.inc()
-                raise ProxyError(503, "overloaded", "Too many sessions being started; try again.",
-                                 headers={"Retry-After": "1"}, detail="concurrency cap reached")
+                raise ProxyError(
+                    503,
+                    "overloaded",
+                    "Too many sessions being started; try again.",
+                    headers={"Retry-After": "1"},
+                    detail="concurrency cap reached",
+                )
             return (yield from self._upstream(ex))
         except ProxyError as exc:
             return self._refuse(ex, exc)
@@ -777,4 +796,3 @@ class ProxyCore:
 
     def __repr__(self) -> str:
         return f"ProxyCore(auth={type(self.authenticate).__name__}, deadline={self.deadline}, cap={self.cap.limit})"
-

@@ -46,8 +46,9 @@ class Metrics:
         self.denied = Counter(
             "orga_proxy_denied", "Requests refused before any upstream call, by reason.", ["reason"], registry=r
         )
-        self.shed = Counter("orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached.",
-                            registry=r)
+        self.shed = Counter(
+            "orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached.", registry=r
+        )
         self.in_flight = Gauge("orga_proxy_upstream_in_flight", "Upstream calls in progress.", registry=r)
         self.breaker_state = Gauge(
             "orga_proxy_circuit_open", "1 while the circuit breaker is open or half-open, else 0.", registry=r

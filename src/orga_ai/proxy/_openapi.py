@@ -11,8 +11,11 @@ __all__ = ["ERROR_CODES", "openapi_document"]
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "bad_request": (400, "Malformed request (an unreadable Content-Length)."),
     "unauthenticated": (401, "No credentials were sent."),
-    "invalid_token": (401, "The credentials are forged, malformed, for another audience or issuer, or use an "
-                           "algorithm that is not accepted."),
+    "invalid_token": (
+        401,
+        "The credentials are forged, malformed, for another audience or issuer, or use an "
+        "algorithm that is not accepted.",
+    ),
     "token_expired": (401, "The caller's JWT has expired."),
     "origin_not_allowed": (403, "The browser Origin is not in the CORS allowlist (``null`` never is)."),
     "header_not_allowed": (403, "A CORS preflight asked for a header the route does not accept."),
@@ -65,8 +68,10 @@ def openapi_document(path: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Orga AI client-secrets proxy", "version": __version__},
         "paths": {
-            path: {"get": {**operation, "operationId": "getClientSecrets"},
-                   "post": {**operation, "operationId": "postClientSecrets"}},
+            path: {
+                "get": {**operation, "operationId": "getClientSecrets"},
+                "post": {**operation, "operationId": "postClientSecrets"},
+            },
             "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {
                 "get": {

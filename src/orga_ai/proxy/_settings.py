@@ -55,8 +55,13 @@ class Option:
         return "ORGA_PROXY_" + self.name.upper()
 
     def parse(self, text: str) -> Any:
-        parsers: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _bool,
-                                                     "list": _list}
+        parsers: dict[str, Callable[[str], Any]] = {
+            "str": str,
+            "int": int,
+            "float": float,
+            "bool": _bool,
+            "list": _list,
+        }
         try:
             return parsers[self.kind](text)
         except ValueError as exc:
@@ -68,8 +73,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "int", 8080, "Port to listen on."),
     Option("workers", "int", 1, "Worker processes (each with its own limiter unless --redis-url is set)."),
     Option("path", "str", DEFAULT_PATH, "Path of the client-secrets route."),
-    Option("shared_secret", "list", [], "Static bearer secret(s) for service-to-service callers "
-           "(`Authorization: Bearer <secret>`); repeat the flag or comma-separate to rotate.", secret=True),
+    Option(
+        "shared_secret",
+        "list",
+        [],
+        "Static bearer secret(s) for service-to-service callers "
+        "(`Authorization: Bearer <secret>`); repeat the flag or comma-separate to rotate.",
+        secret=True,
+    ),
     Option("jwt_secret", "str", None, "HMAC key of your app's JWTs (HS256 by default).", secret=True),
     Option("jwks_url", "str", None, "JWKS URL of your identity provider (RS256/ES256 by default)."),
     Option("jwt_audience", "list", [], "Required `aud` of the JWT (repeatable)."),
@@ -77,22 +88,40 @@ OPTIONS: tuple[Option, ...] = (
     Option("jwt_algorithm", "list", [], "Accepted JWT algorithms (repeatable); pinned, never `none`."),
     Option("jwt_cookie", "str", None, "Also read the JWT from this cookie."),
     Option("jwt_leeway", "float", 30.0, "Seconds of clock skew tolerated on `exp`/`nbf`."),
-    Option("allow_anonymous", "bool", False, "Serve callers without credentials (rate-limited per IP). "
-           "Development only; announced loudly at start-up."),
+    Option(
+        "allow_anonymous",
+        "bool",
+        False,
+        "Serve callers without credentials (rate-limited per IP). Development only; announced loudly at start-up.",
+    ),
     Option("rate_limit", "str", "10/minute", "Per-principal limit (`none` to disable)."),
     Option("global_rate_limit", "str", None, "Ceiling across all callers, e.g. `600/minute`."),
-    Option("redis_url", "str", None, "`redis://host:port/db`: share rate limits between replicas "
-           "(fails closed with 503 when Redis is down).", secret=True),
+    Option(
+        "redis_url",
+        "str",
+        None,
+        "`redis://host:port/db`: share rate limits between replicas (fails closed with 503 when Redis is down).",
+        secret=True,
+    ),
     Option("cors_origin", "list", [], "Exact browser origin allowed cross-origin (repeatable; never `*`)."),
-    Option("trusted_proxy", "list", [], "Address or CIDR of a reverse proxy whose `X-Forwarded-For` is believed "
-           "(repeatable)."),
+    Option(
+        "trusted_proxy",
+        "list",
+        [],
+        "Address or CIDR of a reverse proxy whose `X-Forwarded-For` is believed (repeatable).",
+    ),
     Option("deadline", "float", DEFAULT_DEADLINE, "Seconds for the whole request before 504."),
     Option("max_concurrency", "int", DEFAULT_MAX_CONCURRENCY, "Upstream calls in flight before shedding with 503."),
     Option("max_body_bytes", "int", DEFAULT_MAX_BODY_BYTES, "Largest request body accepted (413 above)."),
     Option("breaker_threshold", "int", 5, "Consecutive upstream failures that open the circuit breaker (0: off)."),
     Option("breaker_cooldown", "float", 10.0, "Seconds the breaker stays open before one probe."),
-    Option("deny_file", "str", None, "Deny-list file, re-read live: `*` stops all minting, other lines are "
-           "principal ids or their `fp:` fingerprints."),
+    Option(
+        "deny_file",
+        "str",
+        None,
+        "Deny-list file, re-read live: `*` stops all minting, other lines are "
+        "principal ids or their `fp:` fingerprints.",
+    ),
     Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
     Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),
@@ -106,19 +135,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         text = f"{option.help} [env {option.env}]"
         if option.kind == "bool":
-            parser.add_argument(option.flag, dest=option.name, action="store_const", const=True, default=None,
-                                help=text)
+            parser.add_argument(
+                option.flag, dest=option.name, action="store_const", const=True, default=None, help=text
+            )
         elif option.kind == "list":
-            parser.add_argument(option.flag, dest=option.name, action="append", default=None, help=text,
-                                metavar="VALUE")
+            parser.add_argument(
+                option.flag, dest=option.name, action="append", default=None, help=text, metavar="VALUE"
+            )
         else:
             kind: Callable[[str], Any] = {"int": int, "float": float}.get(option.kind, str)
-            parser.add_argument(option.flag, dest=option.name, type=kind, default=None, help=text,
-                                metavar=option.name.upper())
+            parser.add_argument(
+                option.flag, dest=option.name, type=kind, default=None, help=text, metavar=option.name.upper()
+            )
 
 
-def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
-            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Merge flags, ``ORGA_PROXY_*`` variables and defaults into one dict of settings."""
     env = os.environ if environ is None else environ
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})

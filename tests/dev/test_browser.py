@@ -204,3 +204,18 @@ def test_relay_only_fails_in_words_with_a_forged_turn_credential(page: Any, rela
     message = error_text(page)
     assert "Step 2" in message and "no relay candidate" in message, message
     assert "401" in text(page, "#ice-warnings")
+
+
+def test_without_coturn_the_builtin_stun_server_is_enough(page: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = start_dev(tmp_path_factory.mktemp("stun"), "--no-coturn")
+    try:
+        assert "built-in STUN responder" in server.output()
+        open_demo(page, server.url + "/")
+        page.click("#start")
+        wait_connected(page)
+        # The STUN server answered, so gathering completed instead of running into the page's 5 s cap.
+        assert text(page, "#gathering-state") == "complete"
+        assert text(page, "#count-relay") == "0"
+        page.evaluate("hangUp()")
+    finally:
+        assert server.stop() == 0, server.output()

@@ -15,8 +15,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["IceSetup", "StunResponder", "start_coturn", "stop_coturn", "udp_socket"]
 
@@ -124,8 +125,8 @@ class StunResponder(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # The selector loop's datagram transport does not subclass DatagramTransport: a cast, not a check.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         from aioice import stun
@@ -144,7 +145,7 @@ class StunResponder(asyncio.DatagramProtocol):
 
 
 @contextlib.asynccontextmanager
-async def serve_stun(sock: socket.socket) -> Any:
+async def serve_stun(sock: socket.socket) -> AsyncIterator[asyncio.DatagramTransport]:
     """Serve :class:`StunResponder` on a bound UDP socket for the duration of the block."""
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(StunResponder, sock=sock)

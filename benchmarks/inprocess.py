@@ -1,0 +1,126 @@
+"""In-process timing of ``get_session_config()``, beside the raw two-request floor of the same HTTP library.
+
+    ORGA_API_KEY=... ORGA_BASE_URL=http://127.0.0.1:18001 python benchmarks/inprocess.py --calls 2000
+
+Four loops, each of sequential calls on one kept-alive client, each call timed alone:
+
+* ``sync``: ``OrgaAI().get_session_config()`` (httpx); ``sync_floor``: the same two requests with a bare
+  ``httpx.Client`` (POST client-secrets, read the token, GET ice-config, read the JSON);
+* ``async``: ``await AsyncOrgaAI().get_session_config()`` (aiohttp, uvloop); ``async_floor``: the same two requests
+  with a bare ``aiohttp.ClientSession``.
+
+Prints one JSON object {loop: {median_us, mean_us, p99_us, n}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import httpx
+
+from orga_ai import AsyncOrgaAI, OrgaAI
+
+
+def summarize(samples_ns: list[int]) -> dict[str, float]:
+    values = sorted(samples_ns)
+    n = len(values)
+    return {
+        "median_us": values[n // 2] / 1000,
+        "mean_us": sum(values) / n / 1000,
+        "p99_us": values[min(n - 1, int(0.99 * n))] / 1000,
+        "n": n,
+    }
+
+
+def time_sync(fn: Callable[[], object], calls: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = [0] * calls
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        t0 = clock()
+        fn()
+        samples[i] = clock() - t0
+    return summarize(samples)
+
+
+async def time_async(fn: Callable[[], Awaitable[object]], calls: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        await fn()
+    samples = [0] * calls
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        t0 = clock()
+        await fn()
+        samples[i] = clock() - t0
+    return summarize(samples)
+
+
+def run_sync(base: str, key: str, calls: int, warmup: int, which: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "sync" in which:
+        with OrgaAI() as orga:
+            out["sync"] = time_sync(orga.get_session_config, calls, warmup)
+    if "sync_floor" in which:
+        with httpx.Client() as client:
+
+            def raw() -> object:
+                token = client.post(
+                    f"{base}/v1/realtime/client-secrets",
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                ).json()["ephemeral_token"]
+                ice = client.get(f"{base}/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token}"})
+                return ice.json()["iceServers"]
+
+            out["sync_floor"] = time_sync(raw, calls, warmup)
+    return out
+
+
+async def run_async(base: str, key: str, calls: int, warmup: int, which: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "async" in which:
+        async with AsyncOrgaAI() as orga:
+            out["async"] = await time_async(orga.get_session_config, calls, warmup)
+    if "async_floor" in which:
+        async with aiohttp.ClientSession() as session:
+
+            async def raw() -> object:
+                async with session.post(
+                    f"{base}/v1/realtime/client-secrets",
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                ) as response:
+                    token = (await response.json())["ephemeral_token"]
+                async with session.get(
+                    f"{base}/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token}"}
+                ) as response:
+                    return (await response.json())["iceServers"]
+
+            out["async_floor"] = await time_async(raw, calls, warmup)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--only", default="sync,sync_floor,async,async_floor", help="comma-separated loops to run")
+    args = parser.parse_args()
+    base = os.environ["ORGA_BASE_URL"].rstrip("/")
+    key = os.environ["ORGA_API_KEY"]
+    which = set(args.only.split(","))
+    result = run_sync(base, key, args.calls, args.warmup, which)
+    if which & {"async", "async_floor"}:
+        import uvloop
+
+        result.update(uvloop.run(run_async(base, key, args.calls, args.warmup, which)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""Turn a results JSON of run.py into docs/benchmarks.md (tables, targets met or not) and docs/benchmarks.png.
+
+.venv/bin/python benchmarks/report.py [benchmarks/results/latest.json]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def med(values: Sequence[float]) -> float:
+    clean = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return statistics.median(clean) if clean else float("nan")
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 1000 and digits <= 1:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def ratio_fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
+@dataclass
+class Row:
+    figure: str
+    python: str
+    node: str
+    ratio: float
+    target: str
+    met: bool | None
+    note: str = ""
+
+
+def _status(block: dict[str, Any], code: str, key: str) -> float:
+    entry = block.get("status", {}).get(code)
+    return float(entry[key]) if entry else float("nan")
+
+
+def compute(r: dict[str, Any]) -> dict[str, Any]:
+    """Medians over rounds and paired ratios for every figure the report shows."""
+    out: dict[str, Any] = {}
+    w0 = r["wrk_0ms"]
+    for c in ("1", "16", "64"):
+        for metric in ("rps", "p50_ms", "p99_ms"):
+            node = [row["node"][c][metric] for row in w0]
+            py = [row["python"][c][metric] for row in w0]
+            out[f"0ms.{c}.{metric}"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
+    rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
+    rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
+    out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
+
+    floors = r["floors"]
+    out["floor20"] = floors["20"]["median_ms"]
+    out["floor50"] = floors["50"]["median_ms"]
+    l20 = r["lat20"]
+    for c in ("1", "16", "64"):
+        for who in ("node", "python", "python_pool"):
+            for metric in ("rps", "p50_ms", "p99_ms"):
+                out[f"20ms.wrk.{who}.{c}.{metric}"] = med([row["wrk"][who][c][metric] for row in l20])
+    for c in ("1", "16"):
+        for who in ("node", "python", "python_pool"):
+            for metric in ("p50_ms", "p99_ms"):
+                out[f"20ms.ol.{who}.{c}.{metric}"] = med(
+                    [_status(row["open_loop"][who][c], "200", metric) for row in l20]
+                )
+            out[f"20ms.ol.{who}.{c}.non200"] = sum(
+                sum(v["n"] for k, v in row["open_loop"][who][c]["status"].items() if k != "200") for row in l20
+            )
+        pool = [_status(row["open_loop"]["python_pool"][c], "200", "p50_ms") for row in l20]
+        node = [_status(row["open_loop"]["node"][c], "200", "p50_ms") for row in l20]
+        out[f"20ms.ol.pool_ratio.{c}"] = med([p / n for p, n in zip(pool, node, strict=True)])
+        nopool = [row["wrk"]["python"][c]["p50_ms"] for row in l20]
+        out[f"20ms.nopool_floor_ratio.{c}"] = med(nopool) / out["floor20"]
+
+    ip = r["inprocess"]
+    for key, pick in (
+        ("node", lambda row: row["node"]["sdk"]),
+        ("node_raw", lambda row: row["node"]["raw"]),
+        ("sync", lambda row: row["python"]["sync"]),
+        ("sync_floor", lambda row: row["python"]["sync_floor"]),
+        ("async", lambda row: row["python"]["async"]),
+        ("async_floor", lambda row: row["python"]["async_floor"]),
+    ):
+        out[f"ip.{key}"] = med([pick(row)["median_us"] for row in ip])
+        out[f"ip.{key}.mean"] = med([pick(row)["mean_us"] for row in ip])
+        out[f"ip.{key}.p99"] = med([pick(row)["p99_us"] for row in ip])
+    for key in ("sync", "async"):
+        out[f"ip.{key}.ratio"] = med([row["python"][key]["median_us"] / row["node"]["sdk"]["median_us"] for row in ip])
+
+    cold = r["cold_start"]
+    pairs = list(zip(cold["python"], cold["node"], strict=False))
+    out["cold"] = (med(cold["python"]) * 1000, med(cold["node"]) * 1000, med([p / n for p, n in pairs]))
+    out["import"] = r["import_time"]["cumulative_ms"]
+
+    rel = r["reliability"]
+    out["rel.py.p50"] = med([_status(row["python"], "200", "p50_ms") for row in rel])
+    out["rel.py.p99"] = med([_status(row["python"], "200", "p99_ms") for row in rel])
+    out["rel.node.p50"] = med([_status(row["node"], "200", "p50_ms") for row in rel])
+    out["rel.node.p99"] = med([_status(row["node"], "200", "p99_ms") for row in rel])
+    out["rel.429.p50"] = med([_status(row["python_limited"], "429", "p50_ms") for row in rel])
+    out["rel.429.p99"] = med([_status(row["python_limited"], "429", "p99_ms") for row in rel])
+    out["rel.429.n"] = sum(row["python_limited"]["status"].get("429", {}).get("n", 0) for row in rel)
+    out["rel.429.ok"] = sum(row["python_limited"]["status"].get("200", {}).get("n", 0) for row in rel)
+    out["rel.py.non200"] = sum(sum(v["n"] for k, v in row["python"]["status"].items() if k != "200") for row in rel)
+    out["rel.achieved"] = med([row["python"]["achieved_rate"] for row in rel])
+    out["rel.gen_late_p99"] = med([row["python"]["generator_late_p99_ms"] for row in rel])
+
+    variants: dict[str, float] = {}
+    for name in r.get("variants", [{}])[0]:
+        variants[name] = med([row[name]["rps"] for row in r["variants"]])
+    out["variants"] = variants
+    return out
+
+
+def targets(f: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+
+    def add(
+        figure: str, py: str, node: str, ratio: float, target: str, ok: Callable[[float], bool], note: str = ""
+    ) -> None:
+        rows.append(Row(figure, py, node, ratio, target, None if math.isnan(ratio) else ok(ratio), note))
+
+    for c, goal in (("16", 2.5), ("64", 2.5), ("1", 1.5)):
+        py, node, ratio = f[f"0ms.{c}.rps"]
+        add(
+            f"Route req/s, {c} conn, upstream 0 ms",
+            fmt(py, 0),
+            fmt(node, 0),
+            ratio,
+            f"≥ {goal}x Node",
+            lambda x, g=goal: x >= g,
+        )
+    py, node, ratio = f["0ms.64.p99_ms"]
+    add("Route p99, 64 conn, upstream 0 ms (ms)", fmt(py), fmt(node), ratio, "≤ 0.5x Node", lambda x: x <= 0.5)
+    for c in ("1", "16"):
+        py = f[f"20ms.wrk.python.{c}.p50_ms"]
+        add(
+            f"Route p50, {c} conn, upstream 20 ms, no pool (ms)",
+            fmt(py),
+            fmt(f[f"20ms.wrk.node.{c}.p50_ms"]),
+            f[f"20ms.nopool_floor_ratio.{c}"],
+            f"≤ 1.05x floor ({fmt(f['floor20'])} ms)",
+            lambda x: x <= 1.05,
+            "ratio is against the floor of two sequential upstream calls, not Node",
+        )
+    for c in ("1", "16"):
+        py = f[f"20ms.ol.python_pool.{c}.p50_ms"]
+        node = f[f"20ms.ol.node.{c}.p50_ms"]
+        ratio = f[f"20ms.ol.pool_ratio.{c}"]
+        rows.append(
+            Row(
+                f"Route p50, {c} conn, upstream 20 ms, warm pool (ms)",
+                fmt(py, 2),
+                fmt(node),
+                ratio,
+                "≤ 5 ms and ≤ 0.1x Node",
+                None if math.isnan(ratio) else (py <= 5.0 and ratio <= 0.1),
+                "open loop",
+            )
+        )
+    add(
+        "In-process get_session_config(), async (µs)",
+        fmt(f["ip.async"], 0),
+        fmt(f["ip.node"], 0),
+        f["ip.async.ratio"],
+        "≤ 0.5x Node",
+        lambda x: x <= 0.5,
+    )
+    add(
+        "In-process get_session_config(), sync (µs)",
+        fmt(f["ip.sync"], 0),
+        fmt(f["ip.node"], 0),
+        f["ip.sync.ratio"],
+        "≤ 1.0x Node",
+        lambda x: x <= 1.0,
+    )
+    py, node, ratio = f["rss"]
+    add("RSS after load (MiB)", fmt(py), fmt(node), ratio, "≤ 0.35x Node", lambda x: x <= 0.35)
+    py, node, ratio = f["cold"]
+    add("Spawn to first 200 (ms)", fmt(py, 0), fmt(node, 0), ratio, "≤ 1.0x Node", lambda x: x <= 1.0)
+    imp = f["import"]
+    rows.append(
+        Row("`import orga_ai` (ms, -X importtime cumulative)", fmt(imp, 2), "-", float("nan"), "≤ 20 ms", imp <= 20.0)
+    )
+    return rows
+
+
+def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
+    v, m, s = r["versions"], r["machine"], r["settings"]
+    rows = targets(f)
+    met = sum(1 for row in rows if row.met)
+    lines = [
+        "# Benchmarks: orga-ai (Python) against @orga-ai/node",
+        "",
+        "Generated by `make bench` (`benchmarks/run.py`, then `benchmarks/report.py`) from one run;"
+        " do not edit by hand.",
+        "",
+        f"- **Date**: {r['started'][:16].replace('T', ' ')}; run took {r.get('elapsed_s', 0) / 60:.1f} min"
+        f"{' (QUICK smoke run: 1 round, short phases, not for quoting)' if r['quick'] else ''}",
+        f"- **Machine**: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}; proxies, upstream, wrk and"
+        " load generator all share these cores",
+        f"- **Python side**: {v['python contender']}, orga-ai {v['orga-ai']} ({v['orga-ai git']}),"
+        f" Python {v['python']},"
+        f" uvicorn {v['uvicorn']} (uvloop {v['uvloop']}, httptools {v['httptools']}), starlette {v['starlette']},"
+        f" aiohttp {v['aiohttp']}, httpx {v['httpx']}, limits {v['limits']}",
+        f"- **Node side**: Node {v['node']}, @orga-ai/node {v['@orga-ai/node']}, express {v['express']}",
+        f"- **Method**: {r['rounds']} rounds, contenders interleaved and their order flipped each round; medians over"
+        f" rounds, ratios paired within a round (Python / Node) then the median. `{v['wrk']}` `-t1 -c{{1,16,64}}"
+        f" -d{s['wrk_duration_s']:g}s --latency` after a {s['warmup_s']:g} s warm-up; each server a fresh process per"
+        " round.",
+        "",
+        f"## Targets (issue 5): {met} of {len(rows)} met",
+        "",
+        "| Figure | orga-ai | Node | Ratio | Target | Met |",
+        "|---|---:|---:|---:|---|:---:|",
+    ]
+    for row in rows:
+        mark = "-" if row.met is None else ("✅ met" if row.met else "❌ not met")
+        note = f" ({row.note})" if row.note else ""
+        lines.append(
+            f"| {row.figure}{note} | {row.python} | {row.node} | {ratio_fmt(row.ratio)} | {row.target} | {mark} |"
+        )
+
+    lines += [
+        "",
+        "## Reliability figures (fixed rate, open loop)",
+        "",
+        f"`benchmarks/load.py` sends {s['reliability_rate']:g} req/s for {s['reliability_duration_s']:g} s per round"
+        f" (achieved {fmt(f['rel.achieved'])} req/s; generator's own launch lateness p99"
+        f" {fmt(f['rel.gen_late_p99'], 1)}"
+        " ms), upstream at 50 ms per call. Added latency = route latency - the floor of two sequential upstream"
+        f" calls measured alone ({fmt(f['floor50'])} ms).",
+        "",
+        "| Figure | orga-ai serve | Node |",
+        "|---|---:|---:|",
+        f"| Route p50 / p99 (ms) | {fmt(f['rel.py.p50'])} / {fmt(f['rel.py.p99'])} |"
+        f" {fmt(f['rel.node.p50'])} / {fmt(f['rel.node.p99'])} |",
+        f"| **p99 added latency of the proxy** (ms) | **{fmt(f['rel.py.p99'] - f['floor50'])}** |"
+        f" {fmt(f['rel.node.p99'] - f['floor50'])} |",
+        f"| p50 added latency (ms) | {fmt(f['rel.py.p50'] - f['floor50'])} | {fmt(f['rel.node.p50'] - f['floor50'])} |",
+        f"| **p99 latency of a 429** (principal over `--rate-limit {s['reject_rate_limit']}`; p50 in brackets) (ms) |"
+        f" **{fmt(f['rel.429.p99'], 2)}** ({fmt(f['rel.429.p50'], 2)}) | no rate limiting |",
+        "",
+        f"Non-200 answers in the unlimited run: {f['rel.py.non200']}. In the limited run: {f['rel.429.n']} x 429 and"
+        f" {f['rel.429.ok']} x 200 over all rounds.",
+        "",
+        "## Proxy route, upstream 0 ms (wrk, closed loop)",
+        "",
+        "| Connections | orga-ai req/s | Node req/s | Ratio | orga-ai p50 / p99 (ms) | Node p50 / p99 (ms) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in ("1", "16", "64"):
+        py, node, ratio = f[f"0ms.{c}.rps"]
+        lines.append(
+            f"| {c} | {fmt(py, 0)} | {fmt(node, 0)} | {ratio_fmt(ratio)} | {fmt(f[f'0ms.{c}.p50_ms'][0], 2)} /"
+            f" {fmt(f[f'0ms.{c}.p99_ms'][0], 2)} | {fmt(f[f'0ms.{c}.p50_ms'][1], 2)} /"
+            f" {fmt(f[f'0ms.{c}.p99_ms'][1], 2)} |"
+        )
+    up = r["upstream"]
+    lines += [
+        "",
+        f"The upstream stand-in alone (`benchmarks/upstream.js`, 0 ms, wrk -c64): **{fmt(up['ice_config']['rps'], 0)}"
+        f" req/s** on ice-config and **{fmt(up['client_secrets']['rps'], 0)} req/s** on client-secrets, against the"
+        f" at most {fmt(2 * max(f['0ms.64.rps'][0], f['0ms.64.rps'][1]), 0)} upstream req/s the fastest proxy"
+        " asks of it"
+        " (two per route call): it is not the bottleneck, though it does take a share of the same two cores.",
+        "",
+        "### What serve's layers cost (16 connections, upstream 0 ms)",
+        "",
+        "| Python variant | req/s |",
+        "|---|---:|",
+    ]
+    for name, rps in f["variants"].items():
+        lines.append(f"| {name} | {fmt(rps, 0)} |")
+    lines += [
+        "",
+        "## Proxy route, upstream 20 ms",
+        "",
+        f"Floor of two sequential upstream calls (aiohttp, kept-alive, measured alone): {fmt(f['floor20'], 2)} ms.",
+        "",
+        "Closed loop (wrk). The warm pool cannot help here: wrk asks faster than a 20 ms upstream can refill it, so"
+        " these pool rows show the pool drained (kept for honesty).",
+        "",
+        "| Connections | Contender | req/s | p50 (ms) | p99 (ms) |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    names = {"node": "Node", "python": "orga-ai serve", "python_pool": f"orga-ai serve --prefetch {s['prefetch']}"}
+    for c in ("1", "16", "64"):
+        for who, label in names.items():
+            lines.append(
+                f"| {c} | {label} | {fmt(f[f'20ms.wrk.{who}.{c}.rps'], 0)} |"
+                f" {fmt(f[f'20ms.wrk.{who}.{c}.p50_ms'], 2)} |"
+                f" {fmt(f[f'20ms.wrk.{who}.{c}.p99_ms'], 2)} |"
+            )
+    lines += [
+        "",
+        f"Open loop (`benchmarks/load.py`, {s['pool_rate']:g} req/s for {s['open_loop_duration_s']:g} s per round, a"
+        " rate the pool refills comfortably: its default ceiling is 20 mints/s), client capped at 1 or 16 connections:",
+        "",
+        "| Connections | Contender | p50 (ms) | p99 (ms) | non-200 |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for c in ("1", "16"):
+        for who, label in names.items():
+            lines.append(
+                f"| {c} | {label} | {fmt(f[f'20ms.ol.{who}.{c}.p50_ms'], 2)} |"
+                f" {fmt(f[f'20ms.ol.{who}.{c}.p99_ms'], 2)} |"
+                f" {f[f'20ms.ol.{who}.{c}.non200']} |"
+            )
+    lines += [
+        "",
+        f"## In-process, upstream 0 ms ({s['inprocess_calls']} sequential calls per loop, each timed)",
+        "",
+        "| Loop | median (µs) | mean (µs) | p99 (µs) |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("node", "@orga-ai/node `getSessionConfig()`"),
+        ("node_raw", "Node: two raw `fetch()` calls"),
+        ("async", "`AsyncOrgaAI.get_session_config()` (aiohttp, uvloop)"),
+        ("async_floor", "aiohttp: two raw requests (floor)"),
+        ("sync", "`OrgaAI.get_session_config()` (httpx)"),
+        ("sync_floor", "httpx: two raw requests (floor)"),
+    ):
+        lines.append(
+            f"| {label} | {fmt(f[f'ip.{key}'], 0)} | {fmt(f[f'ip.{key}.mean'], 0)} | {fmt(f[f'ip.{key}.p99'], 0)} |"
+        )
+    cold = r["cold_start"]
+    lines += [
+        "",
+        "## Start-up",
+        "",
+        f"- Spawn to first 200 on the route, median of {len(cold['python'])}: orga-ai serve {fmt(f['cold'][0], 0)} ms,"
+        f" Node {fmt(f['cold'][1], 0)} ms (samples: {', '.join(fmt(x * 1000, 0) for x in cold['python'])} /"
+        f" {', '.join(fmt(x * 1000, 0) for x in cold['node'])}).",
+        f'- `python -X importtime -c "import orga_ai"`: {fmt(f["import"], 2)} ms cumulative for `orga_ai`'
+        f" (whole interpreter start + import, wall: {fmt(r['import_time']['interpreter_wall_ms'], 0)} ms).",
+        "",
+        "## How to reproduce",
+        "",
+        "`make bench` (or `.venv/bin/python benchmarks/run.py`; `--quick` for a one-round smoke run). It needs node,"
+        " npm and wrk; it installs `@orga-ai/node` and express into `benchmarks/node/` with npm. Raw JSON and every"
+        " server's log land in `benchmarks/results/` (git-ignored). The Node contender is `benchmarks/node/server.js`,"
+        " pointed at the stand-in with @orga-ai/node's own `baseUrl` constructor option (1.0.0-beta.1 also requires"
+        " `userEmail` and sends `?email=`, which the stand-in ignores). The Python contender is `orga-ai serve"
+        f" --allow-anonymous --rate-limit {s['high_rate_limit']}` with every other setting at its default (access"
+        " log at INFO to stderr, which the harness writes to a file).",
+        "",
+        "![benchmark chart](benchmarks.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(r: dict[str, Any], f: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blue, orange = "#3572A5", "#E4A11B"
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    conns = ["1", "16", "64"]
+    x = range(len(conns))
+    width = 0.38
+
+    ax = axes[0][0]
+    ax.bar([i - width / 2 for i in x], [f[f"0ms.{c}.rps"][0] for c in conns], width, label="orga-ai serve", color=blue)
+    ax.bar([i + width / 2 for i in x], [f[f"0ms.{c}.rps"][1] for c in conns], width, label="Node", color=orange)
+    ax.set_xticks(list(x), [f"{c} conn" for c in conns])
+    ax.set_title("Route throughput, upstream 0 ms (req/s, higher is better)")
+    ax.legend()
+
+    ax = axes[0][1]
+    ax.bar(
+        [i - width / 2 for i in x], [f[f"0ms.{c}.p99_ms"][0] for c in conns], width, label="orga-ai serve", color=blue
+    )
+    ax.bar([i + width / 2 for i in x], [f[f"0ms.{c}.p99_ms"][1] for c in conns], width, label="Node", color=orange)
+    ax.set_xticks(list(x), [f"{c} conn" for c in conns])
+    ax.set_yscale("log")
+    ax.set_title("Route p99 latency, upstream 0 ms (ms, log, lower is better)")
+    ax.legend()
+
+    ax = axes[1][0]
+    labels = ["wrk 1 conn", "wrk 16 conn", "open loop 1", "open loop 16"]
+    node = [
+        f["20ms.wrk.node.1.p50_ms"],
+        f["20ms.wrk.node.16.p50_ms"],
+        f["20ms.ol.node.1.p50_ms"],
+        f["20ms.ol.node.16.p50_ms"],
+    ]
+    py = [
+        f["20ms.wrk.python.1.p50_ms"],
+        f["20ms.wrk.python.16.p50_ms"],
+        f["20ms.ol.python.1.p50_ms"],
+        f["20ms.ol.python.16.p50_ms"],
+    ]
+    pool = [float("nan"), float("nan"), f["20ms.ol.python_pool.1.p50_ms"], f["20ms.ol.python_pool.16.p50_ms"]]
+    xs = range(len(labels))
+    w3 = 0.27
+    ax.bar([i - w3 for i in xs], py, w3, label="orga-ai serve", color=blue)
+    ax.bar(list(xs), pool, w3, label=f"serve --prefetch {r['settings']['prefetch']}", color="#2CA02C")
+    ax.bar([i + w3 for i in xs], node, w3, label="Node", color=orange)
+    ax.axhline(f["floor20"], color="grey", linestyle="--", linewidth=1, label="floor: 2 sequential upstream calls")
+    ax.set_xticks(list(xs), labels)
+    ax.set_title("Route p50, upstream 20 ms (ms, lower is better)")
+    ax.legend(fontsize=8)
+
+    ax = axes[1][1]
+    names = ["Node SDK", "Node raw fetch", "async SDK", "aiohttp raw", "sync SDK", "httpx raw"]
+    keys = ["node", "node_raw", "async", "async_floor", "sync", "sync_floor"]
+    colors = [orange, orange, blue, "#9ecae1", blue, "#9ecae1"]
+    ax.barh(names[::-1], [f[f"ip.{k}"] for k in keys][::-1], color=colors[::-1])
+    ax.set_title("In-process, per call (µs median, lower is better)")
+
+    v = r["versions"]
+    fig.suptitle(
+        f"orga-ai {v['orga-ai']} vs @orga-ai/node {v['@orga-ai/node']} — {r['started'][:10]}, "
+        f"{r['machine']['cores']} cores{' (QUICK run)' if r['quick'] else ''}",
+        fontsize=12,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], docs: Path) -> tuple[Path, Path]:
+    figures = compute(results)
+    docs.mkdir(exist_ok=True)
+    md = docs / "benchmarks.md"
+    png = docs / "benchmarks.png"
+    md.write_text(markdown(results, figures))
+    chart(results, figures, png)
+    return md, png
+
+
+def main() -> None:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks" / "results" / "latest.json"
+    md, png = write(json.loads(source.read_text()), ROOT / "docs")
+    print(f"wrote {md} and {png}")
+
+
+if __name__ == "__main__":
+    main()

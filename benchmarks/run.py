@@ -1,0 +1,720 @@
+"""``make bench``: orga-ai (Python) against the reference Node SDK ``@orga-ai/node``, side by side, in one run.
+
+    .venv/bin/python benchmarks/run.py            # the full run (3 interleaved rounds), ~9-10 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py --quick    # a 1-round smoke run with short phases, ~2 minutes
+
+What runs, in order (each server is its own process, started afresh each round, killed at the end even on Ctrl-C):
+
+1. ``python -X importtime -c "import orga_ai"`` (median of 7, the first one discarded).
+2. The upstream stand-in (benchmarks/upstream.js) at 0, 20 and 50 ms, and its own throughput under wrk.
+3. In-process: ``get_session_config()`` of @orga-ai/node, OrgaAI (sync) and AsyncOrgaAI (async), beside the raw
+   two-request floor of each HTTP library, against the 0 ms upstream.
+4. The proxy route under ``wrk -t1 -c{1,16,64} --latency``: Node (Express + @orga-ai/node) against
+   ``orga-ai serve`` (production defaults, anonymous access, a rate limit too high to bite), upstream 0 ms; RSS
+   after the 64-connection run; and, for the profile, serve with its access log off, with its rate limiter off too,
+   and a bare Starlette route over AsyncOrgaAI (16 connections only).
+5. The same at 20 ms of upstream latency, with ``orga-ai serve --prefetch`` (warm pool) too; then the pool rows
+   with the open-loop generator (benchmarks/load.py) at a rate below the pool's refill capacity.
+6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
+   latency of a 429 (a principal over its limit).
+7. Cold start: spawn to the first 200 on the route.
+
+Contenders alternate within each phase, and their order flips every round; figures are medians over rounds and
+ratios are paired (Python / Node within a round, then the median). Raw results go to benchmarks/results/ (ignored
+by git); ``report.py`` turns them into docs/benchmarks.md and docs/benchmarks.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+NODE_DIR = BENCH / "node"
+RESULTS = BENCH / "results"
+ROUTE = "/api/orga-client-secrets"
+API_KEY = "sk_orga_ai_benchmark_0000000000000000"
+HIGH_RATE_LIMIT = "1000000/second"
+PREFETCH = 8
+POOL_RATE = 10.0  # req/s for the open-loop pool rows: half the pool's default refill ceiling of 20 mints/s
+RELIABILITY_RATE = 50.0
+REJECT_RATE_LIMIT = "5/second"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- processes ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """A child process in its own process group, with its output in a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Procs:
+    """Every child this run started; ``stop_all`` is called from ``finally``."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Proc] = []
+
+    def spawn(self, name: str, cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Proc:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            started = time.perf_counter()
+            popen = subprocess.Popen(
+                list(cmd),
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killpg reaches any worker it forks
+            )
+        proc = Proc(name, popen, log_path, started)
+        self.children.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        with contextlib.suppress(ValueError):
+            self.children.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.children):
+            with contextlib.suppress(Exception):
+                proc.stop(timeout=3)
+        self.children.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def wait_ready(proc: Proc, port: int, path: str, timeout: float = 20.0, want: int = 200) -> float:
+    """Poll ``path`` until it answers ``want``; seconds since the process was spawned. Raises on timeout or exit."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        try:
+            if http_get(port, path, timeout=1.0) == want:
+                return time.perf_counter() - proc.started_at
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"{proc.name} not ready on :{port}{path} after {timeout} s:\n{proc.tail()}")
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` plus that of all its descendants (uvicorn workers), in KiB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+# -- tools -------------------------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unreadable wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, connections: int, duration: float, extra: Sequence[str] = ()) -> dict[str, Any]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s", *extra, url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=False)
+    out = done.stdout
+    if done.returncode != 0 or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()} {out.strip()}")
+    result: dict[str, Any] = {"connections": connections, "duration_s": duration}
+    result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    for q in ("50", "90", "99"):
+        match = re.search(rf"^\s+{q}(?:\.000)?%\s+(\S+)", out, re.MULTILINE)
+        result[f"p{q}_ms"] = _ms(match.group(1)) if match else float("nan")
+    requests = re.search(r"(\d+) requests in", out)
+    result["requests"] = int(requests.group(1)) if requests else 0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    return result
+
+
+def load(url: str, rate: float, duration: float, connections: int, warmup: float = 1.0) -> dict[str, Any]:
+    cmd = [sys.executable, str(BENCH / "load.py"), url, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
+    cmd += ["--connections", str(connections), "--warmup", f"{warmup:g}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 40, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"load.py failed: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float, cwd: Path = ROOT) -> dict[str, Any]:
+    done = subprocess.run(
+        list(cmd), capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=cwd, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[:2]} failed: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def median(values: Sequence[float]) -> float:
+    clean = [v for v in values if v == v]
+    return statistics.median(clean) if clean else float("nan")
+
+
+# -- contenders --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    procs: Procs
+    quick: bool
+    upstreams: dict[int, str] = field(default_factory=dict)
+    orga_cli: str = ""
+    python_contender: str = "orga-ai serve"
+
+    def upstream_env(self, latency: int) -> dict[str, str]:
+        return {"ORGA_API_KEY": API_KEY, "ORGA_BASE_URL": self.upstreams[latency]}
+
+    def start_node(self, latency: int, name: str = "node") -> tuple[Proc, int]:
+        port = free_port()
+        env = {**self.upstream_env(latency), "PORT": str(port), "NODE_ENV": "production"}
+        proc = self.procs.spawn(f"{name}-{latency}ms", ["node", str(NODE_DIR / "server.js")], env=env)
+        return proc, port
+
+    def start_python(
+        self,
+        latency: int,
+        *,
+        prefetch: int = 0,
+        extra: Sequence[str] = (),
+        name: str = "python",
+        rate_limit: str = HIGH_RATE_LIMIT,
+    ) -> tuple[Proc, int]:
+        port = free_port()
+        env = self.upstream_env(latency)
+        if self.python_contender == "orga-ai serve":
+            cmd = [self.orga_cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--allow-anonymous"]
+            cmd += ["--rate-limit", rate_limit, *extra]
+            if prefetch:
+                cmd += ["--prefetch", str(prefetch)]
+        else:
+            cmd = [sys.executable, str(BENCH / "standin_proxy.py"), "--port", str(port), "--prefetch", str(prefetch)]
+        proc = self.procs.spawn(f"{name}-{latency}ms", cmd, env=env)
+        return proc, port
+
+    def start_standin(self, latency: int, prefetch: int = 0) -> tuple[Proc, int]:
+        port = free_port()
+        cmd = [sys.executable, str(BENCH / "standin_proxy.py"), "--port", str(port), "--prefetch", str(prefetch)]
+        return self.procs.spawn(f"standin-{latency}ms", cmd, env=self.upstream_env(latency)), port
+
+    @contextlib.contextmanager
+    def running(self, started: tuple[Proc, int]) -> Iterator[tuple[Proc, int]]:
+        proc, port = started
+        try:
+            wait_ready(proc, port, ROUTE, timeout=30)
+            yield proc, port
+        finally:
+            self.procs.stop(proc)
+
+
+def url_of(port: int) -> str:
+    return f"http://127.0.0.1:{port}{ROUTE}"
+
+
+# -- phases ------------------------------------------------------------------------------------------------------
+
+
+def phase_import_time(runs: int) -> dict[str, Any]:
+    samples: list[float] = []
+    totals: list[float] = []
+    for i in range(runs + 1):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import orga_ai"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        wall = (time.perf_counter() - started) * 1000
+        cumulative = None
+        for line in done.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[2].strip() == "orga_ai":
+                cumulative = int(parts[1].strip()) / 1000
+        if cumulative is None:
+            raise RuntimeError("no orga_ai line in -X importtime output")
+        if i:  # the first run may compile .pyc files
+            samples.append(cumulative)
+            totals.append(wall)
+    return {"cumulative_ms": median(samples), "samples_ms": samples, "interpreter_wall_ms": median(totals)}
+
+
+def phase_upstream(bench: Bench, duration: float) -> dict[str, Any]:
+    base = bench.upstreams[0]
+    post = BENCH / "wrk_post.lua"
+    ice = wrk(f"{base}/v1/realtime/ice-config", 64, duration, ["-H", f"Authorization: Bearer {API_KEY}"])
+    token = wrk(f"{base}/v1/realtime/client-secrets", 64, duration, ["-s", str(post)])
+    return {"ice_config": ice, "client_secrets": token}
+
+
+def phase_inprocess(bench: Bench, rounds: int, calls: int) -> list[dict[str, Any]]:
+    env = bench.upstream_env(0)
+    out = []
+    for r in range(rounds):
+        order = ["node", "python"] if r % 2 == 0 else ["python", "node"]
+        row: dict[str, Any] = {}
+        for who in order:
+            if who == "node":
+                cmd = ["node", str(NODE_DIR / "inprocess.js"), "--calls", str(calls), "--warmup", str(calls // 10)]
+                row["node"] = run_json(cmd, env, timeout=180, cwd=NODE_DIR)
+            else:
+                cmd = [sys.executable, str(BENCH / "inprocess.py"), "--calls", str(calls), "--warmup", str(calls // 10)]
+                row["python"] = run_json(cmd, env, timeout=300)
+        log(
+            f"  in-process round {r + 1}: node {row['node']['sdk']['median_us']:.0f} us, "
+            f"sync {row['python']['sync']['median_us']:.0f} us, async {row['python']['async']['median_us']:.0f} us"
+        )
+        out.append(row)
+    return out
+
+
+def phase_floors(bench: Bench, latencies: Sequence[int], calls: int) -> dict[str, Any]:
+    """The floor of two sequential upstream calls at each latency (aiohttp, kept-alive)."""
+    floors = {}
+    for latency in latencies:
+        cmd = [sys.executable, str(BENCH / "inprocess.py"), "--only", "async_floor", "--calls", str(calls)]
+        cmd += ["--warmup", "3"]
+        result = run_json(cmd, bench.upstream_env(latency), timeout=120)["async_floor"]
+        floors[str(latency)] = {"median_ms": result["median_us"] / 1000, "p99_ms": result["p99_us"] / 1000}
+    return floors
+
+
+def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> list[dict[str, Any]]:
+    out = []
+    for r in range(rounds):
+        row: dict[str, Any] = {"node": {}, "python": {}, "rss_kib": {}}
+        node = bench.start_node(0)
+        python = bench.start_python(0)
+        try:
+            wait_ready(*node, ROUTE)
+            wait_ready(*python, ROUTE)
+            pairs = {"node": node, "python": python}
+            order = ["node", "python"] if r % 2 == 0 else ["python", "node"]
+            for who in order:
+                wrk(url_of(pairs[who][1]), 16, warm)
+            for c in (1, 16, 64):
+                for who in order:
+                    row[who][str(c)] = wrk(url_of(pairs[who][1]), c, duration)
+            for who in order:
+                row["rss_kib"][who] = rss_kib(pairs[who][0].pid)
+        finally:
+            bench.procs.stop(node[0])
+            bench.procs.stop(python[0])
+        log(
+            "  0 ms round {}: req/s node {} / python {} (c=1,16,64); RSS {} / {} MiB".format(
+                r + 1,
+                "/".join(f"{row['node'][c]['rps']:.0f}" for c in ("1", "16", "64")),
+                "/".join(f"{row['python'][c]['rps']:.0f}" for c in ("1", "16", "64")),
+                row["rss_kib"]["node"] // 1024,
+                row["rss_kib"]["python"] // 1024,
+            )
+        )
+        out.append(row)
+    return out
+
+
+def phase_variants(bench: Bench, rounds: int, duration: float, warm: float) -> list[dict[str, Any]]:
+    """What the product's layers cost: serve as shipped, minus its access log, minus its rate limiter, bare route."""
+    variants: dict[str, Any] = {
+        "serve (defaults)": lambda: bench.start_python(0, name="v-default"),
+        "serve --log-level warning": lambda: bench.start_python(0, extra=["--log-level", "warning"], name="v-nolog"),
+        "serve --log-level warning --rate-limit none": lambda: bench.start_python(
+            0, extra=["--log-level", "warning"], rate_limit="none", name="v-nolimit"
+        ),
+        "bare Starlette + AsyncOrgaAI": lambda: bench.start_standin(0),
+    }
+    if bench.python_contender != "orga-ai serve":
+        variants = {"bare Starlette + AsyncOrgaAI": variants["bare Starlette + AsyncOrgaAI"]}
+    out = []
+    for r in range(rounds):
+        row = {}
+        names = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for name in names:
+            with bench.running(variants[name]()) as (_, port):
+                wrk(url_of(port), 16, warm)
+                row[name] = wrk(url_of(port), 16, duration)
+        out.append(row)
+        log("  variants round {}: {}".format(r + 1, ", ".join(f"{k} {v['rps']:.0f}" for k, v in row.items())))
+    return out
+
+
+def prime_pool(port: int) -> None:
+    """The warm pool starts with the first call: make one, then give it time to fill."""
+    http_get(port, ROUTE, timeout=5)
+    time.sleep(1.0)
+
+
+def phase_20ms(bench: Bench, rounds: int, duration: float, warm: float, ol_duration: float) -> list[dict[str, Any]]:
+    out = []
+    for r in range(rounds):
+        row: dict[str, Any] = {"wrk": {"node": {}, "python": {}, "python_pool": {}}, "open_loop": {}}
+        starts = {
+            "node": bench.start_node(20),
+            "python": bench.start_python(20),
+            "python_pool": bench.start_python(20, prefetch=PREFETCH, name="python-pool"),
+        }
+        try:
+            for proc, port in starts.values():
+                wait_ready(proc, port, ROUTE)
+            order = list(starts) if r % 2 == 0 else list(reversed(starts))
+            for who in order:
+                wrk(url_of(starts[who][1]), 16, warm)
+            # Open loop first, with the pool full: the closed-loop runs below drain it on purpose.
+            for c in (1, 16):
+                for who in order:
+                    port = starts[who][1]
+                    if who == "python_pool":
+                        prime_pool(port)
+                    row["open_loop"].setdefault(who, {})[str(c)] = load(url_of(port), POOL_RATE, ol_duration, c)
+            for c in (1, 16, 64):
+                for who in order:
+                    if who == "python_pool":
+                        prime_pool(starts[who][1])
+                    row["wrk"][who][str(c)] = wrk(url_of(starts[who][1]), c, duration)
+        finally:
+            for proc, _ in starts.values():
+                bench.procs.stop(proc)
+        ol = row["open_loop"]
+        log(
+            "  20 ms round {}: wrk p50 c=1 node {:.1f} / python {:.1f} ms; open loop p50 c=16 node {:.1f} / "
+            "pool {:.1f} ms".format(
+                r + 1,
+                row["wrk"]["node"]["1"]["p50_ms"],
+                row["wrk"]["python"]["1"]["p50_ms"],
+                ol["node"]["16"]["status"].get("200", {}).get("p50_ms", float("nan")),
+                ol["python_pool"]["16"]["status"].get("200", {}).get("p50_ms", float("nan")),
+            )
+        )
+        out.append(row)
+    return out
+
+
+def phase_reliability(bench: Bench, rounds: int, duration: float) -> list[dict[str, Any]]:
+    out = []
+    for r in range(rounds):
+        row: dict[str, Any] = {}
+        starts = {
+            "python": lambda: bench.start_python(50),
+            "node": lambda: bench.start_node(50),
+            "python_limited": lambda: bench.start_python(50, rate_limit=REJECT_RATE_LIMIT, name="python-limited"),
+        }
+        names = list(starts) if r % 2 == 0 else list(reversed(starts))
+        for name in names:
+            with bench.running(starts[name]()) as (_, port):
+                if name == "python_limited":
+                    time.sleep(1.1)  # let the readiness probe's hit leave the window
+                row[name] = load(url_of(port), RELIABILITY_RATE, duration, 64)
+        out.append(row)
+        p = row["python"]["status"].get("200", {})
+        rej = row["python_limited"]["status"].get("429", {})
+        log(
+            f"  reliability round {r + 1}: python p99 {p.get('p99_ms', 0):.1f} ms,"
+            f" 429 p99 {rej.get('p99_ms', 0):.2f} ms"
+        )
+    return out
+
+
+def phase_cold_start(bench: Bench, trials: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"node": [], "python": []}
+    for t in range(trials):
+        order = ["node", "python"] if t % 2 == 0 else ["python", "node"]
+        for who in order:
+            proc, port = (
+                bench.start_node(0, name="cold-node") if who == "node" else bench.start_python(0, name="cold-python")
+            )
+            try:
+                out[who].append(wait_ready(proc, port, ROUTE, timeout=30))
+            finally:
+                bench.procs.stop(proc)
+    return out
+
+
+# -- setup -------------------------------------------------------------------------------------------------------
+
+
+def npm_install() -> None:
+    marker = NODE_DIR / "node_modules" / "@orga-ai" / "node" / "package.json"
+    lock = NODE_DIR / "package-lock.json"
+    if marker.exists() and (NODE_DIR / "node_modules" / ".package-lock.json").stat().st_mtime >= lock.stat().st_mtime:
+        return
+    log("npm install in benchmarks/node ...")
+    # --legacy-peer-deps: @orga-ai/node lists "node" as a peer dependency, which npm would otherwise install as a
+    # package from the registry; the Node that runs the benchmark is the system one.
+    subprocess.run(
+        ["npm", "ci" if lock.exists() else "install", "--no-audit", "--no-fund", "--legacy-peer-deps"],
+        cwd=NODE_DIR,
+        check=True,
+        timeout=600,
+    )
+
+
+def versions(bench: Bench) -> dict[str, str]:
+    def cmd(args: Sequence[str]) -> str:
+        try:
+            done = subprocess.run(list(args), capture_output=True, text=True, timeout=20, check=False)
+            return (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    def pkg(path: Path) -> str:
+        try:
+            return str(json.loads(path.read_text())["version"])
+        except (OSError, ValueError, KeyError):
+            return "?"
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for name in ("orga-ai", "aiohttp", "httpx", "starlette", "uvicorn", "uvloop", "httptools", "limits"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "-"
+    git = cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    out["orga-ai git"] = git + (" (+ uncommitted src changes)" if dirty else "")
+    out["python"] = platform.python_version()
+    out["node"] = cmd(["node", "--version"])
+    out["@orga-ai/node"] = pkg(NODE_DIR / "node_modules" / "@orga-ai" / "node" / "package.json")
+    out["express"] = pkg(NODE_DIR / "node_modules" / "express" / "package.json")
+    out["wrk"] = cmd(["wrk", "--version"]).split(" [")[0]
+    out["python contender"] = bench.python_contender
+    return out
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        kib = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
+        mem = f"{kib / 1024 / 1024:.1f} GiB"
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round, short phases: a smoke run (~2 min)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of each phase (default 3, quick 1)")
+    parser.add_argument(
+        "--contender",
+        choices=("serve", "standin"),
+        default="serve",
+        help="the Python proxy: `orga-ai serve` (the product; default) or the bare Starlette stand-in",
+    )
+    parser.add_argument("--no-report", action="store_true", help="write the JSON only, not docs/benchmarks.*")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rounds = args.rounds or (1 if quick else 3)
+    duration = 2.0 if quick else 5.0
+    warm = 1.0
+    calls = 300 if quick else 2000
+    ol_duration = 3.0 if quick else 6.0
+    rel_duration = 4.0 if quick else 8.0
+    cold_trials = 2 if quick else 5
+
+    for tool in ("node", "npm", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"benchmarks/run.py needs {tool} on PATH (make system-deps)", file=sys.stderr)
+            return 2
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = Procs(log_dir)
+    bench = Bench(procs, quick)
+    orga_cli = Path(sys.executable).with_name("orga-ai")
+    bench.orga_cli = str(orga_cli)
+    if args.contender == "standin":
+        bench.python_contender = "bare Starlette stand-in (NOT the product)"
+    elif not (ROOT / "src" / "orga_ai" / "proxy" / "_cli.py").exists() or not orga_cli.exists():
+        print("orga-ai serve is not available; run with --contender standin to develop the harness", file=sys.stderr)
+        return 2
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    began = time.perf_counter()
+    results: dict[str, Any] = {"quick": quick, "rounds": rounds, "started": dt.datetime.now().isoformat()}
+    try:
+        npm_install()
+        results["versions"] = versions(bench)
+        results["machine"] = machine()
+        results["settings"] = {
+            "wrk_duration_s": duration,
+            "warmup_s": warm,
+            "inprocess_calls": calls,
+            "open_loop_duration_s": ol_duration,
+            "pool_rate": POOL_RATE,
+            "prefetch": PREFETCH,
+            "reliability_rate": RELIABILITY_RATE,
+            "reliability_duration_s": rel_duration,
+            "reject_rate_limit": REJECT_RATE_LIMIT,
+            "high_rate_limit": HIGH_RATE_LIMIT,
+            "cold_trials": cold_trials,
+        }
+        log(f"python contender: {bench.python_contender}; rounds {rounds}; logs in {log_dir.relative_to(ROOT)}")
+
+        log("import time ...")
+        results["import_time"] = phase_import_time(3 if quick else 7)
+
+        for latency in (0, 20, 50):
+            port = free_port()
+            proc = procs.spawn(
+                f"upstream-{latency}ms",
+                ["node", str(BENCH / "upstream.js"), "--port", str(port), "--latency-ms", str(latency)],
+            )
+            wait_ready(proc, port, "/v1/realtime/unknown", timeout=15, want=403)
+            bench.upstreams[latency] = f"http://127.0.0.1:{port}"
+
+        log("upstream alone ...")
+        results["upstream"] = phase_upstream(bench, 2.0 if quick else 3.0)
+        log("floors (raw two sequential calls, aiohttp) at 20 and 50 ms ...")
+        results["floors"] = phase_floors(bench, (20, 50), 20 if quick else 50)
+        log("in-process ...")
+        results["inprocess"] = phase_inprocess(bench, rounds, calls)
+        log("proxy route, upstream 0 ms ...")
+        results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
+        log("per-request cost of serve's layers (16 connections, 0 ms) ...")
+        results["variants"] = phase_variants(bench, rounds, duration, warm)
+        log("proxy route, upstream 20 ms, pool off and on ...")
+        results["lat20"] = phase_20ms(bench, rounds, duration, warm, ol_duration)
+        log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
+        results["reliability"] = phase_reliability(bench, rounds, rel_duration)
+        log("cold start ...")
+        results["cold_start"] = phase_cold_start(bench, cold_trials)
+    except KeyboardInterrupt:
+        log("interrupted: stopping every child process")
+        return 130
+    finally:
+        procs.stop_all()
+    results["elapsed_s"] = round(time.perf_counter() - began, 1)
+    out = RESULTS / f"results-{stamp}{'-quick' if quick else ''}.json"
+    out.write_text(json.dumps(results, indent=1))
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1))
+    log(f"raw results: {out.relative_to(ROOT)} ({results['elapsed_s']:.0f} s)")
+    if not args.no_report:
+        sys.path.insert(0, str(BENCH))
+        import report
+
+        md, png = report.write(results, ROOT / "docs")
+        log(f"wrote {md.relative_to(ROOT)} and {png.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -593,9 +593,10 @@ class ProxyCore:
         size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
         if size > self.max_header_bytes:
             raise ProxyError(431, "headers_too_large", "Request headers too large.", detail=f"{size} header bytes")
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.strip().isdigit():
+        # WSGI servers report a missing length as an empty CONTENT_LENGTH: treat it as absent.
+        length = request.headers.get("content-length", "").strip()
+        if length:
+            if not length.isdigit():
                 raise ProxyError(400, "bad_request", "Invalid Content-Length.")
             if int(length) > self.max_body_bytes:
                 raise ProxyError(413, "body_too_large", "Request body too large.", detail=f"{length} body bytes")
@@ -618,11 +619,16 @@ class ProxyCore:
             headers["Access-Control-Max-Age"] = "600"
         return ProxyResponse(204, headers, b"")
 
+    def prepare(self, request: ProxyRequest) -> ProxyRequest:
+        """``request`` with its effective client IP and its request id filled in (what authenticators see)."""
+        request_id = request.request_id or sane_request_id(request.headers.get("x-request-id")) or new_request_id()
+        return replace(request, client_ip=self.client_ip(request), request_id=request_id)
+
     def _flow(self, request: ProxyRequest) -> _Flow:
         started = time.monotonic()
-        request_id = request.request_id or sane_request_id(request.headers.get("x-request-id")) or new_request_id()
-        request = replace(request, client_ip=self.client_ip(request), request_id=request_id)
-        ex = _Exchange(request, request_id, started, started + self.deadline)
+        request = self.prepare(request)
+        assert request.request_id is not None
+        ex = _Exchange(request, request.request_id, started, started + self.deadline)
         try:
             self._shape_check(request)
             ex.cors = self._origin_check(request)

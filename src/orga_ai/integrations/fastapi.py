@@ -1,0 +1,106 @@
+"""FastAPI: the client-secrets route as an ``APIRouter``, and the same authentication as a dependency.
+
+    from fastapi import FastAPI
+    from orga_ai.integrations.fastapi import create_router
+    from orga_ai.proxy import JWTAuth
+
+    app = FastAPI()
+    app.include_router(create_router(authenticate=JWTAuth(secret=SECRET, audience="my-app", issuer=ISSUER)))
+
+The router carries its own lifespan (FastAPI merges it into the app's), which closes the SDK client at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from ..proxy._app import drain_body, to_proxy_request, to_starlette_response
+from ..proxy._auth import AuthenticationError, Principal
+from ..proxy._clients import AsyncClientHolder
+from ..proxy._core import DEFAULT_PATH, ProxyCore, error_for, json_error, new_request_id
+
+if TYPE_CHECKING:
+    from .._client import AsyncOrgaAI
+
+__all__ = ["OrgaProxy", "create_router"]
+
+
+class OrgaProxy:
+    """The proxy policy mounted in a FastAPI app.
+
+    Args:
+        orga: the SDK client; by default one ``AsyncOrgaAI(**orga_options)`` is made on first use and closed at
+            shutdown (``prefetch`` is passed on when the SDK supports it).
+        path: where the route is served.
+        core: a ready :class:`~orga_ai.proxy.ProxyCore`; otherwise ``policy`` (``authenticate=``, ``rate_limit=``,
+            ``cors_origins=``, ...) builds one.
+        include_in_schema: list the route in the app's OpenAPI document.
+
+    Attributes:
+        router: the ``APIRouter`` to ``include_router``.
+        core: the policy (``core.kill_switch`` stops minting live).
+    """
+
+    def __init__(
+        self,
+        *,
+        orga: AsyncOrgaAI | None = None,
+        path: str = DEFAULT_PATH,
+        core: ProxyCore | None = None,
+        orga_options: dict[str, Any] | None = None,
+        prefetch: int = 0,
+        include_in_schema: bool = True,
+        **policy: Any,
+    ) -> None:
+        self.core = core if core is not None else ProxyCore(**policy)
+        self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=prefetch)
+        self.router = APIRouter(lifespan=self.lifespan)
+        self.router.add_api_route(
+            path,
+            self.endpoint,
+            methods=["GET", "POST", "OPTIONS"],
+            response_class=Response,
+            include_in_schema=include_in_schema,
+            summary="Mint an Orga session config for the authenticated caller",
+        )
+
+    async def endpoint(self, request: Request) -> Response:
+        """The route: translate, hand to the core, translate back."""
+        if request.method == "POST" and not await drain_body(request, self.core.max_body_bytes):
+            problem = json_error(413, "body_too_large", "Request body too large.", new_request_id())
+            return to_starlette_response(problem)
+        return to_starlette_response(await self.core.handle(to_proxy_request(request), self.clients.get()))
+
+    async def principal(self, request: Request) -> Principal:
+        """A dependency: the caller as the proxy's authenticator sees it (401/403 otherwise), for your own routes."""
+        prepared = self.core.prepare(to_proxy_request(request))
+        try:
+            if getattr(self.core.authenticate, "may_block", False):
+                found = await asyncio.to_thread(self.core.authenticate, prepared)
+            else:
+                found = self.core.authenticate(prepared)
+        except AuthenticationError as exc:
+            problem = error_for(exc)
+            raise HTTPException(problem.status, problem.message, headers=problem.headers) from None
+        return found if isinstance(found, Principal) else Principal(str(found))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Announce the policy at start-up; close the SDK client and the rate-limit storage at shutdown."""
+        self.core.announce()
+        self.clients.get()
+        try:
+            yield
+        finally:
+            await self.clients.aclose()
+            await self.core.rate_limiter.aclose()
+
+
+def create_router(**kwargs: Any) -> APIRouter:
+    """``OrgaProxy(**kwargs).router``: the five-line integration."""
+    return OrgaProxy(**kwargs).router

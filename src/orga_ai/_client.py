@@ -6,11 +6,13 @@ socket until the first call.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import Settings, resolve_settings, validate_timeout
 from ._exceptions import (
@@ -37,8 +39,10 @@ from ._retry import RetryBudget
 
 if TYPE_CHECKING:
     import asyncio
+    import ssl
 
     import aiohttp
+    import httpcore
     import httpx
 
     from ._pool import PoolStats, WarmPool
@@ -49,6 +53,122 @@ T = TypeVar("T")
 
 _POOL_CONNECTIONS = 100
 _KEEPALIVE_SECONDS = 30.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The sync client's whole-attempt deadline.
+#
+# httpx's timeouts bound each socket operation, not the attempt: a server that sends one byte every 200 ms never trips
+# a 1 s read timeout, and while the status line and headers arrive the client cannot even look at the clock. The
+# default httpx client of OrgaAI therefore runs on an httpcore network backend whose every connect, read and write is
+# given min(its own timeout, the time left until the attempt's deadline), kept in a context variable (each thread has
+# its own). When no time is left the operation fails with the matching httpcore timeout, which httpx maps to its
+# own, so the driver classifies it as before (connect timeout: never left; read/write timeout: ambiguous).
+
+_attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "orga_ai_attempt_deadline", default=None
+)
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = _attempt_deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt ran out of time")
+    return left if timeout is None else min(timeout, left)
+
+
+@functools.cache
+def _deadline_backend_class() -> type[httpcore.NetworkBackend]:
+    # Built on first use: httpcore is imported with httpx, never by ``import orga_ai``.
+    import httpcore
+
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, stream: httpcore.NetworkStream) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(
+            self,
+            ssl_context: ssl.SSLContext,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.NetworkStream:
+            tls = self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout, httpcore.ConnectTimeout))
+            return DeadlineStream(tls)
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._stream.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.NetworkBackend):
+        def __init__(self) -> None:
+            self._backend = httpcore.SyncBackend()
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        ) -> httpcore.NetworkStream:
+            stream = self._backend.connect_tcp(
+                host, port, _time_left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            )
+            return DeadlineStream(stream)
+
+        def connect_unix_socket(
+            self,
+            path: str,
+            timeout: float | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+        ) -> httpcore.NetworkStream:  # pragma: no cover - OrgaAI never dials a unix socket
+            left = _time_left(timeout, httpcore.ConnectTimeout)
+            return DeadlineStream(self._backend.connect_unix_socket(path, left, socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._backend.sleep(seconds)
+
+    return DeadlineBackend
+
+
+def _default_sync_http_client(timeout: float) -> httpx.Client:
+    import urllib.request
+
+    import httpcore
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=_POOL_CONNECTIONS,
+        max_keepalive_connections=_POOL_CONNECTIONS,
+        keepalive_expiry=_KEEPALIVE_SECONDS,
+    )
+    if urllib.request.getproxies():
+        # HTTP(S)_PROXY is set: keep httpx's own proxy handling (an explicit transport would switch it off). The
+        # attempt is then bounded per phase and between body chunks only; docs/reliability.md says so.
+        return httpx.Client(follow_redirects=False, timeout=timeout, limits=limits)
+    ssl_context = httpx.create_ssl_context()  # loading the CA bundle costs ~0.1 s: do it once, share it
+    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits)
+    # httpx (0.28) takes no network backend, so give its transport the same pool it builds, on ours; httpcore's
+    # network backends are public API (https://www.encode.io/httpcore/network-backends/).
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_deadline_backend_class()(),
+    )
+    return httpx.Client(follow_redirects=False, timeout=timeout, transport=transport)
 
 
 def _describe(exc: BaseException) -> str:
@@ -229,17 +349,7 @@ class OrgaAI(_BaseClient):
             if self._closed:
                 raise OrgaAIError("this OrgaAI client is closed")
             if self._http is None:
-                import httpx
-
-                self._http = httpx.Client(
-                    follow_redirects=False,
-                    timeout=self._settings.timeout,
-                    limits=httpx.Limits(
-                        max_connections=_POOL_CONNECTIONS,
-                        max_keepalive_connections=_POOL_CONNECTIONS,
-                        keepalive_expiry=_KEEPALIVE_SECONDS,
-                    ),
-                )
+                self._http = _default_sync_http_client(self._settings.timeout)
             return self._http
 
     def _run(self, flow: Flow[T]) -> T:
@@ -259,6 +369,16 @@ class OrgaAI(_BaseClient):
             flow.close()
 
     def _send(self, request: Request) -> Response | TransportFailure:
+        # Read by the network backend of the default client (see _time_left); a client passed in as http_client
+        # ignores it and is bounded per phase and by the clock check between body chunks. Set before the first
+        # call builds the client, whose set-up (loading the CA bundle) is part of the attempt's time.
+        token = _attempt_deadline.set(time.monotonic() + request.timeout)
+        try:
+            return self._exchange(request)
+        finally:
+            _attempt_deadline.reset(token)
+
+    def _exchange(self, request: Request) -> Response | TransportFailure:
         import httpx
 
         client = self._client()

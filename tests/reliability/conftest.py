@@ -1,0 +1,146 @@
+"""The reliability suite's harness: the canary run, the emulator with known fake secrets, the scenario table.
+
+The canary run: the emulator accepts one known fake API key and signs tokens and TURN credentials with known fake
+secrets; every token and TURN credential seen on the wire or returned to a test is added to the canaries. The
+root, orga_ai, httpx, httpcore and aiohttp loggers log at DEBUG into a handler for the whole session. After each
+test, its log records, its captured stdout and stderr, the texts of the exceptions it saw (``timed()``) and the
+error bodies and metrics it fed in are scanned for every canary, whole and by its first 12 characters. Any hit
+fails the session. The table of scenarios (``report``) is printed at the end and written to
+``artifacts/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from orga_ai.emulator import EmulatorConfig
+from orga_ai.testing import RunningEmulator, run_emulator
+from tests.reliability.support import (
+    CANARY_API_KEY,
+    CANARY_APP_JWT_SECRET,
+    CANARY_JWT_SECRET,
+    CANARY_SHARED_SECRET,
+    CANARY_TURN_SECRET,
+    LOGGERS,
+    Canary,
+    CanaryLogHandler,
+    Report,
+    artifacts_dir,
+)
+
+CANARY = Canary()
+REPORT = Report()
+_HANDLER = CanaryLogHandler()
+_saved_levels: dict[str, int] = {}
+
+for _value, _label in (
+    (CANARY_API_KEY, "api key"),
+    (CANARY_TURN_SECRET, "turn secret"),
+    (CANARY_JWT_SECRET, "orga jwt secret"),
+    (CANARY_SHARED_SECRET, "proxy shared secret"),
+    (CANARY_APP_JWT_SECRET, "app jwt secret"),
+):
+    CANARY.add(_value, _label)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        _saved_levels[name] = logger.level
+        logger.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(_HANDLER)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    logging.getLogger().removeHandler(_HANDLER)
+    for name, level in _saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _canary_scope(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Scan what this test logged once it is over; rows it added carry its count of hits."""
+    _HANDLER.drain()  # records of another test's teardown or of collection belong to nobody: they were scanned below
+    REPORT.current_test = request.node.nodeid
+    first_row = len(REPORT.rows)
+    yield
+    nodeid = request.node.nodeid
+    for text in _HANDLER.drain():
+        CANARY.scan(text, "log", nodeid)
+    for row in REPORT.rows[first_row:]:
+        row.secrets = CANARY.by_test.get(nodeid, 0)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Captured stdout/stderr (uvicorn, warnings, anything printed) and the text of a failure's exception.
+    for name, text in report.sections:
+        if name.startswith("Captured stderr") or name.startswith("Captured stdout"):
+            CANARY.scan(text, "stderr/stdout", report.nodeid)
+    if report.failed:
+        CANARY.scan(report.longreprtext, "exception", report.nodeid)
+    hits = CANARY.by_test.get(report.nodeid, 0)
+    if report.when == "teardown":
+        for row in REPORT.rows:
+            if row.test == report.nodeid:
+                row.secrets = hits
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for text in _HANDLER.drain():
+        CANARY.scan(text, "log")
+    if CANARY.hits and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if not REPORT.rows:
+        return
+    table = REPORT.markdown(CANARY)
+    terminalreporter.section("reliability")
+    if CANARY.hits:
+        by_label: dict[str, int] = {}
+        for hit in CANARY.hits:
+            key = f"{hit.label} ({hit.needle_kind}) in {hit.source}"
+            by_label[key] = by_label.get(key, 0) + 1
+        for key, count in sorted(by_label.items()):
+            terminalreporter.write_line(f"CANARY FOUND: {key}: {count}", red=True)
+    terminalreporter.write_line(table)
+    path = artifacts_dir() / "reliability.md"
+    path.write_text("# Reliability and security suite: results\n\n" + table + "\n")
+    terminalreporter.write_line(f"(written to {path})")
+
+
+# -- the emulator of the canary run ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[RunningEmulator]:
+    config = EmulatorConfig(
+        api_keys=(CANARY_API_KEY,),
+        turn_secret=CANARY_TURN_SECRET,
+        jwt_secret=CANARY_JWT_SECRET,
+        quota_per_minute=0,
+        max_logged_requests=50_000,
+        stall_seconds=20.0,
+    )
+    with run_emulator(config) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(emulator_server: RunningEmulator) -> RunningEmulator:
+    emulator_server.reset()
+    return emulator_server
+
+
+@pytest.fixture
+def canary() -> Canary:
+    return CANARY
+
+
+@pytest.fixture
+def report() -> Report:
+    return REPORT

@@ -59,6 +59,10 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
             node = [row["node"][c][metric] for row in w0]
             py = [row["python"][c][metric] for row in w0]
             out[f"0ms.{c}.{metric}"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
+    for c in ("1", "16", "64"):
+        node = [row["node"][c].get("cpu_us_per_req", float("nan")) for row in w0]
+        py = [row["python"][c].get("cpu_us_per_req", float("nan")) for row in w0]
+        out[f"0ms.{c}.cpu"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
     out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
@@ -119,9 +123,12 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     out["rel.achieved"] = med([row["python"]["achieved_rate"] for row in rel])
     out["rel.gen_late_p99"] = med([row["python"]["generator_late_p99_ms"] for row in rel])
 
-    variants: dict[str, float] = {}
+    variants: dict[str, tuple[float, float]] = {}
     for name in r.get("variants", [{}])[0]:
-        variants[name] = med([row[name]["rps"] for row in r["variants"]])
+        variants[name] = (
+            med([row[name]["rps"] for row in r["variants"]]),
+            med([row[name].get("cpu_us_per_req", float("nan")) for row in r["variants"]]),
+        )
     out["variants"] = variants
     return out
 
@@ -199,6 +206,19 @@ def targets(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def noise_line(r: dict[str, Any]) -> str:
+    noise = r.get("noise") or {}
+    whole = noise.get("whole run")
+    if not whole:
+        return "- **Noise**: not recorded"
+    phases = ", ".join(f"{k} {v['foreign_share']:.0%}" for k, v in noise.items() if k != "whole run")
+    verdict = "quiet" if whole["foreign_share"] < 0.05 else "**shared: figures are perturbed**"
+    return (
+        f"- **Noise**: processes outside the benchmark used {whole['foreign_share']:.0%} of the cores over the run"
+        f" ({verdict}); per phase: {phases}"
+    )
+
+
 def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
     v, m, s = r["versions"], r["machine"], r["settings"]
     rows = targets(f)
@@ -222,6 +242,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f" rounds, ratios paired within a round (Python / Node) then the median. `{v['wrk']}` `-t1 -c{{1,16,64}}"
         f" -d{s['wrk_duration_s']:g}s --latency` after a {s['warmup_s']:g} s warm-up; each server a fresh process per"
         " round.",
+        noise_line(r),
         "",
         f"## Targets (issue 5): {met} of {len(rows)} met",
         "",
@@ -260,15 +281,19 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         "",
         "## Proxy route, upstream 0 ms (wrk, closed loop)",
         "",
-        "| Connections | orga-ai req/s | Node req/s | Ratio | orga-ai p50 / p99 (ms) | Node p50 / p99 (ms) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "Server CPU per request is the server process's own CPU time over the run divided by the requests served:"
+        " unlike req/s it barely moves when other processes compete for the cores.",
+        "",
+        "| Connections | orga-ai req/s | Node req/s | Ratio | orga-ai p50 / p99 (ms) | Node p50 / p99 (ms) |"
+        " orga-ai / Node CPU per request (µs) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in ("1", "16", "64"):
         py, node, ratio = f[f"0ms.{c}.rps"]
         lines.append(
             f"| {c} | {fmt(py, 0)} | {fmt(node, 0)} | {ratio_fmt(ratio)} | {fmt(f[f'0ms.{c}.p50_ms'][0], 2)} /"
             f" {fmt(f[f'0ms.{c}.p99_ms'][0], 2)} | {fmt(f[f'0ms.{c}.p50_ms'][1], 2)} /"
-            f" {fmt(f[f'0ms.{c}.p99_ms'][1], 2)} |"
+            f" {fmt(f[f'0ms.{c}.p99_ms'][1], 2)} | {fmt(f[f'0ms.{c}.cpu'][0], 0)} / {fmt(f[f'0ms.{c}.cpu'][1], 0)} |"
         )
     up = r["upstream"]
     lines += [
@@ -281,11 +306,11 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         "",
         "### What serve's layers cost (16 connections, upstream 0 ms)",
         "",
-        "| Python variant | req/s |",
-        "|---|---:|",
+        "| Python variant | req/s | server CPU per request (µs) |",
+        "|---|---:|---:|",
     ]
-    for name, rps in f["variants"].items():
-        lines.append(f"| {name} | {fmt(rps, 0)} |")
+    for name, (rps, cpu) in f["variants"].items():
+        lines.append(f"| {name} | {fmt(rps, 0)} | {fmt(cpu, 0)} |")
     lines += [
         "",
         "## Proxy route, upstream 20 ms",

@@ -195,6 +195,70 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def _tree_cpu_ticks(root: int) -> int:
+    """utime+stime (+ reaped children) of ``root`` and all its live descendants, in clock ticks."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        fields = stats.get(pid)
+        if fields:  # fields[11:15]: utime, stime, cutime, cstime
+            total += sum(int(x) for x in fields[11:15])
+    return total
+
+
+def _system_busy_ticks() -> int:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle
+
+
+class CpuWatch:
+    """How much CPU processes *outside* this benchmark used meanwhile: the noise indicator of a shared machine."""
+
+    def __init__(self) -> None:
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.cores = os.cpu_count() or 1
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0 = time.perf_counter()
+        self.busy0 = _system_busy_ticks()
+        self.ours0 = _tree_cpu_ticks(os.getpid())
+
+    def read(self) -> dict[str, float]:
+        wall = max(time.perf_counter() - self.t0, 1e-6)
+        busy = (_system_busy_ticks() - self.busy0) / self.hz
+        ours = (_tree_cpu_ticks(os.getpid()) - self.ours0) / self.hz
+        foreign = max(0.0, busy - ours)
+        return {
+            "wall_s": round(wall, 1),
+            "ours_cpu_s": round(ours, 1),
+            "foreign_cpu_s": round(foreign, 1),
+            "foreign_share": round(foreign / (wall * self.cores), 3),
+        }
+
+
+def wait_quiet(limit: float, max_wait: float) -> dict[str, float]:
+    """Wait (at most ``max_wait`` s) until other processes use under ``limit`` of the machine over 2 s."""
+    deadline = time.perf_counter() + max_wait
+    while True:
+        watch = CpuWatch()
+        time.sleep(2.0)
+        seen = watch.read()
+        if seen["foreign_share"] < limit or time.perf_counter() > deadline:
+            return seen
+        log(f"machine busy: other processes use {seen['foreign_share']:.0%} of the cores; waiting ...")
+
+
 # -- tools -------------------------------------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -224,6 +288,17 @@ def wrk(url: str, connections: int, duration: float, extra: Sequence[str] = ()) 
     result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     result["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    return result
+
+
+def wrk_cpu(proc: Proc, url: str, connections: int, duration: float) -> dict[str, Any]:
+    """wrk, plus the server's own CPU time per request: robust where req/s is not, on a shared machine."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = _tree_cpu_ticks(proc.pid)
+    result = wrk(url, connections, duration)
+    used = (_tree_cpu_ticks(proc.pid) - before) / hz
+    result["server_cpu_s"] = round(used, 3)
+    result["cpu_us_per_req"] = round(used * 1e6 / result["requests"], 1) if result["requests"] else float("nan")
     return result
 
 
@@ -396,7 +471,7 @@ def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> li
                 wrk(url_of(pairs[who][1]), 16, warm)
             for c in (1, 16, 64):
                 for who in order:
-                    row[who][str(c)] = wrk(url_of(pairs[who][1]), c, duration)
+                    row[who][str(c)] = wrk_cpu(pairs[who][0], url_of(pairs[who][1]), c, duration)
             for who in order:
                 row["rss_kib"][who] = rss_kib(pairs[who][0].pid)
         finally:
@@ -432,9 +507,9 @@ def phase_variants(bench: Bench, rounds: int, duration: float, warm: float) -> l
         row = {}
         names = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in names:
-            with bench.running(variants[name]()) as (_, port):
+            with bench.running(variants[name]()) as (proc, port):
                 wrk(url_of(port), 16, warm)
-                row[name] = wrk(url_of(port), 16, duration)
+                row[name] = wrk_cpu(proc, url_of(port), 16, duration)
         out.append(row)
         log("  variants round {}: {}".format(r + 1, ", ".join(f"{k} {v['rps']:.0f}" for k, v in row.items())))
     return out
@@ -616,6 +691,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the Python proxy: `orga-ai serve` (the product; default) or the bare Starlette stand-in",
     )
     parser.add_argument("--no-report", action="store_true", help="write the JSON only, not docs/benchmarks.*")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="first wait up to this many seconds for other processes to leave the cores idle (default 60; 0: no)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
@@ -669,8 +750,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         log(f"python contender: {bench.python_contender}; rounds {rounds}; logs in {log_dir.relative_to(ROOT)}")
 
+        if args.wait_quiet > 0:
+            results["quiet_check"] = wait_quiet(0.10, args.wait_quiet)
+        noise: dict[str, dict[str, float]] = {}
+        results["noise"] = noise
+        whole = CpuWatch()
+        watch = CpuWatch()
+
+        def phase_done(name: str) -> None:
+            noise[name] = watch.read()
+            if noise[name]["foreign_share"] > 0.10:
+                log(f"  note: other processes used {noise[name]['foreign_share']:.0%} of the cores during {name}")
+            watch.reset()
+
         log("import time ...")
         results["import_time"] = phase_import_time(3 if quick else 7)
+        phase_done("import time")
 
         for latency in (0, 20, 50):
             port = free_port()
@@ -683,20 +778,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log("upstream alone ...")
         results["upstream"] = phase_upstream(bench, 2.0 if quick else 3.0)
+        phase_done("upstream alone")
         log("floors (raw two sequential calls, aiohttp) at 20 and 50 ms ...")
         results["floors"] = phase_floors(bench, (20, 50), 20 if quick else 50)
+        phase_done("floors")
         log("in-process ...")
         results["inprocess"] = phase_inprocess(bench, rounds, calls)
+        phase_done("in-process")
         log("proxy route, upstream 0 ms ...")
         results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
+        phase_done("route 0 ms")
         log("per-request cost of serve's layers (16 connections, 0 ms) ...")
         results["variants"] = phase_variants(bench, rounds, duration, warm)
+        phase_done("variants")
         log("proxy route, upstream 20 ms, pool off and on ...")
         results["lat20"] = phase_20ms(bench, rounds, duration, warm, ol_duration)
+        phase_done("route 20 ms")
         log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
         results["reliability"] = phase_reliability(bench, rounds, rel_duration)
+        phase_done("reliability")
         log("cold start ...")
         results["cold_start"] = phase_cold_start(bench, cold_trials)
+        phase_done("cold start")
+        noise["whole run"] = whole.read()
     except KeyboardInterrupt:
         log("interrupted: stopping every child process")
         return 130

@@ -62,4 +62,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; returns the process exit code (0 after a clean stop)."""
     from ._runner import run_dev
 
-    return run_dev(args)
+    try:
+        return run_dev(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the servers took over the signal (while coturn starts): everything is already cleaned up.
+        return 130

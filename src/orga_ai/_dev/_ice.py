@@ -98,11 +98,12 @@ def start_coturn(host: str, *, verbose: bool = False) -> IceSetup | None:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_coturn(process)
             return None
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return IceSetup(
-        stun_urls=(f"stun:{host}:{port}",),
-        turn_urls=(f"turn:{host}:{port}?transport=udp",),
+        stun_urls=(f"stun:{where}",),
+        turn_urls=(f"turn:{where}?transport=udp",),
         turn_secret=secret,
-        description=f"coturn (STUN + TURN) on {host}:{port}, pid {process.pid}",
+        description=f"coturn (STUN + TURN) on {where}, pid {process.pid}",
         coturn=process,
     )
 

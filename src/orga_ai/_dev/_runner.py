@@ -186,17 +186,20 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 def _ice_setup(args: argparse.Namespace) -> IceSetup:
     if args.stun_urls or args.turn_urls:
         urls = ", ".join([*(args.stun_urls or ()), *(args.turn_urls or ())])
+        warning = "" if args.turn_secret or not args.turn_urls else "; no --turn-secret, so TURN will refuse them"
         return IceSetup(tuple(args.stun_urls or ()), tuple(args.turn_urls or ()), args.turn_secret,
-                        description=f"as given ({urls})")
+                        description=f"as given ({urls}){warning}")
+    # ICE URLs and coturn want an address, not a name.
+    address = "127.0.0.1" if args.host.lower() == "localhost" else args.host.strip("[]")
     if not args.no_coturn:
-        started = start_coturn(args.host, verbose=args.log_level in ("info", "debug"))
+        started = start_coturn(address, verbose=args.log_level in ("info", "debug"))
         if started is not None:
             return started
-    sock = udp_socket(args.host)
-    port = sock.getsockname()[1]
+    sock = udp_socket(address)
+    where = f"[{address}]:{sock.getsockname()[1]}" if ":" in address else f"{address}:{sock.getsockname()[1]}"
     return IceSetup(
-        stun_urls=(f"stun:{args.host}:{port}",),
-        description=f"built-in STUN responder on {args.host}:{port} (no TURN: install coturn for relay candidates)",
+        stun_urls=(f"stun:{where}",),
+        description=f"built-in STUN responder on {where} (no TURN: install coturn for relay candidates)",
         stun_socket=sock,
     )
 
@@ -224,7 +227,9 @@ def _with_cors(app: Any, allow_origin: str) -> Any:
         return app
     return CORSMiddleware(
         app,
-        allow_origins=[allow_origin, allow_origin.replace("127.0.0.1", "localhost")],
+        # The page may be opened as localhost or as 127.0.0.1 whichever was bound: both are the same server.
+        allow_origins=sorted({allow_origin, allow_origin.replace("127.0.0.1", "localhost"),
+                              allow_origin.replace("localhost", "127.0.0.1")}),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
         expose_headers=["Retry-After", "X-Request-ID"],

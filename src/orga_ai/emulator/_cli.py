@@ -138,7 +138,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         print(f"  admin: {url}/_emulator/stats, faults via the X-Orga-Emulator header or POST {url}/_emulator/faults",
               flush=True)
         server = make_server(create_app(config), log_level=log_level, configure_logging=True)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn has already shut down gracefully and re-raised Ctrl-C; that is the normal way to stop.
+            print("Orga emulator stopped.", file=sys.stderr)
     finally:
         sock.close()
     return 0

@@ -33,7 +33,15 @@ from tests.reliability.support import (
 
 CANARY = Canary()
 REPORT = Report()
-_HANDLER = CanaryLogHandler()
+
+
+def _scan_logs(texts: list[str]) -> None:
+    test = REPORT.current_test or None
+    for text in texts:
+        CANARY.scan(text, "log", test)
+
+
+_HANDLER = CanaryLogHandler(_scan_logs)
 _saved_levels: dict[str, int] = {}
 
 for _value, _label in (
@@ -44,6 +52,17 @@ for _value, _label in (
     (CANARY_APP_JWT_SECRET, "app jwt secret"),
 ):
     CANARY.add(_value, _label)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # (Not pytest_configure: this conftest is loaded before pytest's logging plugin exists.)
+    # pytest's own log capture would keep every DEBUG record of a test in memory (hundreds of megabytes under
+    # load, and an RSS figure about pytest rather than about us): it keeps WARNING and up, the canary sees all.
+    plugin = session.config.pluginmanager.get_plugin("logging-plugin")
+    for handler_name in ("caplog_handler", "report_handler"):
+        handler = getattr(plugin, handler_name, None)
+        if handler is not None:
+            handler.setLevel(logging.WARNING)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,13 +82,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _canary_scope(request: pytest.FixtureRequest) -> Iterator[None]:
     """Scan what this test logged once it is over; rows it added carry its count of hits."""
-    _HANDLER.drain()  # records of another test's teardown or of collection belong to nobody: they were scanned below
+    _HANDLER.flush()  # what was logged between tests (teardowns, collection) is scanned, and credited to nobody
     REPORT.current_test = request.node.nodeid
     first_row = len(REPORT.rows)
     yield
     nodeid = request.node.nodeid
-    for text in _HANDLER.drain():
-        CANARY.scan(text, "log", nodeid)
+    _HANDLER.flush()
+    REPORT.current_test = ""
     for row in REPORT.rows[first_row:]:
         row.secrets = CANARY.by_test.get(nodeid, 0)
 
@@ -89,8 +108,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for text in _HANDLER.drain():
-        CANARY.scan(text, "log")
+    _HANDLER.flush()
     if CANARY.hits and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -123,7 +141,7 @@ def emulator_server() -> Iterator[RunningEmulator]:
         turn_secret=CANARY_TURN_SECRET,
         jwt_secret=CANARY_JWT_SECRET,
         quota_per_minute=0,
-        max_logged_requests=50_000,
+        max_logged_requests=2_000,
         stall_seconds=20.0,
     )
     with run_emulator(config) as running:

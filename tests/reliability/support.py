@@ -67,7 +67,9 @@ class Canary:
     """
 
     def __init__(self) -> None:
-        self._prefixes: dict[str, tuple[str, str]] = {}  # 12-char needle -> (label, whole value)
+        # 12-char needle -> (label, length of the whole value, offset of the needle in it, hash of the whole value):
+        # thousands of tokens are registered under load, and holding them whole would weigh on the RSS figures.
+        self._prefixes: dict[str, tuple[str, int, int, int]] = {}
         self._short: dict[str, str] = {}  # values of 12 characters or fewer -> label
         self._lock = threading.Lock()
         self.scanned_chars = 0
@@ -84,7 +86,7 @@ class Canary:
             if len(needles) == 1:
                 self._short[value] = label
                 return
-            self._prefixes.setdefault(needles[1], (label, value))
+            self._prefixes.setdefault(needles[1], (label, len(value), value.index(needles[1]), hash(value)))
 
     def add_session_config(self, payload: Any, label: str = "token") -> None:
         """Register the token and TURN credentials of a SessionConfig or of a proxy answer's JSON."""
@@ -118,8 +120,10 @@ class Canary:
             for i in range(len(run) - _PREFIX + 1):
                 entry = prefixes.get(run[i : i + _PREFIX])
                 if entry is not None:
-                    label, whole = entry
-                    found.append((label, "whole" if whole in text else "prefix"))
+                    label, length, offset, digest = entry
+                    start = match.start() + i - offset
+                    whole = start >= 0 and hash(text[start : start + length]) == digest
+                    found.append((label, "whole" if whole else "prefix"))
         if short:
             for value, label in list(short.items()):
                 if value in text:
@@ -141,24 +145,36 @@ class Canary:
 
 
 class CanaryLogHandler(logging.Handler):
-    """Keeps every formatted record (message, and traceback when there is one) until the next drain."""
+    """Formats every record (message, and traceback when there is one) and hands them to ``sink`` in batches.
 
-    def __init__(self) -> None:
+    Batches keep memory flat under load: a run of 10,000 requests logs hundreds of thousands of records.
+    """
+
+    def __init__(self, sink: Callable[[list[str]], None], batch: int = 2000) -> None:
         super().__init__(logging.DEBUG)
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self._sink = sink
+        self._batch = batch
         self._buffer: list[str] = []
         self.records = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
             self._buffer.append(self.format(record))
-            self.records += 1
-        except Exception:  # noqa: BLE001 - a log record that cannot format is not ours to fail on
+        except Exception:  # noqa: BLE001 - a record that cannot format is not ours to fail on
             self.handleError(record)
+            return
+        self.records += 1
+        if len(self._buffer) >= self._batch:
+            self._flush_locked()
 
-    def drain(self) -> list[str]:
+    def _flush_locked(self) -> None:
         buffer, self._buffer = self._buffer, []
-        return buffer
+        self._sink(buffer)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._flush_locked()
 
 
 # -- the scenario table ---------------------------------------------------------------------------------------------
@@ -251,6 +267,19 @@ async def timed(call: Callable[[], Any], canary: Canary | None = None, source: s
     started = time.monotonic()
     try:
         result = await resolve(call())
+    except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
+        elapsed = time.monotonic() - started
+        if canary is not None:
+            canary.scan("".join(traceback.format_exception(exc)) + repr(exc), source)
+        return Timed(elapsed, error=exc)
+    return Timed(time.monotonic() - started, result=result)
+
+
+def timed_sync(call: Callable[[], Any], canary: Canary | None = None, source: str = "exception") -> Timed:
+    """:func:`timed` for a blocking call, in the calling thread (no event loop)."""
+    started = time.monotonic()
+    try:
+        result = call()
     except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
         elapsed = time.monotonic() - started
         if canary is not None:

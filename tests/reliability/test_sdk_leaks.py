@@ -1,0 +1,154 @@
+"""Both clients under a long run with one call in five faulted: nothing may pile up.
+
+Measured: open file descriptors (back to the baseline +-5 once the clients are closed), pooled connections still
+checked out (none), asyncio tasks still pending (none), RSS growth between the second and the last thousand calls
+(<= 10 MB). filterwarnings=error turns any ResourceWarning (an unclosed socket or session) into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from orga_ai import AsyncOrgaAI, OrgaAI
+from orga_ai.testing import RunningEmulator
+from tests.reliability.faultproxy import FaultProxy
+from tests.reliability.support import Canary, Report, open_fds, other_tasks, rss_bytes, timed, timed_sync
+
+# One call in five goes to a client whose every request carries one of these faults (the emulator's header knob),
+# or through the fault proxy's reset-after-send.
+FAULTS: list[dict[str, Any]] = [
+    {"status": 500},
+    {"status": 503, "retry_after": "0"},
+    {"drop": True},
+    {"body": "html"},
+    {"stall": True},
+]
+CALLS = 4000
+CONCURRENCY = 20
+MB = 1024 * 1024
+
+
+def _fault_header(fault: dict[str, Any]) -> dict[str, str]:
+    return {"X-Orga-Emulator": json.dumps(fault)}
+
+
+@pytest.mark.slow
+async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, canary: Canary, report: Report) -> None:
+    gc.collect()
+    fds_before = open_fds()
+    with FaultProxy(emulator.base_url, on_secret=canary.on_secret) as fault_proxy:
+        fault_proxy.set("reset_after_send")
+        options: dict[str, Any] = {"api_key": emulator.api_key, "max_retries": 1}
+        healthy = AsyncOrgaAI(base_url=emulator.base_url, **options)
+        faulty = [AsyncOrgaAI(base_url=emulator.base_url, default_headers=_fault_header(f), **options) for f in FAULTS]
+        faulty.append(AsyncOrgaAI(base_url=fault_proxy.url, **options))
+        clients = [healthy, *faulty]
+        rss: dict[int, int] = {}
+        worst = 0.0
+        ok = failed = 0
+        next_call = 0
+
+        async def worker() -> None:
+            nonlocal next_call, worst, ok, failed
+            while next_call < CALLS:
+                n = next_call
+                next_call += 1
+                client = faulty[n // 5 % len(faulty)] if n % 5 == 4 else healthy
+                result = await timed(lambda c=client: c.get_session_config(timeout=0.5, deadline=1.5), canary)
+                worst = max(worst, result.elapsed)
+                if result.error is None:
+                    ok += 1
+                    canary.add_session_config(result.result)
+                else:
+                    failed += 1
+                if (n + 1) % 1000 == 0:
+                    rss[n + 1] = rss_bytes()
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            # Checked-out connections of aiohttp's pool (no public accessor: the connector's acquired set).
+            checked_out = sum(len(c._http.connector._acquired) for c in clients if c._http is not None)  # type: ignore[union-attr]
+        finally:
+            for client in clients:
+                await client.close()
+        await asyncio.sleep(0.1)  # aiohttp closes transports on the next loop iteration
+    gc.collect()
+    fds_after = open_fds()
+    pending = other_tasks()
+    growth = rss[CALLS] - rss[2000]
+    report.add(
+        f"SDK async: {CALLS} calls, 20 % faulted, {CONCURRENCY} concurrent",
+        requests=CALLS,
+        outcome=f"{ok} ok, {failed} failed; fds {fds_before}->{fds_after}; RSS +{growth / MB:.1f} MB; "
+        f"{checked_out} checked out; {len(pending)} tasks",
+        worst_s=worst,
+        deadline_s=1.5,
+        upstream="-",
+    )
+    assert failed == CALLS // 5
+    assert worst <= 1.5 + 0.25
+    assert abs(fds_after - fds_before) <= 5
+    assert checked_out == 0
+    assert not pending
+    assert growth <= 10 * MB
+
+
+@pytest.mark.slow
+async def test_sync_client_long_run_leaks_nothing(emulator: RunningEmulator, canary: Canary, report: Report) -> None:
+    calls = 2000
+    gc.collect()
+    fds_before = open_fds()
+    options: dict[str, Any] = {"api_key": emulator.api_key, "base_url": emulator.base_url, "max_retries": 1}
+    healthy = OrgaAI(**options)
+    faulty = [OrgaAI(default_headers=_fault_header(f), **options) for f in FAULTS]
+    rss: dict[int, int] = {}
+    results: list[tuple[bool, float]] = []
+
+    def one(n: int) -> tuple[bool, float]:
+        client = faulty[n // 5 % len(faulty)] if n % 5 == 4 else healthy
+        result = timed_sync(lambda: client.get_session_config(timeout=0.5, deadline=1.5), canary)
+        if result.error is None:
+            canary.add_session_config(result.result)
+        if (n + 1) % 500 == 0:
+            rss[n + 1] = rss_bytes()
+        return result.error is None, result.elapsed
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(calls)))
+        # httpcore's pool: every connection must be back, idle (public API: ConnectionPool.connections).
+        busy = sum(
+            1
+            for c in [healthy, *faulty]
+            if c._http is not None
+            for conn in c._http._transport._pool.connections  # type: ignore[attr-defined]
+            if not conn.is_idle() and not conn.is_closed()
+        )
+    finally:
+        for client in [healthy, *faulty]:
+            client.close()
+    gc.collect()
+    fds_after = open_fds()
+    ok = sum(1 for good, _ in results if good)
+    worst = max(elapsed for _, elapsed in results)
+    growth = rss[calls] - rss[1000]
+    report.add(
+        f"SDK sync: {calls} calls, 20 % faulted, 8 threads",
+        requests=calls,
+        outcome=f"{ok} ok, {calls - ok} failed; fds {fds_before}->{fds_after}; RSS +{growth / MB:.1f} MB; "
+        f"{busy} checked out",
+        worst_s=worst,
+        deadline_s=1.5,
+        upstream="-",
+    )
+    assert calls - ok == calls // 5
+    assert worst <= 1.5 + 0.25
+    assert abs(fds_after - fds_before) <= 5
+    assert busy == 0
+    assert growth <= 10 * MB

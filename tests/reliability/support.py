@@ -6,6 +6,7 @@ Not fixtures (those live in conftest.py): plain objects the fixtures and the tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -13,7 +14,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -308,3 +309,57 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parents[2] / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+# -- the proxy under test -------------------------------------------------------------------------------------------
+
+APP_AUDIENCE = "orga-reliability"
+APP_ISSUER = "https://id.reliability.test/"
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "pragma": "no-cache",
+    "x-content-type-options": "nosniff",
+}
+
+
+def app_jwt(sub: str = "user-1", *, secret: str = CANARY_APP_JWT_SECRET, alg: str = "HS256", **claims: Any) -> str:
+    """A JWT as the app in front of the proxy would issue it (valid by default; override any claim)."""
+    import jwt
+
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": sub, "aud": APP_AUDIENCE, "iss": APP_ISSUER, "iat": now, "exp": now + 300}
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm=alg)
+
+
+def security_header_problems(headers: Any) -> list[str]:
+    """What is missing from a proxy response's mandatory headers (an empty list when all is well)."""
+    problems = [f"{k}: {headers.get(k)!r}" for k, v in SECURITY_HEADERS.items() if headers.get(k) != v]
+    if not str(headers.get("content-type", "")).startswith("application/json"):
+        problems.append(f"content-type: {headers.get('content-type')!r}")
+    return problems
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL; stops it, lifespan included."""
+    import uvicorn
+
+    from tests.support import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
+                            http="httptools", ws="none", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="route-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the proxy did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -46,6 +46,8 @@ def test_request_log_holds_fingerprints_never_secrets(emulator: RunningEmulator,
     assert first["user_agent"] == "tests/1.0"
     assert first["bearer"].startswith("fp:")
     assert first["request_id"].startswith("req_")
+    assert isinstance(first["client_port"], int)
+    assert len({entry["client_port"] for entry in entries}) == 1  # one keep-alive connection
     assert entries[1]["idempotency_key"] is None
     dumped = json.dumps(entries)
     assert emulator.api_key not in dumped

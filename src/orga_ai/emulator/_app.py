@@ -137,6 +137,7 @@ class _EmulatorMiddleware:
         if scheme.lower() == "bearer" and credentials.strip():
             bearer = fingerprint(credentials.strip())
         query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client") or (None, None)
         self.state.record(
             {
                 "method": scope["method"],
@@ -148,6 +149,8 @@ class _EmulatorMiddleware:
                 "idempotency_key": headers.get("idempotency-key"),
                 "bearer": bearer,
                 "user_agent": headers.get("user-agent"),
+                # The client's port tells connections apart: tests of connection reuse count them.
+                "client_port": client[1],
                 "fault": fault.to_dict() if fault is not None else None,
                 "time": self.state.now(),
             }

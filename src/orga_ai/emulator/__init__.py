@@ -1,11 +1,29 @@
 """A local stand-in for Orga Cloud, for development and tests.
 
 It enforces the real contract (API key, single-use expiring tokens, TURN REST credentials, a per-key quota) and injects
-faults on demand through one knob: the ``X-Orga-Emulator`` header or ``POST /_emulator/faults``. Run it with
-``orga-ai emulator``, embed it with :func:`create_app`, or start it in tests with :func:`orga_ai.testing.run_emulator`.
+faults on demand through one knob. Run it with ``orga-ai emulator``, embed it with :func:`create_app`, or start it in
+tests with :func:`orga_ai.testing.run_emulator`.
 
-The emulator is a development tool: its ``/_emulator/`` admin API has no authentication, so it binds to loopback only.
-Needs the ``orga-ai[emulator]`` extra; ``/v1/realtime/calls`` also needs ``orga-ai[webrtc]`` (aiortc).
+Endpoints: ``POST /v1/realtime/client-secrets``, ``GET /v1/realtime/ice-config``, ``POST /v1/realtime/calls`` (a real
+aiortc peer; 501 without the ``orga-ai[webrtc]`` extra). Admin, under ``/_emulator/``: ``GET stats``,
+``GET|DELETE requests``, ``GET|POST|DELETE faults``, ``GET|POST clock`` (``{"advance": seconds}``), ``POST reset``,
+``GET health``.
+
+Faults, as a JSON object in the ``X-Orga-Emulator`` header of one request, or armed for the next ``count`` requests
+with ``POST /_emulator/faults {"path": "client-secrets"|"ice-config"|"calls"|"*", "count": N, ...}``::
+
+    {"latency_ms": 200}                       delay, then the real answer (or the rest of the fault)
+    {"status": 503, "retry_after": "1"}       that status, Orga's error envelope, Retry-After verbatim if given
+    {"stall": true}                           no answer until the client hangs up (504 after stall_seconds)
+    {"drop": true}                            headers + Content-Length, half the body, then the connection breaks
+    {"body": "non_json"|"truncated"|"html"|"wrong_types"|"missing_fields"|"oversized"|"empty"}
+                                              a broken body, status 200 unless "status" is given
+
+A ``drop`` looks to an httpx client like ``httpx.RemoteProtocolError: peer closed connection without sending complete
+message body``; in-process through ``httpx.ASGITransport`` the app raises :class:`EmulatedDrop`, a subclass of it.
+
+The emulator is a development tool: its admin API has no authentication, so it binds to loopback only.
+Needs the ``orga-ai[emulator]`` extra.
 """
 
 from ._app import EmulatedDrop, create_app

@@ -334,9 +334,16 @@ def app_jwt(sub: str = "user-1", *, secret: str = CANARY_APP_JWT_SECRET, alg: st
 
 def security_header_problems(headers: Any) -> list[str]:
     """What is missing from a proxy response's mandatory headers (an empty list when all is well)."""
-    problems = [f"{k}: {headers.get(k)!r}" for k, v in SECURITY_HEADERS.items() if headers.get(k) != v]
-    if not str(headers.get("content-type", "")).startswith("application/json"):
-        problems.append(f"content-type: {headers.get('content-type')!r}")
+
+    def get(name: str) -> str:
+        value = headers.get(name)
+        if isinstance(value, list):  # schemathesis: every header as a list of values
+            value = ", ".join(value)
+        return str(value or "")
+
+    problems = [f"{k}: {get(k)!r}" for k, v in SECURITY_HEADERS.items() if get(k) != v]
+    if not get("content-type").startswith("application/json"):
+        problems.append(f"content-type: {get('content-type')!r}")
     return problems
 
 
@@ -348,8 +355,10 @@ def serve(app: Any) -> Iterator[str]:
     from tests.support import free_port
 
     port = free_port()
+    # proxy_headers=False as `orga-ai serve` does: X-Forwarded-For is the core's business (--trusted-proxy), and
+    # uvicorn's default would believe it from 127.0.0.1, the peer of every test.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
-                            http="httptools", ws="none", timeout_graceful_shutdown=2)
+                            http="httptools", ws="none", timeout_graceful_shutdown=2, proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="route-under-test", daemon=True)
     thread.start()

@@ -29,7 +29,7 @@ FAULTS: list[dict[str, Any]] = [
     {"body": "html"},
     {"stall": True},
 ]
-CALLS = 4000
+CALLS = 3000
 CONCURRENCY = 20
 MB = 1024 * 1024
 

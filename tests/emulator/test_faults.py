@@ -30,6 +30,13 @@ def fault(**spec: Any) -> dict[str, str]:
     return {"X-Orga-Emulator": json.dumps(spec), **auth(DEV_API_KEY)}
 
 
+def _wait_for_requests(emulator: RunningEmulator, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(emulator.requests()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(emulator.requests()) >= count
+
+
 def test_latency_then_the_real_answer(emulator: RunningEmulator, http: httpx.Client) -> None:
     started = time.perf_counter()
     response = http.post(TOKEN_PATH, headers=fault(latency_ms=250))
@@ -88,9 +95,7 @@ def test_stall_holds_until_the_client_gives_up_without_blocking_others(
     assert time.perf_counter() - started < 0.5
     thread.join(5)
     assert len(outcome) == 1
-    deadline = time.monotonic() + 5
-    while len(emulator.requests()) < 2 and time.monotonic() < deadline:  # the server logs it once the client leaves
-        time.sleep(0.02)
+    _wait_for_requests(emulator, 2)
     stalled_entry = next(entry for entry in emulator.requests() if entry["fault"])
     assert stalled_entry["status"] is None
     assert stalled_entry["fault"] == {"stall": True}
@@ -107,6 +112,8 @@ def test_sdk_times_out_on_a_stall(emulator: RunningEmulator) -> None:
     emulator.arm("ice-config", stall=True)
     with sdk(emulator, timeout=0.3, max_retries=0) as orga, pytest.raises(OrgaAITimeoutError):
         orga.get_session_config()
+    # The server logs the stalled request once it notices the client left; wait, so no later test inherits it.
+    _wait_for_requests(emulator, 2)
 
 
 def test_drop_breaks_the_connection_mid_body(emulator: RunningEmulator, http: httpx.Client) -> None:

@@ -1,6 +1,6 @@
 """``make bench``: orga-ai (Python) against the reference Node SDK ``@orga-ai/node``, side by side, in one run.
 
-    .venv/bin/python benchmarks/run.py            # the full run (3 interleaved rounds), ~9-10 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py            # the full run (3 interleaved rounds), ~11 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --quick    # a 1-round smoke run with short phases, ~2 minutes
 
 What runs, in order (each server is its own process, started afresh each round, killed at the end even on Ctrl-C):
@@ -701,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--wait-quiet",
         type=float,
         default=60.0,
-        help="first wait up to this many seconds for other processes to leave the cores idle (default 60; 0: no)",
+        help="first wait up to this many seconds for other processes to leave the cores idle (default 30; 0: no)",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -709,8 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     duration = 2.0 if quick else 5.0
     warm = 1.0
     calls = 300 if quick else 2000
-    ol_duration = 3.0 if quick else 6.0
-    rel_duration = 4.0 if quick else 8.0
+    ol_duration = 3.0 if quick else 5.0
+    rel_duration = 4.0 if quick else 6.0
     cold_trials = 2 if quick else 5
 
     for tool in ("node", "npm", "wrk"):

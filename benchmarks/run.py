@@ -700,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--wait-quiet",
         type=float,
-        default=60.0,
+        default=30.0,
         help="first wait up to this many seconds for other processes to leave the cores idle (default 30; 0: no)",
     )
     args = parser.parse_args(argv)

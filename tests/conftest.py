@@ -6,6 +6,9 @@ import pytest
 
 from orga_ai import _retry
 
+# The emulator fixtures (`emulator`, reset before each test, and `emulator_server`, one per session), as users get them.
+pytest_plugins = ["orga_ai.testing"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_orga_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from typing import Any
 
-from orga_ai.testing import emulator, emulator_server  # noqa: F401 - fixtures
-
 ORGA = [sys.executable, "-m", "orga_ai.cli"]
 
 
@@ -16,7 +14,7 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ORGA, *args], env=full_env, capture_output=True, text=True, timeout=60)
 
 
-def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> None:  # noqa: F811
+def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> None:
     result = run(["session"], ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -26,13 +24,13 @@ def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> 
     assert emulator.api_key not in result.stdout + result.stderr
 
 
-def test_session_show_token(emulator: Any) -> None:  # noqa: F811
+def test_session_show_token(emulator: Any) -> None:
     result = run(["session", "--show-token"], ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ephemeralToken"].count(".") == 2
 
 
-def test_session_with_a_bad_key_exits_non_zero_with_the_typed_error(emulator: Any) -> None:  # noqa: F811
+def test_session_with_a_bad_key_exits_non_zero_with_the_typed_error(emulator: Any) -> None:
     result = run(["session"], ORGA_API_KEY="sk_orga_ai_wrong", ORGA_BASE_URL=emulator.base_url)
     assert result.returncode == 1
     assert "OrgaAIAuthenticationError" in result.stderr

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 import pytest
 
 from orga_ai import AsyncOrgaAI, OrgaAI
-from orga_ai.testing import emulator, emulator_server  # noqa: F401 - fixtures
 
 T = TypeVar("T")
 
@@ -22,7 +21,7 @@ async def resolve(value: T | Awaitable[T]) -> T:
 
 
 @pytest.fixture(params=["sync", "async"])
-async def make_client(request: pytest.FixtureRequest, emulator: Any) -> AsyncIterator[Factory]:  # noqa: F811
+async def make_client(request: pytest.FixtureRequest, emulator: Any) -> AsyncIterator[Factory]:
     """A factory of clients of one kind, pointed at the emulator unless told otherwise; closes them all after."""
     cls = OrgaAI if request.param == "sync" else AsyncOrgaAI
     made: list[Any] = []

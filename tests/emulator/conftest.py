@@ -8,11 +8,11 @@ import httpx
 import jwt
 import pytest
 
-from orga_ai.testing import RunningEmulator, emulator, emulator_server  # noqa: F401 - pytest finds fixtures by name
+from orga_ai.testing import RunningEmulator
 
 
 @pytest.fixture
-def http(emulator: RunningEmulator) -> Iterator[httpx.Client]:  # noqa: F811 - the fixture, used by name
+def http(emulator: RunningEmulator) -> Iterator[httpx.Client]:
     """A plain HTTP client on the (freshly reset) session emulator."""
     with httpx.Client(base_url=emulator.base_url, timeout=10.0) as client:
         yield client

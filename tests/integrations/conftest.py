@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orga_ai.proxy import ProxyCore
-from orga_ai.testing import RunningEmulator, emulator, emulator_server  # noqa: F401 - fixtures
+from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import jwt_auth, serve
 from tests.support import free_port
 
@@ -45,7 +45,7 @@ class Mounted:
 MountFactory = Callable[..., Mounted]
 
 
-def _fastapi(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:  # noqa: F811
+def _fastapi(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
     from fastapi import FastAPI
 
     from orga_ai.integrations.fastapi import OrgaProxy
@@ -58,7 +58,7 @@ def _fastapi(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dic
     return Mounted("fastapi", stack.enter_context(serve(app)), orga.core)
 
 
-def _flask(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:  # noqa: F811
+def _flask(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
     from flask import Flask
 
     from orga_ai.integrations.flask import create_blueprint
@@ -72,7 +72,7 @@ def _flask(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[
     return Mounted("flask", stack.enter_context(serve_wsgi(app)), blueprint.core)
 
 
-def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:  # noqa: F811
+def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
     from django.conf import settings
 
     if not settings.configured:
@@ -105,7 +105,7 @@ FRAMEWORKS = {"fastapi": _fastapi, "flask": _flask, "django": _django}
 
 
 @pytest.fixture(params=sorted(FRAMEWORKS))
-def mount(request: pytest.FixtureRequest, emulator: RunningEmulator) -> Iterator[MountFactory]:  # noqa: F811
+def mount(request: pytest.FixtureRequest, emulator: RunningEmulator) -> Iterator[MountFactory]:
     """``mount(**policy)``: the proxy mounted in one framework (each test runs once per framework)."""
     build = FRAMEWORKS[request.param]
     with contextlib.ExitStack() as stack:

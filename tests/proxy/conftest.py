@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from orga_ai.proxy import JWTAuth, create_app
-from orga_ai.testing import RunningEmulator, emulator, emulator_server  # noqa: F401 - fixtures
+from orga_ai.testing import RunningEmulator
 from tests.support import free_port
 
 JWT_SECRET = "test-jwt-secret-" + "0123456789abcdef" * 4
@@ -75,7 +75,7 @@ ProxyFactory = Callable[..., httpx.Client]
 
 
 @pytest.fixture
-def proxy(emulator: RunningEmulator) -> Iterator[ProxyFactory]:  # noqa: F811
+def proxy(emulator: RunningEmulator) -> Iterator[ProxyFactory]:
     """A factory: ``proxy(**create_app_kwargs)`` serves a proxy in front of the emulator and returns an httpx client
     on it (``client.app`` is the app). JWT auth with the test secret unless ``authenticate=`` is given."""
     stack = contextlib.ExitStack()
@@ -95,6 +95,6 @@ def proxy(emulator: RunningEmulator) -> Iterator[ProxyFactory]:  # noqa: F811
         yield factory
 
 
-def upstream_calls(emulator: RunningEmulator) -> list[dict[str, Any]]:  # noqa: F811
+def upstream_calls(emulator: RunningEmulator) -> list[dict[str, Any]]:
     """The API requests the emulator received (admin calls excluded)."""
     return [r for r in emulator.requests() if "/v1/" in str(r.get("path", ""))]

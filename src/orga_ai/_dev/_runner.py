@@ -153,8 +153,8 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 
                 emulator_url = _url(args.host, args.emulator_port)
                 ice = _ice_setup(args)
-                config = _emulator_config(args, ice, EmulatorConfig)
-                emulator_app = _with_cors(create_emulator_app(config), allow_origin=page_url)
+                config = _emulator_config(args, ice, EmulatorConfig, page_url)
+                emulator_app = create_emulator_app(config)
                 servers.append(("emulator", _server(emulator_app, args.log_level), sockets[1]))
                 orga = AsyncOrgaAI(api_key=DEV_API_KEY, base_url=emulator_url)
                 print(f"orga-ai dev: emulator (local stand-in for Orga Cloud) on {emulator_url}; "
@@ -204,34 +204,15 @@ def _ice_setup(args: argparse.Namespace) -> IceSetup:
     )
 
 
-def _emulator_config(args: argparse.Namespace, ice: IceSetup, config_class: Any) -> Any:
+def _emulator_config(args: argparse.Namespace, ice: IceSetup, config_class: Any, page_url: str) -> Any:
     # The emulator's default STUN/TURN URLs point at a port nothing listens on here, and a browser given an
     # unreachable ICE server waits out its whole gathering timeout: hand out only servers that answer.
-    kwargs: dict[str, Any] = {"stun_urls": ice.stun_urls, "turn_urls": ice.turn_urls}
+    # The page calls the emulator's /v1/realtime/calls cross-origin, as Orga's client SDKs do; allow exactly the
+    # page's origin, under both names of the loopback host it may be opened with.
+    origins = sorted({page_url, page_url.replace("127.0.0.1", "localhost"), page_url.replace("localhost", "127.0.0.1")})
+    kwargs: dict[str, Any] = {"stun_urls": ice.stun_urls, "turn_urls": ice.turn_urls, "cors_origins": origins}
     if args.ttl is not None:
         kwargs["ttl"] = args.ttl
     if ice.turn_secret:
         kwargs["turn_secret"] = ice.turn_secret
     return config_class(**kwargs)
-
-
-def _with_cors(app: Any, allow_origin: str) -> Any:
-    """The emulator app, answering the demo page's cross-origin ``/v1/realtime/calls`` like Orga Cloud does.
-
-    The page calls the Orga base URL directly, as Orga's client SDKs do, so the emulator must answer CORS. When the
-    emulator app brings its own CORS middleware this adds nothing.
-    """
-    from starlette.middleware.cors import CORSMiddleware
-
-    if any(middleware.cls is CORSMiddleware for middleware in getattr(app, "user_middleware", ())):
-        return app
-    return CORSMiddleware(
-        app,
-        # The page may be opened as localhost or as 127.0.0.1 whichever was bound: both are the same server.
-        allow_origins=sorted({allow_origin, allow_origin.replace("127.0.0.1", "localhost"),
-                              allow_origin.replace("localhost", "127.0.0.1")}),
-        allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Retry-After", "X-Request-ID"],
-        max_age=600,
-    )

@@ -471,6 +471,17 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Callable[[], floa
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
     app.add_middleware(_EmulatorMiddleware, state=state, config=config)
+    from starlette.middleware.cors import CORSMiddleware
+
+    # Added last, so outermost: a preflight is answered before the fault middleware can spend an armed fault on it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(config.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Orga-Emulator"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
     app.state.emulator_config = config
     app.state.emulator_state = state
     return app

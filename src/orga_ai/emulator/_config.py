@@ -57,6 +57,8 @@ class EmulatorConfig:
         call_seconds: how long a WebRTC peer of ``/v1/realtime/calls`` may live.
         webrtc: False makes ``/v1/realtime/calls`` answer 501 as if aiortc were missing.
         max_logged_requests: how many requests ``GET /_emulator/requests`` keeps (oldest dropped first).
+        cors_origins: browser origins allowed to call the API cross-origin (Orga's client SDKs call
+            ``/v1/realtime/calls`` from the page); ``("*",)`` by default, as the emulator holds no user data.
     """
 
     api_keys: tuple[str, ...] = field(default=(DEV_API_KEY,), repr=False)
@@ -71,10 +73,11 @@ class EmulatorConfig:
     call_seconds: float = DEFAULT_CALL_SECONDS
     webrtc: bool = True
     max_logged_requests: int = 1000
+    cors_origins: tuple[str, ...] = ("*",)
 
     def __post_init__(self) -> None:
         # Tuples are part of the contract (the config is hashable and frozen); accept lists and coerce them.
-        for name in ("api_keys", "stun_urls", "turn_urls"):
+        for name in ("api_keys", "stun_urls", "turn_urls", "cors_origins"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(item, str) for item in value):
                 raise ValueError(f"{name} must be a sequence of strings")

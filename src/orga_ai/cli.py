@@ -68,7 +68,9 @@ def _missing_extra(command: str, extra: str, error: ImportError) -> Callable[[ar
     return handler
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or, with ``only``, one that imports just that subcommand's module (fast start-up:
+    ``orga-ai serve`` must not pay for importing the emulator or the dev server)."""
     parser = argparse.ArgumentParser(prog="orga-ai", description="Orga AI server SDK, proxy and local emulator.")
     from ._version import __version__
 
@@ -86,6 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
     session.set_defaults(handler=_session)
 
     for command, module_name, extra in _SUBCOMMANDS:
+        if only is not None and command != only:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -99,8 +103,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``orga-ai`` console script."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    known = {command for command, _, _ in _SUBCOMMANDS} | {"session"}
+    only = arguments[0] if arguments and arguments[0] in known else None
+    parser = _build_parser(only)
+    args = parser.parse_args(arguments)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -584,6 +584,9 @@ class AsyncOrgaAI(_BaseClient):
     async def _run(self, flow: Flow[T]) -> T:
         import asyncio
 
+        # Open the session (and import aiohttp, ~0.2 s the first time) before the flow computes the first attempt's
+        # timeout from the time left, so that cost counts against the deadline instead of overrunning it.
+        self._session()
         outcome: Response | TransportFailure | None = None
         try:
             while True:

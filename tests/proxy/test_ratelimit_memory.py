@@ -1,0 +1,149 @@
+"""The in-process (``memory://``) rate limiter: exact moving-window decisions, under threads and tasks alike."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from orga_ai.proxy._ratelimit import RateLimitDecision, RateLimiter
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr("orga_ai.proxy._ratelimit._clock", fake)
+    return fake
+
+
+def decide(limiter: RateLimiter, key: str = "k") -> RateLimitDecision:
+    decision = limiter.hit_sync(key)
+    assert decision is not None
+    return decision
+
+
+def test_exactly_n_pass_then_refused_with_headers(clock: Clock) -> None:
+    limiter = RateLimiter("3/minute")
+    seen = [decide(limiter) for _ in range(4)]
+    assert [d.allowed for d in seen] == [True, True, True, False]
+    assert [d.remaining for d in seen] == [2, 1, 0, 0]
+    assert seen[0].headers() == {"RateLimit-Limit": "3", "RateLimit-Remaining": "2", "RateLimit-Reset": "60"}
+    refused = seen[3].headers()
+    assert refused["RateLimit-Remaining"] == "0"
+    assert refused["Retry-After"] == refused["RateLimit-Reset"] == "60"
+    assert seen[3].scope == "principal"
+
+
+def test_window_moves_one_hit_at_a_time(clock: Clock) -> None:
+    limiter = RateLimiter("2/minute")
+    assert decide(limiter).allowed
+    clock.now += 20
+    assert decide(limiter).allowed
+    clock.now += 10
+    refused = decide(limiter)
+    assert not refused.allowed
+    assert refused.reset_after == pytest.approx(30)  # the first hit leaves the window 60 s after it was made
+    clock.now += 30  # the first hit has left the window; the second has not
+    again = decide(limiter)
+    assert again.allowed and again.remaining == 0
+    assert not decide(limiter).allowed
+    clock.now += 61  # everything has left the window
+    assert decide(limiter).remaining == 1
+
+
+def test_keys_are_independent_and_idle_keys_are_swept(clock: Clock) -> None:
+    limiter = RateLimiter("1/second")
+    assert decide(limiter, "a").allowed
+    assert not decide(limiter, "a").allowed
+    assert decide(limiter, "b").allowed
+    clock.now += 5
+    assert decide(limiter, "c").allowed  # triggers the sweep
+    windows = limiter._memory[0][1]._windows
+    assert set(windows) == {"c"}
+
+
+def test_global_ceiling_refuses_with_its_own_numbers(clock: Clock) -> None:
+    limiter = RateLimiter("5/minute", "2/minute")
+    assert decide(limiter, "a").allowed
+    assert decide(limiter, "b").allowed
+    refused = decide(limiter, "c")
+    assert not refused.allowed
+    assert (refused.scope, refused.limit, refused.remaining) == ("global", 2, 0)
+    passed = RateLimiter("5/minute", "9/minute").hit_sync("a")
+    assert passed is not None and (passed.scope, passed.limit, passed.remaining) == ("principal", 5, 4)
+
+
+def test_principal_refusal_does_not_count_against_the_ceiling(clock: Clock) -> None:
+    limiter = RateLimiter("1/minute", "2/minute")
+    assert decide(limiter, "a").allowed
+    assert decide(limiter, "a").scope == "principal"  # refused by its own limit
+    assert decide(limiter, "b").allowed  # the ceiling saw only one hit so far
+
+
+def test_disabled_limiter_decides_nothing() -> None:
+    limiter = RateLimiter(None)
+    assert not limiter.enabled
+    assert limiter.hit_sync("a") is None
+
+
+def test_exactly_n_pass_across_threads() -> None:
+    limiter = RateLimiter("250/hour")
+    passed: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(100):
+            decision = limiter.hit_sync("shared")
+            assert decision is not None
+            with lock:
+                passed.append(decision.allowed)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert passed.count(True) == 250
+    assert len(passed) == 800
+
+
+async def test_exactly_n_pass_across_tasks_and_threads() -> None:
+    limiter = RateLimiter("300/hour")
+
+    async def one() -> bool:
+        decision = await limiter.hit("shared")
+        assert decision is not None
+        return decision.allowed
+
+    def from_thread() -> list[bool]:
+        return [d is not None and d.allowed for d in (limiter.hit_sync("shared") for _ in range(200))]
+
+    thread_side = asyncio.to_thread(from_thread)
+    results = await asyncio.gather(thread_side, *(one() for _ in range(200)))
+    threaded, tasks = results[0], results[1:]
+    assert sum(threaded) + sum(tasks) == 300
+
+
+async def test_async_and_sync_share_one_window(clock: Clock) -> None:
+    limiter = RateLimiter("2/minute")
+    first = await limiter.hit("k")
+    assert first is not None and first.remaining == 1
+    second = decide(limiter)
+    assert second.allowed and second.remaining == 0
+    third = await limiter.hit("k")
+    assert third is not None and not third.allowed
+    await limiter.aclose()
+    limiter.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -106,3 +107,17 @@ def test_health(http: httpx.Client) -> None:
 @pytest.mark.parametrize("path", ["/_emulator/faults", "/_emulator/clock"])
 def test_admin_rejects_oversized_bodies(http: httpx.Client, path: str) -> None:
     assert http.post(path, content=b"{" + b" " * 70_000 + b"}").status_code == 413
+
+
+def test_a_request_begun_before_a_reset_is_not_logged_after_it(emulator: RunningEmulator) -> None:
+    """A stalled request of one test must not show up in the next test's request log."""
+    emulator.arm(path="client-secrets", count=1, stall=True)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{emulator.base_url}/v1/realtime/client-secrets",
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+            timeout=0.3,
+        )
+    emulator.reset()
+    time.sleep(0.5)  # the server notices the hang-up and finishes the stalled request
+    assert emulator.requests() == []

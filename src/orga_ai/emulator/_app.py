@@ -86,6 +86,7 @@ class _EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = "req_" + uuid.uuid4().hex
+        generation = self.state.generation
         path: str = scope["path"]
         api_name = _API_PATHS.get(path)
         recorded = path.startswith("/v1/")
@@ -126,10 +127,17 @@ class _EmulatorMiddleware:
                 await response(scope, receive, send_stamped)
         finally:
             if recorded:
-                self._record(scope, headers, path, status, request_id, fault)
+                self._record(scope, headers, path, status, request_id, fault, generation)
 
     def _record(
-        self, scope: Scope, headers: Headers, path: str, status: int | None, request_id: str, fault: Fault | None
+        self,
+        scope: Scope,
+        headers: Headers,
+        path: str,
+        status: int | None,
+        request_id: str,
+        fault: Fault | None,
+        generation: int,
     ) -> None:
         bearer = None
         authorization = headers.get("authorization", "")
@@ -153,7 +161,8 @@ class _EmulatorMiddleware:
                 "client_port": client[1],
                 "fault": fault.to_dict() if fault is not None else None,
                 "time": self.state.now(),
-            }
+            },
+            generation,
         )
 
     async def _apply(self, fault: Fault, api_name: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -27,6 +27,8 @@ class EmulatorState:
         self._lock = threading.Lock()
         self._max_logged = max_logged_requests
         self.faults = FaultQueue()
+        self.generation = 0
+        """Bumped by every reset: a request that began before a reset (a stalled one, say) is not logged after it."""
         self._reset_locked()
 
     def _reset_locked(self) -> None:
@@ -43,6 +45,7 @@ class EmulatorState:
     def reset(self) -> None:
         """Back to a fresh emulator: faults, counters, request log, quota, consumed tokens and clock offset."""
         with self._lock:
+            self.generation += 1
             self._reset_locked()
 
     # -- clock ---------------------------------------------------------------------------------------------------------
@@ -102,9 +105,15 @@ class EmulatorState:
         with self._lock:
             self._rejected[reason] += 1
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Log one API request (method, path, status, ...) and count its path and status."""
+    def record(self, entry: dict[str, Any], generation: int | None = None) -> None:
+        """Log one API request (method, path, status, ...) and count its path and status.
+
+        ``generation`` is :attr:`generation` when the request began; a request older than the last reset is dropped,
+        so a test never sees the tail of the previous test's stalled requests.
+        """
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             self._requests.append(entry)
             self._paths[entry["path"]] += 1
             status = entry.get("status")

@@ -15,6 +15,7 @@ from ._core import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PATH,
+    LazyCookies,
     ProxyCore,
     ProxyRequest,
     ProxyResponse,
@@ -23,7 +24,7 @@ from ._core import (
 )
 from ._killswitch import KillSwitch
 from ._metrics import CONTENT_TYPE, Metrics
-from ._middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from ._middleware import ProxyHeadersMiddleware
 from ._openapi import openapi_document
 
 if TYPE_CHECKING:
@@ -38,16 +39,48 @@ __all__ = ["create_app", "to_proxy_request", "to_starlette_response"]
 logger = logging.getLogger("orga_ai.proxy")
 
 
+def _flush_access_log() -> None:
+    # A buffered access handler (orga-ai serve's) must write its last lines before uvicorn re-raises SIGTERM.
+    current: logging.Logger | None = logging.getLogger("orga_ai.proxy.access")
+    while current is not None:
+        for handler in current.handlers:
+            handler.flush()
+        current = current.parent if current.propagate else None
+
+
 def to_proxy_request(request: Request) -> ProxyRequest:
-    """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`."""
-    state = request.scope.get("state") or {}
-    return ProxyRequest.from_pairs(
-        request.method,
-        request.url.path,
-        request.headers.items(),
-        cookies=request.cookies,
-        client_host=request.client.host if request.client else None,
-        request_id=state.get("request_id"),
+    """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`.
+
+    Read straight from the ASGI scope: ``request.url`` assembles and re-parses a whole URL and ``request.cookies``
+    parses the Cookie header, on every request; the cookies are parsed here only if an authenticator reads them.
+    """
+    from starlette.requests import cookie_parser
+
+    scope = request.scope
+    headers: dict[str, str] = {}
+    cookie: str | None = None
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in headers:
+            headers[name] = f"{headers[name]}, {value}"
+        else:
+            headers[name] = value
+            if name == "cookie":
+                cookie = value  # Starlette reads the first Cookie header only
+    path = scope["path"]
+    if "?" in path or "#" in path or "\\" in path:
+        path = request.url.path  # what Starlette would report (it escapes these three)
+    client = scope.get("client")
+    state = scope.get("state") or {}
+    return ProxyRequest(
+        scope["method"].upper(),
+        path,
+        headers,
+        LazyCookies(cookie or "", cookie_parser),
+        client[0] if client else None,
+        None,
+        state.get("request_id"),
     )
 
 
@@ -192,6 +225,7 @@ def create_app(
         finally:
             await clients.aclose()
             await policy.rate_limiter.aclose()
+            _flush_access_log()
 
     routes = [
         Route(path, client_secrets, methods=["GET", "POST", "OPTIONS"]),
@@ -203,11 +237,7 @@ def create_app(
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=policy.max_body_bytes),
-        ],
+        middleware=[Middleware(ProxyHeadersMiddleware, max_bytes=policy.max_body_bytes)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

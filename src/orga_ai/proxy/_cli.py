@@ -12,6 +12,8 @@ import argparse
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +89,57 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
     )
 
 
+class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes its lines in batches: when ``capacity`` lines are waiting, or ``interval``
+    seconds after the first one waited, whichever comes first, and at :meth:`flush` (logging's exit hook and the
+    app's shutdown call it).
+
+    The access log writes one line per request; written one by one, each line is a ``write(2)`` on stderr, which
+    cost the route 100-200 µs of CPU per request (docs/proxy.md).
+    """
+
+    def __init__(self, stream: Any, *, capacity: int = 256, interval: float = 0.1) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._capacity = capacity
+        self._interval = interval
+        self._wake = threading.Event()
+        threading.Thread(target=self._flusher, name="orga-ai-log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise into the caller
+            self.handleError(record)
+            return
+        pending = self._pending
+        if not pending:
+            self._wake.set()
+        pending.append(line)
+        if len(pending) >= self._capacity:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            pending, self._pending = self._pending, []
+            if pending and self.stream is not None:
+                try:
+                    self.stream.write("\n".join(pending) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # a closed or broken stderr: the lines are lost, the server is not
+                    pass
+
+    def _flusher(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self._interval)
+            self._wake.clear()
+            self.flush()
+
+
 def configure_logging(level: str) -> None:
-    """Send the ``orga_ai`` logs to stderr: access lines as bare JSON, the rest with a timestamp and level."""
+    """Send the ``orga_ai`` logs to stderr: access lines as bare JSON (written in batches, see
+    :class:`_BufferedStreamHandler`), the rest with a timestamp and level, at once."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ServeSettingsError(f"unknown log level {level!r}")
@@ -99,13 +150,15 @@ def configure_logging(level: str) -> None:
         handler.set_name("orga_ai.serve")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler.addFilter(lambda record: record.name != "orga_ai.proxy.access")
-        access = logging.StreamHandler(sys.stderr)
-        access.set_name("orga_ai.serve.access")
-        access.setFormatter(logging.Formatter("%(message)s"))
-        access.addFilter(lambda record: record.name == "orga_ai.proxy.access")
         root.addHandler(handler)
-        root.addHandler(access)
         root.propagate = False
+        # The access line is already the whole message: its own handler, on its own logger, skips the formatter's
+        # work and the other handler's filter.
+        access = _BufferedStreamHandler(sys.stderr)
+        access.set_name("orga_ai.serve.access")
+        access_logger = logging.getLogger("orga_ai.proxy.access")
+        access_logger.addHandler(access)
+        access_logger.propagate = False
 
 
 def app_from_env() -> Starlette:

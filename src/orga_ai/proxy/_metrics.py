@@ -5,7 +5,7 @@ With ``--workers N`` each worker process has its own registry; scrape each repli
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._retry import RetryBudget
 
@@ -59,6 +59,17 @@ class Metrics:
         self.breaker_rejected = Counter(
             "orga_proxy_circuit_rejected", "Requests refused fast because the circuit breaker was open.", registry=r
         )
+
+        # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def child(self, metric: Any, value: str) -> Any:
+        """``metric.labels(value)`` for a metric with one label, looked up once per value."""
+        key = (id(metric), value)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(value)
+        return found
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

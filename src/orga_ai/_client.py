@@ -612,26 +612,32 @@ class AsyncOrgaAI(_BaseClient):
         started = time.perf_counter()
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.timeout)
         try:
+            # request.headers is built afresh for each request by the flow, and aiohttp copies it: no copy here.
             async with session.request(
                 request.method,
                 request.url,
-                headers=dict(request.headers),
+                headers=request.headers,
                 data=request.content if request.content else None,
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                body, truncated = bytearray(), False
+                truncated = False
                 declared = response.content_length
                 if declared is not None and declared > cap:
+                    data = b""
                     truncated = True
+                elif declared is not None:
+                    data = await response.read()  # announced and under the cap: one read, no chunk loop
                 else:
+                    body = bytearray()
                     async for chunk in response.content.iter_any():
                         body += chunk
                         if len(body) > cap:
                             truncated = True
                             break
+                    data = bytes(body)
                 headers = {k.lower(): v for k, v in response.headers.items()}
-                return Response(response.status, headers, bytes(body), time.perf_counter() - started, truncated)
+                return Response(response.status, headers, data, time.perf_counter() - started, truncated)
         except aiohttp.ConnectionTimeoutError as exc:
             return TransportFailure(FailureKind.CONNECT_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -441,10 +441,11 @@ def _attempts(
         if isinstance(outcome, Response) and 200 <= outcome.status < 300:
             if ctx.budget is not None:
                 ctx.budget.record_success()
-            logger.debug(
-                "%s: HTTP %d in %.1f ms (request id %s, attempt %d)",
-                step, outcome.status, outcome.elapsed * 1000, outcome.request_id, attempt + 1,
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # the arguments cost more than the call when it logs nothing
+                logger.debug(
+                    "%s: HTTP %d in %.1f ms (request id %s, attempt %d)",
+                    step, outcome.status, outcome.elapsed * 1000, outcome.request_id, attempt + 1,
+                )
             return parse(outcome)
 
         if isinstance(outcome, Response):
@@ -522,11 +523,12 @@ def token_flow(ctx: CallContext) -> Flow[EphemeralToken]:
     token = yield from _attempts(
         ctx, "token", build, parse_token_response, idempotent=False, secrets=lambda: (key,)
     )
-    logger.debug(
-        "token: minted %s, expires %s",
-        token.fingerprint,
-        token.expires_at.isoformat() if token.expires_at else "at an unknown time",
-    )
+    if logger.isEnabledFor(logging.DEBUG):  # a fingerprint is a SHA-256: only when it is logged
+        logger.debug(
+            "token: minted %s, expires %s",
+            token.fingerprint,
+            token.expires_at.isoformat() if token.expires_at else "at an unknown time",
+        )
     return token
 
 
@@ -545,7 +547,8 @@ def ice_flow(ctx: CallContext, token: str) -> Flow[tuple[tuple[IceServer, ...], 
     servers, request_id = yield from _attempts(
         ctx, "ice", build, parse, idempotent=True, secrets=lambda: (token, settings.api_key.reveal())
     )
-    logger.debug("ice: %d server(s) for token %s", len(servers), fingerprint(token))
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("ice: %d server(s) for token %s", len(servers), fingerprint(token))
     return servers, request_id
 
 

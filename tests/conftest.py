@@ -27,3 +27,27 @@ def _no_backoff() -> Iterator[None]:
     _retry.set_backoff_enabled(False)
     yield
     _retry.set_backoff_enabled(True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_orga_loggers() -> Iterator[None]:
+    """Undo what a test did to the package's loggers (an in-process `orga-ai serve` configures them), so one test's
+    logging set-up never decides what the next one can observe."""
+    import logging
+
+    names = ("orga_ai", "orga_ai.proxy", "orga_ai.proxy.access")
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate, logger.disabled, list(logger.handlers))
+    yield
+    for name, (level, propagate, disabled, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = disabled
+

@@ -42,7 +42,6 @@ def _scan_logs(texts: list[str]) -> None:
 
 
 _HANDLER = CanaryLogHandler(_scan_logs)
-_saved_levels: dict[str, int] = {}
 
 for _value, _label in (
     (CANARY_API_KEY, "api key"),
@@ -54,29 +53,34 @@ for _value, _label in (
     CANARY.add(_value, _label)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # (Not pytest_configure: this conftest is loaded before pytest's logging plugin exists.)
-    # pytest's own log capture would keep every DEBUG record of a test in memory (hundreds of megabytes under
-    # load, and an RSS figure about pytest rather than about us): it keeps WARNING and up, the canary sees all.
-    plugin = session.config.pluginmanager.get_plugin("logging-plugin")
-    for handler_name in ("caplog_handler", "report_handler"):
-        handler = getattr(plugin, handler_name, None)
-        if handler is not None:
-            handler.setLevel(logging.WARNING)
+@pytest.fixture(scope="session", autouse=True)
+def _canary_logging(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every logger of the canary run at DEBUG into the canary handler, for this directory's tests only.
 
-
-def pytest_configure(config: pytest.Config) -> None:
+    A fixture, not pytest_configure/pytest_sessionstart hooks: hooks of a directory's conftest act on the whole session,
+    which would put every other suite at DEBUG too. pytest's own log capture is lowered to WARNING meanwhile: it would
+    keep every DEBUG record of a test in memory (hundreds of megabytes under load, and an RSS figure about pytest
+    rather than about us); the canary handler sees everything.
+    """
+    plugin = request.config.pluginmanager.get_plugin("logging-plugin")
+    handlers = [getattr(plugin, name, None) for name in ("caplog_handler", "report_handler")]
+    saved_handler_levels = [(h, h.level) for h in handlers if h is not None]
+    for handler, _ in saved_handler_levels:
+        handler.setLevel(logging.WARNING)
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).disabled) for name in LOGGERS}
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        _saved_levels[name] = logger.level
         logger.setLevel(logging.DEBUG)
+        logger.disabled = False
     logging.getLogger().addHandler(_HANDLER)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
+    yield
+    _HANDLER.flush()
     logging.getLogger().removeHandler(_HANDLER)
-    for name, level in _saved_levels.items():
+    for name, (level, disabled) in saved.items():
         logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).disabled = disabled
+    for handler, level in saved_handler_levels:
+        handler.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +112,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _HANDLER.flush()
     if CANARY.hits and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

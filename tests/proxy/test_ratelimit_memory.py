@@ -147,3 +147,25 @@ async def test_async_and_sync_share_one_window(clock: Clock) -> None:
     assert third is not None and not third.allowed
     await limiter.aclose()
     limiter.close()
+
+
+@pytest.mark.parametrize(
+    "rate",
+    ["10/minute", "100 per hour", "10/2 minutes", "1000000/second", "5/second;100/hour", "7/Years", " 4 / 3 hours "],
+)
+def test_memory_limiter_reads_rates_as_limits_does(rate: str) -> None:
+    from limits import parse
+
+    expected = parse(rate)
+    mine = RateLimiter(rate)
+    theirs = RateLimiter(rate, storage_uri="redis://localhost:1")
+    assert mine.describe().replace("memory://", "") == theirs.describe().replace("redis://", "")
+    item = mine._per
+    assert item is not None
+    assert (item.amount, item.get_expiry(), str(item)) == (expected.amount, expected.get_expiry(), str(expected))
+
+
+@pytest.mark.parametrize("rate", ["x", "10/fortnight", "10 minute", "/minute"])
+def test_memory_limiter_refuses_what_limits_refuses(rate: str) -> None:
+    with pytest.raises(ValueError, match="cannot read the rate limit"):
+        RateLimiter(rate)

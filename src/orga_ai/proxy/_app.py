@@ -220,6 +220,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         policy.announce()
         clients.get()  # fail at start-up, not at the first caller, when the API key is missing
+        # With a warm pool, the first callers are served from it: fill it before taking traffic, within bounds (an
+        # Orga outage must not hold the start-up for long; the pool keeps refilling in the background).
+        filled = await clients.warm_up(min(5.0, policy.deadline))
+        if filled is False:
+            logger.warning("orga proxy: the warm pool was not full at start-up; it keeps refilling")
         try:
             yield
         finally:

@@ -47,6 +47,13 @@ class AsyncClientHolder:
             self._client = AsyncOrgaAI(**_kwargs(self._metrics, self._options, AsyncOrgaAI, self._prefetch))
         return self._client
 
+    async def warm_up(self, timeout: float) -> bool | None:
+        """Fill the client's warm pool before the first caller (None when there is no pool to fill)."""
+        if not self._prefetch:
+            return None
+        warm_up = getattr(self.get(), "warm_up", None)
+        return None if warm_up is None else bool(await warm_up(timeout))
+
     async def aclose(self) -> None:
         """Close the client if we created it; a client passed in stays the caller's to close."""
         client, owned = self._client, self._owned

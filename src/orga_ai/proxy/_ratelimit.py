@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
 import threading
 import time
@@ -75,6 +76,56 @@ def parse_rate(value: str) -> Any:
         return parse(value)
     except ValueError:
         raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'") from None
+
+
+# The grammar of ``limits.parse`` ("10/minute", "10 per 2 hours", "5/second;100/hour" takes the first), so that a
+# memory:// limiter need not import ``limits`` at all: that import (with its async storages) is ~50 ms of start-up.
+_SINGLE_RATE = re.compile(
+    r"""
+    \s*([0-9]+)
+    \s*(/|\s*per\s*)
+    \s*([0-9]+)?
+    \s*([a-z]+)
+    \s*
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_RATE = re.compile(rf"^{_SINGLE_RATE.pattern}(:?[,;|]{{1}}{_SINGLE_RATE.pattern})*$", re.IGNORECASE | re.VERBOSE)
+_GRANULARITY_SECONDS = {
+    "year": 60 * 60 * 24 * 30 * 12,
+    "month": 60 * 60 * 24 * 30,
+    "day": 60 * 60 * 24,
+    "hour": 60 * 60,
+    "minute": 60,
+    "second": 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    """A parsed limit, for the in-memory windows: the subset of a ``limits`` item they use."""
+
+    amount: int
+    multiples: int
+    granularity: str
+
+    def get_expiry(self) -> int:
+        return _GRANULARITY_SECONDS[self.granularity] * self.multiples
+
+    def __str__(self) -> str:
+        return f"{self.amount} per {self.multiples} {self.granularity}"  # as limits writes it
+
+
+def _parse_rate_memory(value: str) -> _Rate:
+    """:func:`parse_rate` without importing ``limits``: same grammar, same error."""
+    match = _SINGLE_RATE.match(value) if isinstance(value, str) and _RATE.match(value) else None
+    if match is not None:
+        amount, _, multiples, unit = match.groups()
+        unit = unit.lower()
+        name = unit[:-1] if unit.endswith("s") and unit[:-1] in _GRANULARITY_SECONDS else unit
+        if name in _GRANULARITY_SECONDS:
+            return _Rate(int(amount), int(multiples) if multiples and int(multiples) else 1, name)
+    raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'")
 
 
 def _redis_options(timeout: float) -> dict[str, Any]:
@@ -171,9 +222,10 @@ class RateLimiter:
         key_prefix: str = "orga-proxy",
         storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
     ) -> None:
-        self._per = parse_rate(per_principal) if per_principal else None
-        self._global = parse_rate(global_limit) if global_limit else None
         scheme = storage_uri.partition("://")[0]
+        parse = _parse_rate_memory if scheme == "memory" else parse_rate
+        self._per = parse(per_principal) if per_principal else None
+        self._global = parse(global_limit) if global_limit else None
         if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
             raise ValueError(f"rate-limit storage must be memory://, redis:// or rediss://, not {scheme}://")
         self.storage_uri = storage_uri

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._auth import Authenticator, Principal
@@ -49,14 +49,15 @@ def _flush_access_log() -> None:
 
 
 def to_proxy_request(request: Request) -> ProxyRequest:
-    """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`.
+    """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`."""
+    return _from_scope(request.scope, request)
 
-    Read straight from the ASGI scope: ``request.url`` assembles and re-parses a whole URL and ``request.cookies``
-    parses the Cookie header, on every request; the cookies are parsed here only if an authenticator reads them.
-    """
+
+def _from_scope(scope: MutableMapping[str, Any], request: Request | None = None) -> ProxyRequest:
+    # Read straight from the ASGI scope: request.url assembles and re-parses a whole URL and request.cookies parses
+    # the Cookie header, on every request; here the cookies are parsed only if an authenticator reads them.
     from starlette.requests import cookie_parser
 
-    scope = request.scope
     headers: dict[str, str] = {}
     cookie: str | None = None
     for raw_name, raw_value in scope["headers"]:
@@ -70,7 +71,9 @@ def to_proxy_request(request: Request) -> ProxyRequest:
                 cookie = value  # Starlette reads the first Cookie header only
     path = scope["path"]
     if "?" in path or "#" in path or "\\" in path:
-        path = request.url.path  # what Starlette would report (it escapes these three)
+        from starlette.requests import Request
+
+        path = (request or Request(scope)).url.path  # what Starlette reports (it escapes these three)
     client = scope.get("client")
     state = scope.get("state") or {}
     return ProxyRequest(
@@ -82,6 +85,41 @@ def to_proxy_request(request: Request) -> ProxyRequest:
         None,
         state.get("request_id"),
     )
+
+
+def _raw_headers(response: ProxyResponse) -> list[tuple[bytes, bytes]]:
+    # What starlette.responses.Response(body, status_code, headers) sends: the headers, plus Content-Length.
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    status = response.status
+    if not (status < 200 or status in (204, 304)) and all(k != b"content-length" for k, _ in raw):
+        raw.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    return raw
+
+
+class _DirectRoute:
+    """Pure ASGI: send the route's GET/POST/OPTIONS straight to its endpoint, past Starlette's exception
+    middleware, router and Request/Response objects (about 100 µs of CPU per request on the route); every other
+    request (other paths, other methods, a mounted app's root_path) goes through Starlette as before. An exception
+    still reaches Starlette's ServerErrorMiddleware, outside this layer, and its 500 handler."""
+
+    def __init__(self, app: Callable[..., Any], path: str, endpoint: Callable[..., Any]) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+        # Starlette would report such a path escaped: leave those to it.
+        self.enabled = not any(c in path for c in "?#\\")
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if (
+            self.enabled
+            and scope["type"] == "http"
+            and scope["path"] == self.path
+            and scope["method"] in ("GET", "POST", "OPTIONS")
+            and not scope.get("root_path")
+        ):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def to_starlette_response(response: ProxyResponse) -> Response:
@@ -184,6 +222,24 @@ def create_app(
             return to_starlette_response(problem)
         return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get()))
 
+    async def client_secrets_asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        # client_secrets above, in pure ASGI: the same response, byte for byte.
+        if scope["method"] == "POST":
+            from starlette.requests import Request
+
+            request = Request(scope, receive)
+            if not await drain_body(request, policy.max_body_bytes):
+                state = scope.get("state") or {}
+                response = json_error(
+                    413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()
+                )
+                await send({"type": "http.response.start", "status": 413, "headers": _raw_headers(response)})
+                await send({"type": "http.response.body", "body": response.body})
+                return
+        response = await policy.handle(_from_scope(scope), clients.get())
+        await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
+        await send({"type": "http.response.body", "body": response.body})
+
     async def healthz(request: Request) -> Response:
         return to_starlette_response(policy.health())
 
@@ -242,7 +298,10 @@ def create_app(
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ProxyHeadersMiddleware, max_bytes=policy.max_body_bytes)],
+        middleware=[
+            Middleware(ProxyHeadersMiddleware, max_bytes=policy.max_body_bytes),
+            Middleware(_DirectRoute, path=path, endpoint=client_secrets_asgi),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )

@@ -262,3 +262,59 @@ def test_retry_budget_spends_and_refills() -> None:
     assert not budget.try_spend()
     budget.record_success()
     assert budget.try_spend()
+
+
+# -- the flow itself, driven without I/O: whatever Orga answers, no sleep crosses the deadline -------------------------
+
+retry_after_values = st.one_of(
+    st.none(),
+    st.integers(min_value=-10, max_value=10**9).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(max_size=30),
+    st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+)
+answers = st.tuples(st.sampled_from([200, 400, 401, 408, 429, 500, 502, 503, 504]), retry_after_values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(answers, min_size=1, max_size=12), st.floats(min_value=0.05, max_value=30), st.integers(0, 5))
+def test_flow_never_sleeps_past_the_deadline(
+    script: list[tuple[int, str | None]], deadline: float, max_retries: int
+) -> None:
+    from orga_ai._config import resolve_settings
+    from orga_ai._protocol import CallContext, Request, Sleep, session_flow
+
+    settings = resolve_settings(
+        api_key="sk_orga_ai_property", base_url="https://api.orga-ai.com", timeout=10.0,
+        max_retries=max_retries, debug=False, default_headers=None, environ={},
+    )
+    now = [0.0]
+    ctx = CallContext(settings, settings.timeout, deadline_at=deadline, clock=lambda: now[0])
+    flow = session_flow(ctx)
+    token_body = json.dumps({"ephemeral_token": "tok", "ttl": 60}).encode()
+    ice_body = json.dumps({"iceServers": [{"urls": "stun:a:1"}]}).encode()
+    answers_left = list(script)
+    slept = 0.0
+    outcome: Any = None
+    try:
+        while True:
+            action = flow.send(outcome)
+            if isinstance(action, Sleep):
+                assert action.seconds >= 0
+                slept += action.seconds
+                now[0] += action.seconds
+                assert now[0] <= deadline, "slept past the deadline"
+                outcome = None
+                continue
+            assert isinstance(action, Request)
+            assert 0 < action.timeout <= deadline - now[0] + 1e-9, "an attempt may outlive the deadline"
+            status, retry_after = answers_left.pop(0) if answers_left else (200, None)
+            body = (token_body if action.step == "token" else ice_body) if status == 200 else b"{}"
+            headers = {} if retry_after is None else {"retry-after": retry_after}
+            now[0] += 0.01
+            outcome = Response(status, headers, body)
+    except StopIteration:
+        pass
+    except OrgaAIError:
+        pass
+    assert slept <= deadline

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -656,7 +656,8 @@ class ProxyCore:
     def prepare(self, request: ProxyRequest) -> ProxyRequest:
         """``request`` with its effective client IP and its request id filled in (what authenticators see)."""
         request_id = request.request_id or sane_request_id(request.headers.get("x-request-id")) or new_request_id()
-        return replace(request, client_ip=self.client_ip(request), request_id=request_id)
+        r = request  # dataclasses.replace, spelled out: replace() inspects the fields on every call
+        return type(r)(r.method, r.path, r.headers, r.cookies, r.client_host, self.client_ip(r), request_id)
 
     def _flow(self, request: ProxyRequest) -> _Flow:
         started = time.monotonic()
@@ -810,7 +811,11 @@ class ProxyCore:
             line["token_fingerprint"] = ex.token_fp
         if ex.detail:
             line["detail"] = redact(ex.detail)
-        access_logger.info(_dumps(line).decode())
+        # makeRecord + handle is logger.info without findCaller's walk up the stack: the line says where it is from.
+        record = access_logger.makeRecord(
+            access_logger.name, logging.INFO, __file__, 0, _dumps(line).decode(), (), None, "_access_log"
+        )
+        access_logger.handle(record)
 
     # -- health ----------------------------------------------------------------------------------------------------
 

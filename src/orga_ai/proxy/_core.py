@@ -14,6 +14,7 @@ and :meth:`ProxyCore.handle_sync` are thin drivers that await or call them. The 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -412,8 +413,16 @@ def _validate_origins(origins: Iterable[str]) -> frozenset[str]:
 
 def principal_key(principal: Principal) -> str:
     """The rate-limit key of a principal: a hash, so the shared storage holds no user ids or IPs."""
-    raw = f"{principal.kind}:{principal.id}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return _principal_key(principal.kind, principal.id)
+
+
+# A caller makes many requests: hash its id once (bounded caches of short strings, a few hundred KiB at most).
+@functools.lru_cache(maxsize=4096)
+def _principal_key(kind: str, principal_id: str) -> str:
+    return hashlib.sha256(f"{kind}:{principal_id}".encode()).hexdigest()[:32]
+
+
+_principal_fingerprint = functools.lru_cache(maxsize=4096)(fingerprint)
 
 
 # -- the core --------------------------------------------------------------------------------------------------------
@@ -801,7 +810,7 @@ class ProxyCore:
             "status": status,
             "outcome": outcome,
             "latency_ms": round((time.monotonic() - ex.started) * 1000, 1),
-            "principal": fingerprint(principal.id) if principal else None,
+            "principal": _principal_fingerprint(principal.id) if principal else None,
             "principal_kind": principal.kind if principal else None,
         }
         if ex.upstream_seconds is not None:

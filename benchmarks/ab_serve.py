@@ -1,6 +1,7 @@
 """A/B the server CPU per request of two ``orga-ai serve`` builds, interleaved, on a shared machine.
 
     .venv/bin/python benchmarks/ab_serve.py --a /tmp/base/src --b src [--rounds 4] [--seconds 4] [-- serve flags]
+    .venv/bin/python benchmarks/ab_serve.py --a src --b src --b-args "--log-level warning"   # one layer's cost
 
 Each side runs ``python -m orga_ai.cli serve`` with ``PYTHONPATH`` set to its source tree, against the 0 ms
 upstream stand-in; the sides alternate (order flipped each round) under ``wrk -c16``, and the script prints each
@@ -27,6 +28,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--a-args", default="", help="extra flags for side A only, one string")
+    parser.add_argument("--b-args", default="", help="extra flags for side B only, one string")
     parser.add_argument("serve_args", nargs="*", help="extra flags for both serves (after --)")
     args = parser.parse_args()
     run.RESULTS.mkdir(exist_ok=True)
@@ -45,6 +48,7 @@ def main() -> int:
                 src = str(Path(getattr(args, side)).resolve())
                 cmd = [sys.executable, "-m", "orga_ai.cli", "serve", "--host", "127.0.0.1", "--port", str(sport)]
                 cmd += ["--allow-anonymous", "--rate-limit", run.HIGH_RATE_LIMIT, *args.serve_args]
+                cmd += getattr(args, f"{side}_args").split()
                 proc = procs.spawn(f"ab-{side}", cmd, env={**env_base, "PYTHONPATH": src})
                 run.wait_ready(proc, sport, run.ROUTE, timeout=30)
                 servers[side] = (proc, sport)

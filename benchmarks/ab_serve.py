@@ -64,8 +64,9 @@ def main() -> int:
                 procs.stop(proc)
             ratios.append(got["b"]["cpu_us_per_req"] / got["a"]["cpu_us_per_req"])
             print(
-                f"round {r + 1}: A {got['a']['cpu_us_per_req']:.0f} us/req ({got['a']['rps']:.0f} rps), "
-                f"B {got['b']['cpu_us_per_req']:.0f} us/req ({got['b']['rps']:.0f} rps), B/A {ratios[-1]:.3f}",
+                f"round {r + 1}: A {got['a']['cpu_us_per_req']:.0f} us/req ({got['a']['rps']:.0f} rps, "
+                f"p99 {got['a']['p99_ms']:.1f} ms), B {got['b']['cpu_us_per_req']:.0f} us/req "
+                f"({got['b']['rps']:.0f} rps, p99 {got['b']['p99_ms']:.1f} ms), B/A {ratios[-1]:.3f}",
                 flush=True,
             )
     finally:

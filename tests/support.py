@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +32,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn (httptools) in a thread; yields its base URL; stops it, lifespan included."""
+    import uvicorn
+
+    port = free_port()
+    # proxy_headers=False as `orga-ai serve` does: X-Forwarded-For is the proxy core's business (--trusted-proxy),
+    # and uvicorn's default would believe it from 127.0.0.1, the peer of every test.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http="httptools",
+        ws="none",
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,11 +10,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 
 from orga_ai.proxy import JWTAuth, create_app
 from orga_ai.testing import RunningEmulator
-from tests.support import free_port
+from tests.support import serve
 
 JWT_SECRET = "test-jwt-secret-" + "0123456789abcdef" * 4
 AUDIENCE = "orga-tests"
@@ -38,37 +36,6 @@ def jwt_auth(**kwargs: Any) -> JWTAuth:
     kwargs.setdefault("audience", AUDIENCE)
     kwargs.setdefault("issuer", ISSUER)
     return JWTAuth(secret=JWT_SECRET, **kwargs)
-
-
-@contextlib.contextmanager
-def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve an ASGI app with uvicorn (httptools) in a thread; yields its base URL; stops it (lifespan included)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        http="httptools",
-        ws="none",
-        timeout_graceful_shutdown=2,
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="proxy-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the proxy did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 ProxyFactory = Callable[..., httpx.Client]

@@ -6,7 +6,6 @@ Not fixtures (those live in conftest.py): plain objects the fixtures and the tes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
@@ -14,7 +13,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -347,28 +346,3 @@ def security_header_problems(headers: Any) -> list[str]:
     return problems
 
 
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL; stops it, lifespan included."""
-    import uvicorn
-
-    from tests.support import free_port
-
-    port = free_port()
-    # proxy_headers=False as `orga-ai serve` does: X-Forwarded-For is the core's business (--trusted-proxy), and
-    # uvicorn's default would believe it from 127.0.0.1, the peer of every test.
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on",
-                            http="httptools", ws="none", timeout_graceful_shutdown=2, proxy_headers=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="route-under-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the proxy did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

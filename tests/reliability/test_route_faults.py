@@ -29,8 +29,8 @@ from tests.reliability.support import (
     Report,
     app_jwt,
     security_header_problems,
-    serve,
 )
+from tests.support import serve
 
 SLACK = 0.25
 ROUTE_PATH = "/api/orga-client-secrets"

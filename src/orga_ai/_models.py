@@ -127,17 +127,25 @@ class SessionConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionConfig:
         """Rebuild a config from :meth:`to_client_json` output; raises OrgaAIInvalidResponseError if malformed."""
+        from ._exceptions import OrgaAIInvalidResponseError
         from ._protocol import parse_ice_servers_payload  # local: avoids an import cycle
 
+        if not isinstance(data, Mapping):
+            raise OrgaAIInvalidResponseError("a session config must be a JSON object")
         token = data.get("ephemeralToken")
         if not isinstance(token, str) or not token:
-            from ._exceptions import OrgaAIInvalidResponseError
-
             raise OrgaAIInvalidResponseError("ephemeralToken must be a non-empty string")
         expires = data.get("expiresAt")
         expires_at = None
-        if isinstance(expires, str):
-            expires_at = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        if expires is not None:
+            try:
+                if not isinstance(expires, str):
+                    raise ValueError(expires)
+                expires_at = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+            except ValueError:
+                raise OrgaAIInvalidResponseError("expiresAt must be an ISO 8601 timestamp") from None
+            if expires_at.tzinfo is None:  # the route writes UTC; a naive value means UTC too
+                expires_at = expires_at.replace(tzinfo=dt.timezone.utc)
         return cls(token, parse_ice_servers_payload(data.get("iceServers")), expires_at)
 
     def __repr__(self) -> str:

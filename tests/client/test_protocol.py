@@ -318,3 +318,26 @@ def test_flow_never_sleeps_past_the_deadline(
     except OrgaAIError:
         pass
     assert slept <= deadline
+
+
+def test_session_config_round_trips_through_the_route_json() -> None:
+    from orga_ai import SessionConfig
+
+    original = SessionConfig(
+        "tok", parse_ice_response(response({"iceServers": [{"urls": "turn:x", "username": "u", "credential": "c"}]})),
+        NOW,
+    )
+    assert SessionConfig.from_dict(original.to_client_json()) == original
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[], {"ephemeralToken": ""}, {"ephemeralToken": "t", "iceServers": []},
+     {"ephemeralToken": "t", "iceServers": [{"urls": "stun:a"}], "expiresAt": "soon"},
+     {"ephemeralToken": "t", "iceServers": [{"urls": "stun:a"}], "expiresAt": 5}],
+)
+def test_session_config_from_bad_json_is_a_typed_error(data: Any) -> None:
+    from orga_ai import SessionConfig
+
+    with pytest.raises(OrgaAIInvalidResponseError):
+        SessionConfig.from_dict(data)

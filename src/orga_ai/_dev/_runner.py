@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from .._config import API_KEY_ENV, is_loopback_host
+from ..emulator._server import bind
 from ._ice import IceSetup, serve_stun, start_coturn, stop_coturn, udp_socket
 
 __all__ = ["run_dev"]
@@ -44,19 +45,6 @@ def _server(app: Any, log_level: str) -> _Server:
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     return _Server(config)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # Bound here, before uvicorn starts, so a busy port is one clear line on stderr and not a traceback.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def _url(host: str, port: int) -> str:
@@ -135,7 +123,8 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     try:
         try:
             for port in ports:
-                sockets.append(_bind(args.host, port))
+                # Bound here, before uvicorn starts, so a busy port is one clear line and not a traceback.
+                sockets.append(bind(args.host, port))
         except OSError as exc:
             print(f"orga-ai dev: cannot bind {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
             return 1

@@ -26,7 +26,6 @@ from ._exceptions import (
     OrgaAIConnectionError,
     OrgaAIError,
     OrgaAIInvalidResponseError,
-    OrgaAIRateLimitError,
     OrgaAITimeoutError,
     Step,
     error_for_status,
@@ -347,15 +346,20 @@ def _error_details(body: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
-def error_from_response(step: Step, response: Response, secrets: tuple[str, ...] = ()) -> OrgaAIError:
-    """The typed error for a non-2xx answer, with Orga's own message when it sent one."""
+def error_from_response(
+    step: Step, response: Response, secrets: tuple[str, ...] = (), *, retry_after: float | None = None
+) -> OrgaAIError:
+    """The typed error for a non-2xx answer, with Orga's own message when it sent one.
+
+    ``retry_after`` is the response's parsed ``Retry-After`` (the caller parses it once, for the error and for its own
+    retry decision); it becomes ``OrgaAIRateLimitError.retry_after`` on a 429.
+    """
     message, code = _error_details(response.body) if not response.truncated else (None, None)
     text = f"{_STEP_NAMES[step]} failed: Orga Cloud answered HTTP {response.status}"
     if message:
         text += f": {_clean(message, secrets)}"
     if code is not None:
         code = _clean(code, secrets)[:64]
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
     return error_for_status(
         response.status, text, code=code, request_id=response.request_id, step=step, retry_after=retry_after
     )
@@ -449,12 +453,14 @@ def _attempts(
             return parse(outcome)
 
         if isinstance(outcome, Response):
-            error = error_from_response(step, outcome, secrets())
+            advised = parse_retry_after(outcome.headers.get("retry-after"))
+            error = error_from_response(step, outcome, secrets(), retry_after=advised)
             logger.debug(
                 "%s: HTTP %d in %.1f ms (request id %s, attempt %d)",
                 step, outcome.status, outcome.elapsed * 1000, outcome.request_id, attempt + 1,
             )
         else:
+            advised = None
             error = error_from_failure(step, outcome)
             logger.debug("%s: %s after %.1f ms (attempt %d)", step, outcome.kind.value, outcome.elapsed * 1000,
                          attempt + 1)
@@ -470,14 +476,12 @@ def _attempts(
             raise _with_cause(error, outcome)
 
         delay = backoff(attempt, rng=ctx.rng)
-        if isinstance(error, OrgaAIRateLimitError) or isinstance(outcome, Response):
-            advised = parse_retry_after(outcome.headers.get("retry-after")) if isinstance(outcome, Response) else None
-            if advised is not None:
-                if advised > settings.max_retry_after:
-                    logger.debug("%s: Retry-After %.1f s is past the %.1f s cap; not retrying",
-                                 step, advised, settings.max_retry_after)
-                    raise _with_cause(error, outcome)
-                delay = advised
+        if advised is not None:
+            if advised > settings.max_retry_after:
+                logger.debug("%s: Retry-After %.1f s is past the %.1f s cap; not retrying",
+                             step, advised, settings.max_retry_after)
+                raise _with_cause(error, outcome)
+            delay = advised
         remaining = ctx.remaining()
         if remaining is not None and delay >= remaining:
             logger.debug("%s: the next attempt would start past the deadline; giving up", step)

@@ -21,10 +21,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr("orga_ai.proxy._ratelimit._clock", fake)
-    return fake
+def clock() -> Clock:
+    return Clock()
 
 
 def decide(limiter: RateLimiter, key: str = "k") -> RateLimitDecision:
@@ -34,7 +32,7 @@ def decide(limiter: RateLimiter, key: str = "k") -> RateLimitDecision:
 
 
 def test_exactly_n_pass_then_refused_with_headers(clock: Clock) -> None:
-    limiter = RateLimiter("3/minute")
+    limiter = RateLimiter("3/minute", clock=clock)
     seen = [decide(limiter) for _ in range(4)]
     assert [d.allowed for d in seen] == [True, True, True, False]
     assert [d.remaining for d in seen] == [2, 1, 0, 0]
@@ -46,7 +44,7 @@ def test_exactly_n_pass_then_refused_with_headers(clock: Clock) -> None:
 
 
 def test_window_moves_one_hit_at_a_time(clock: Clock) -> None:
-    limiter = RateLimiter("2/minute")
+    limiter = RateLimiter("2/minute", clock=clock)
     assert decide(limiter).allowed
     clock.now += 20
     assert decide(limiter).allowed
@@ -63,7 +61,7 @@ def test_window_moves_one_hit_at_a_time(clock: Clock) -> None:
 
 
 def test_keys_are_independent_and_idle_keys_are_swept(clock: Clock) -> None:
-    limiter = RateLimiter("1/second")
+    limiter = RateLimiter("1/second", clock=clock)
     assert decide(limiter, "a").allowed
     assert not decide(limiter, "a").allowed
     assert decide(limiter, "b").allowed
@@ -74,18 +72,18 @@ def test_keys_are_independent_and_idle_keys_are_swept(clock: Clock) -> None:
 
 
 def test_global_ceiling_refuses_with_its_own_numbers(clock: Clock) -> None:
-    limiter = RateLimiter("5/minute", "2/minute")
+    limiter = RateLimiter("5/minute", "2/minute", clock=clock)
     assert decide(limiter, "a").allowed
     assert decide(limiter, "b").allowed
     refused = decide(limiter, "c")
     assert not refused.allowed
     assert (refused.scope, refused.limit, refused.remaining) == ("global", 2, 0)
-    passed = RateLimiter("5/minute", "9/minute").hit_sync("a")
+    passed = RateLimiter("5/minute", "9/minute", clock=clock).hit_sync("a")
     assert passed is not None and (passed.scope, passed.limit, passed.remaining) == ("principal", 5, 4)
 
 
 def test_principal_refusal_does_not_count_against_the_ceiling(clock: Clock) -> None:
-    limiter = RateLimiter("1/minute", "2/minute")
+    limiter = RateLimiter("1/minute", "2/minute", clock=clock)
     assert decide(limiter, "a").allowed
     assert decide(limiter, "a").scope == "principal"  # refused by its own limit
     assert decide(limiter, "b").allowed  # the ceiling saw only one hit so far
@@ -138,7 +136,7 @@ async def test_exactly_n_pass_across_tasks_and_threads() -> None:
 
 
 async def test_async_and_sync_share_one_window(clock: Clock) -> None:
-    limiter = RateLimiter("2/minute")
+    limiter = RateLimiter("2/minute", clock=clock)
     first = await limiter.hit("k")
     assert first is not None and first.remaining == 1
     second = decide(limiter)

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -142,8 +143,6 @@ def _redis_options(timeout: float) -> dict[str, Any]:
     }
 
 
-_clock = time.monotonic  # the in-memory windows' clock (a name of this module, so tests can move it)
-
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
 else:  # pragma: no cover - Python 3.10
@@ -162,14 +161,15 @@ class _MemoryWindows:
     the sweep that runs at most once per window length. Safe across threads (one lock, never held across I/O).
     """
 
-    __slots__ = ("_amount", "_expiry", "_lock", "_next_sweep", "_windows")
+    __slots__ = ("_amount", "_clock", "_expiry", "_lock", "_next_sweep", "_windows")
 
-    def __init__(self, amount: int, expiry: float, lock: threading.Lock) -> None:
+    def __init__(self, amount: int, expiry: float, lock: threading.Lock, clock: Callable[[], float]) -> None:
         self._amount = amount
         self._expiry = expiry
         self._lock = lock
+        self._clock = clock
         self._windows: dict[str, deque[float]] = {}
-        self._next_sweep = _clock() + expiry
+        self._next_sweep = clock() + expiry
 
     def hit(self, key: str) -> tuple[bool, int, float]:
         """Count one hit of ``key`` if the window has room: (allowed, remaining, seconds until the oldest expires).
@@ -178,7 +178,7 @@ class _MemoryWindows:
         """
         amount, expiry = self._amount, self._expiry
         with self._lock:
-            now = _clock()
+            now = self._clock()
             if now >= self._next_sweep:
                 self._sweep(now)
             window = self._windows.get(key)
@@ -211,6 +211,7 @@ class RateLimiter:
         storage_uri: ``memory://`` or ``redis://host:port/db`` (``rediss://`` for TLS).
         key_prefix: namespace of the keys in the storage (share it between replicas of one deployment).
         storage_timeout: seconds to connect to and read from Redis before failing closed.
+        clock: the monotonic clock of the ``memory://`` windows (tests pass one they move by hand).
     """
 
     def __init__(
@@ -221,6 +222,7 @@ class RateLimiter:
         storage_uri: str = "memory://",
         key_prefix: str = "orga-proxy",
         storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         scheme = storage_uri.partition("://")[0]
         parse = _parse_rate_memory if scheme == "memory" else parse_rate
@@ -242,7 +244,7 @@ class RateLimiter:
         if not self.distributed:
             lock = threading.Lock()
             self._memory = tuple(
-                (item, _MemoryWindows(int(item.amount), float(item.get_expiry()), lock), scope)
+                (item, _MemoryWindows(int(item.amount), float(item.get_expiry()), lock, clock), scope)
                 for item, scope in ((self._per, "principal"), (self._global, "global"))
                 if item is not None
             )

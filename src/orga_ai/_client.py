@@ -104,8 +104,14 @@ def _deadline_backend_class() -> type[httpcore.NetworkBackend]:
             server_hostname: str | None = None,
             timeout: float | None = None,
         ) -> httpcore.NetworkStream:
-            tls = self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout, httpcore.ConnectTimeout))
-            return DeadlineStream(tls)
+            try:
+                left = _time_left(timeout, httpcore.ConnectTimeout)
+            except BaseException:
+                # The TCP connection is up and nobody else holds it: httpcore closes a stream only when its own
+                # start_tls fails, so a deadline that ran out between connect and TLS would leave it to the GC.
+                self._stream.close()
+                raise
+            return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
 
         def get_extra_info(self, info: str) -> Any:
             return self._stream.get_extra_info(info)

@@ -6,6 +6,7 @@ Not fixtures (those live in conftest.py): plain objects the fixtures and the tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -289,7 +290,69 @@ def timed_sync(call: Callable[[], Any], canary: Canary | None = None, source: st
 
 
 def open_fds() -> int:
+    """Every open file descriptor of this process (files, pipes, both ends of in-process loopback connections)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+_LISTEN = "0A"
+
+
+def _socket_inodes() -> dict[int, int]:
+    """Socket inode -> file descriptor, for this process's open sockets."""
+    inodes: dict[int, int] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile (listdir's own fd, or another thread's)
+            continue
+        if target.startswith("socket:["):
+            inodes[int(target[8:-1])] = int(name)
+    return inodes
+
+
+def _tcp_table() -> list[tuple[int, int, str, int]]:
+    """(local port, remote port, state, inode) of every TCP socket of the host (IPv4 and IPv6)."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+                rows.append((int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16), state, inode))
+    return rows
+
+
+@dataclass(frozen=True)
+class FdCensus:
+    """This process's file descriptors, split by who is responsible for closing them.
+
+    The emulator, the fault proxy and the proxies under test run in threads of the test process, so ``/proc/self/fd``
+    holds both ends of every loopback connection. A client closes its end at ``close()``; the server's end (then in
+    CLOSE_WAIT) is closed later, on the server's own thread. Counting both made the leak tests flaky; a census
+    counts what the client owns.
+    """
+
+    own: int
+    """Every descriptor except the server-side ends of connections to this process's own listeners."""
+    clients_to: dict[int, int]
+    """Listener port -> client-side sockets of this process still connected to it."""
+
+
+def fd_census(server_ports: Iterable[int] = ()) -> FdCensus:
+    """Count this process's descriptors, leaving out the accepted ends of its own servers.
+
+    ``server_ports`` adds ports of in-process servers that may have stopped listening already (their accepted ends
+    are still theirs to close); every port this process listens on is included anyway.
+    """
+    inodes = _socket_inodes()
+    table = [row for row in _tcp_table() if row[3] in inodes]
+    ports = {local for local, _, state, _ in table if state == _LISTEN} | set(server_ports)
+    accepted = {inode for local, _, state, inode in table if state != _LISTEN and local in ports}
+    clients: dict[int, int] = {}
+    for local, remote, state, _ in table:
+        if state != _LISTEN and remote in ports and local not in ports:
+            clients[remote] = clients.get(remote, 0) + 1
+    return FdCensus(own=len(os.listdir("/proc/self/fd")) - len(accepted), clients_to=clients)
 
 
 def rss_bytes() -> int:

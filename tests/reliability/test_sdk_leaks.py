@@ -1,6 +1,8 @@
 """Both clients under a long run with one call in five faulted: nothing may pile up.
 
-Measured: open file descriptors (back to the baseline +-5 once the clients are closed), pooled connections still
+Measured: open file descriptors (back to the baseline +-5 once the clients are closed, not counting the emulator's
+own ends of its connections, which it closes on its own thread and schedule; and not one client-side socket to the
+emulator left), pooled connections still
 checked out (none), asyncio tasks still pending (none), RSS growth between the second and the last thousand calls
 (<= 10 MB). filterwarnings=error turns any ResourceWarning (an unclosed socket or session) into a failure.
 """
@@ -18,7 +20,7 @@ import pytest
 from orga_ai import AsyncOrgaAI, OrgaAI
 from orga_ai.testing import RunningEmulator
 from tests.reliability.faultproxy import FaultProxy
-from tests.reliability.support import Canary, Report, open_fds, other_tasks, rss_bytes, timed, timed_sync
+from tests.reliability.support import Canary, Report, fd_census, other_tasks, rss_bytes, timed, timed_sync
 
 # One call in five goes to a client whose every request carries one of these faults (the emulator's header knob),
 # or through the fault proxy's reset-after-send.
@@ -41,7 +43,7 @@ def _fault_header(fault: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.slow
 async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, canary: Canary, report: Report) -> None:
     gc.collect()
-    fds_before = open_fds()
+    before = fd_census()
     with FaultProxy(emulator.base_url, on_secret=canary.on_secret) as fault_proxy:
         fault_proxy.set("reset_after_send")
         options: dict[str, Any] = {"api_key": emulator.api_key, "max_retries": 1}
@@ -78,14 +80,15 @@ async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, ca
             for client in clients:
                 await client.close()
         await asyncio.sleep(0.1)  # aiohttp closes transports on the next loop iteration
+        proxy_port = fault_proxy.port
     gc.collect()
-    fds_after = open_fds()
+    after = fd_census([proxy_port])
     pending = other_tasks()
     growth = rss[CALLS] - rss[2000]
     report.add(
         f"SDK async: {CALLS} calls, 20 % faulted, {CONCURRENCY} concurrent",
         requests=CALLS,
-        outcome=f"{ok} ok, {failed} failed; fds {fds_before}->{fds_after}; RSS +{growth / MB:.1f} MB; "
+        outcome=f"{ok} ok, {failed} failed; fds {before.own}->{after.own}; RSS +{growth / MB:.1f} MB; "
         f"{checked_out} checked out; {len(pending)} tasks",
         worst_s=worst,
         deadline_s=1.5,
@@ -93,7 +96,9 @@ async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, ca
     )
     assert failed == CALLS // 5
     assert worst <= 1.5 + 0.25
-    assert abs(fds_after - fds_before) <= 5
+    assert abs(after.own - before.own) <= 5
+    assert all(after.clients_to.get(port, 0) <= n for port, n in before.clients_to.items()), after.clients_to
+    assert set(after.clients_to) <= set(before.clients_to), after.clients_to
     assert checked_out == 0
     assert not pending
     assert growth <= 10 * MB
@@ -103,7 +108,7 @@ async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, ca
 async def test_sync_client_long_run_leaks_nothing(emulator: RunningEmulator, canary: Canary, report: Report) -> None:
     calls = 2000
     gc.collect()
-    fds_before = open_fds()
+    before = fd_census()
     options: dict[str, Any] = {"api_key": emulator.api_key, "base_url": emulator.base_url, "max_retries": 1}
     healthy = OrgaAI(**options)
     faulty = [OrgaAI(default_headers=_fault_header(f), **options) for f in FAULTS]
@@ -134,14 +139,14 @@ async def test_sync_client_long_run_leaks_nothing(emulator: RunningEmulator, can
         for client in [healthy, *faulty]:
             client.close()
     gc.collect()
-    fds_after = open_fds()
+    after = fd_census()  # OrgaAI.close() closes its sockets before it returns: no wait
     ok = sum(1 for good, _ in results if good)
     worst = max(elapsed for _, elapsed in results)
     growth = rss[calls] - rss[1000]
     report.add(
         f"SDK sync: {calls} calls, 20 % faulted, 8 threads",
         requests=calls,
-        outcome=f"{ok} ok, {calls - ok} failed; fds {fds_before}->{fds_after}; RSS +{growth / MB:.1f} MB; "
+        outcome=f"{ok} ok, {calls - ok} failed; fds {before.own}->{after.own}; RSS +{growth / MB:.1f} MB; "
         f"{busy} checked out",
         worst_s=worst,
         deadline_s=1.5,
@@ -149,6 +154,8 @@ async def test_sync_client_long_run_leaks_nothing(emulator: RunningEmulator, can
     )
     assert calls - ok == calls // 5
     assert worst <= 1.5 + 0.25
-    assert abs(fds_after - fds_before) <= 5
+    assert abs(after.own - before.own) <= 5
+    assert all(after.clients_to.get(port, 0) <= n for port, n in before.clients_to.items()), after.clients_to
+    assert set(after.clients_to) <= set(before.clients_to), after.clients_to
     assert busy == 0
     assert growth <= 10 * MB

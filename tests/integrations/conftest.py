@@ -13,6 +13,7 @@ import pytest
 from orga_ai.proxy import ProxyCore
 from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import jwt_auth, serve
+from tests.reliability.support import Canary
 from tests.support import free_port
 
 
@@ -115,3 +116,63 @@ def mount(request: pytest.FixtureRequest, emulator: RunningEmulator) -> Iterator
             return build(emulator, stack, policy)
 
         yield factory
+
+
+# -- the function entry points (AWS Lambda, Cloud Functions, the ASGI/WSGI function files) ---------------------------
+
+FUNCTION_SECRET = "function-shared-secret-Vq8Lm2Xz-4455667788"
+"""The shared secret callers of the function tests present (a canary: it must never be logged or echoed)."""
+
+
+@pytest.fixture
+def leak_canary(emulator: RunningEmulator) -> Iterator[Canary]:
+    """The reliability suite's canary over one function test: the API key and the callers' secret are registered
+    up front, tokens and TURN credentials as the test receives them (:func:`scan_answer`); every log record of the
+    test (orga_ai at DEBUG, tracebacks included) is scanned at the end, and the test fails on any hit."""
+    import logging
+
+    canary = Canary()
+    canary.add(emulator.api_key, "api key")
+    canary.add(FUNCTION_SECRET, "shared secret")
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Collect(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    orga_logger = logging.getLogger("orga_ai")
+    saved_level = orga_logger.level
+    orga_logger.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    try:
+        yield canary
+    finally:
+        root.removeHandler(handler)
+        orga_logger.setLevel(saved_level)
+    for text in records:
+        canary.scan(text, "log")
+    assert not canary.hits, [(hit.label, hit.source) for hit in canary.hits]
+
+
+def scan_answer(canary: Canary, text: str, source: str = "response") -> None:
+    """Scan one answer (an event response, an HTTP body and headers) for the known secrets, then register the
+    token and TURN credentials it hands out, so that any later log line repeating them is caught."""
+    import json
+
+    canary.scan(text, source)
+    assert not canary.hits, [(hit.label, hit.source) for hit in canary.hits]
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return
+    body = payload.get("body") if isinstance(payload, dict) and "statusCode" in payload else payload
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return
+    if isinstance(body, dict):
+        canary.add_session_config(body)

@@ -8,9 +8,13 @@
 The policy (:class:`ProxyCore`) decides who may call, how much, what JSON comes back and which error becomes which
 status; ``create_app`` serves it with Starlette, and ``orga_ai.integrations.{fastapi,flask,django}`` mount it in an
 existing app. Needs the ``orga-ai[proxy]`` extra.
+
+``create_app`` loads on first use (PEP 562): a function entry point that needs only the policy never imports
+Starlette.
 """
 
-from ._app import create_app
+from typing import TYPE_CHECKING, Any
+
 from ._auth import AnonymousAuth, AnyOf, AuthenticationError, Authenticator, JWTAuth, Principal, SharedSecretAuth
 from ._breaker import CircuitBreaker
 from ._core import (
@@ -28,6 +32,9 @@ from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._openapi import ERROR_CODES
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+
+if TYPE_CHECKING:
+    from ._app import create_app
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -55,3 +62,11 @@ __all__ = [
     "create_app",
     "error_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from ._app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

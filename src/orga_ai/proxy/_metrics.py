@@ -12,7 +12,7 @@ from .._retry import RetryBudget
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["CONTENT_TYPE", "CountingRetryBudget", "Metrics"]
+__all__ = ["CONTENT_TYPE", "CountingRetryBudget", "Metrics", "NullMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -76,6 +76,58 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class _NullMetric:
+    """A counter, gauge and histogram that records nothing."""
+
+    __slots__ = ()
+
+    def labels(self, *values: str, **labels: str) -> _NullMetric:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def dec(self, amount: float = 1) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
+
+
+_NULL_METRIC = _NullMetric()
+
+
+class NullMetrics(Metrics):
+    """Metrics that record nothing, for function entry points: a function has no ``/metrics`` to scrape (the
+    platform counts invocations), and ``prometheus_client`` is never imported on their cold start."""
+
+    def __init__(self) -> None:  # no super().__init__(): that would build a Prometheus registry
+        self.registry = None  # type: ignore[assignment]
+        for name in (
+            "requests",
+            "upstream_latency",
+            "upstream_retries",
+            "rate_limited",
+            "denied",
+            "shed",
+            "in_flight",
+            "breaker_state",
+            "breaker_transitions",
+            "breaker_rejected",
+        ):
+            setattr(self, name, _NULL_METRIC)
+        self._children = {}
+
+    def child(self, metric: Any, value: str) -> Any:
+        return _NULL_METRIC
+
+    def render(self) -> bytes:
+        return b""
 
 
 class CountingRetryBudget(RetryBudget):

@@ -1,0 +1,174 @@
+"""What every function entry point (AWS Lambda, Cloud Functions, the ASGI/WSGI function files) shares: the policy
+read from ``ORGA_PROXY_*``, the rule on rate-limit storage, and one lazily created sync client per instance.
+
+A function instance serves one invocation at a time and lives for many of them: everything expensive (the SDK
+client and its connection, the Redis connection, the API key fetched from a secret store) is made on the first
+invocation that needs it and reused by the warm ones after it. Nothing here imports Starlette, uvicorn,
+``prometheus_client`` or an async HTTP library.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..proxy._clients import SyncClientHolder
+from ..proxy._core import ProxyCore, ProxyRequest, ProxyResponse, json_error, redact
+from ..proxy._metrics import NullMetrics
+
+if TYPE_CHECKING:
+    from .._client import OrgaAI
+
+__all__ = ["FunctionConfigurationError", "FunctionRoute", "function_core", "policy_from_env"]
+
+logger = logging.getLogger("orga_ai.proxy")
+
+_MEMORY_REFUSED = (
+    "in-process (memory://) rate limits mean nothing across function instances: give a shared storage "
+    "(storage_uri='redis://...', or ORGA_PROXY_REDIS_URL) or turn limits off explicitly with rate_limit=None "
+    "(ORGA_PROXY_RATE_LIMIT=none)"
+)
+
+
+class FunctionConfigurationError(ValueError):
+    """A function entry point cannot start with this configuration; the message says what to change."""
+
+
+def function_core(core: ProxyCore | None = None, **policy: Any) -> ProxyCore:
+    """The :class:`ProxyCore` of a function: ``policy`` as for :class:`ProxyCore`, with two differences.
+
+    * ``memory://`` rate limits are refused (each instance would count alone, so the limit would grow with the
+      platform's scaling): configure ``storage_uri='redis://...'`` (or ``rediss://``), or pass ``rate_limit=None``
+      (and no ``global_rate_limit``) to mean "no limits".
+    * Metrics record nothing (a function has no ``/metrics`` endpoint); pass ``metrics=`` to keep them.
+
+    Raises:
+        FunctionConfigurationError: memory:// limits, or anything :class:`ProxyCore` refuses.
+    """
+    if core is None:
+        limiter = policy.get("rate_limiter")
+        if limiter is not None:
+            in_memory = limiter.enabled and not limiter.distributed
+        else:
+            storage = str(policy.get("storage_uri") or "memory://")
+            limited = policy.get("rate_limit", "10/minute") is not None or policy.get("global_rate_limit") is not None
+            in_memory = limited and storage.partition("://")[0] == "memory"
+        if in_memory:
+            raise FunctionConfigurationError(_MEMORY_REFUSED)
+        policy.setdefault("metrics", NullMetrics())
+        try:
+            core = ProxyCore(**policy)
+        except ValueError as exc:
+            raise FunctionConfigurationError(str(exc)) from None
+    elif core.rate_limiter.enabled and not core.rate_limiter.distributed:
+        raise FunctionConfigurationError(_MEMORY_REFUSED)
+    return core
+
+
+def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The :class:`ProxyCore` arguments that the ``ORGA_PROXY_*`` variables describe (the same variables as
+    ``orga-ai serve``; the listening options such as the port do not apply to a function).
+
+    Raises:
+        FunctionConfigurationError: a variable is unreadable, or no authentication is configured.
+    """
+    from ..proxy._breaker import CircuitBreaker
+    from ..proxy._cli import build_authenticator
+    from ..proxy._settings import resolve
+
+    try:
+        settings = resolve({}, environ)
+        authenticate = build_authenticator(settings)
+    except ValueError as exc:
+        raise FunctionConfigurationError(str(exc)) from None
+    anonymous = bool(settings["allow_anonymous"])
+    if authenticate is None and not anonymous:
+        raise FunctionConfigurationError(
+            "no authentication configured: set ORGA_PROXY_SHARED_SECRET, ORGA_PROXY_JWT_SECRET or "
+            "ORGA_PROXY_JWKS_URL (or ORGA_PROXY_ALLOW_ANONYMOUS=1, for development only)"
+        )
+    return {
+        "authenticate": authenticate,
+        "allow_anonymous": anonymous and authenticate is None,
+        "rate_limit": settings["rate_limit"],
+        "global_rate_limit": settings["global_rate_limit"],
+        "storage_uri": settings["redis_url"] or "memory://",
+        "cors_origins": settings["cors_origin"],
+        "trusted_proxies": settings["trusted_proxy"],
+        "deadline": settings["deadline"],
+        "max_concurrency": settings["max_concurrency"],
+        "max_body_bytes": settings["max_body_bytes"],
+        "breaker": CircuitBreaker(settings["breaker_threshold"], settings["breaker_cooldown"]),
+        "deny_file": settings["deny_file"],
+    }
+
+
+class FunctionRoute:
+    """The policy plus one sync :class:`~orga_ai.OrgaAI`, created on the first invocation and reused after it.
+
+    Args:
+        core: the policy (see :func:`function_core`).
+        orga: a ready client; by default ``OrgaAI(**orga_options)`` is made on first use.
+        orga_options: arguments of that ``OrgaAI`` (``ORGA_API_KEY``, ``ORGA_BASE_URL``... fill the rest).
+        api_key: called once, on first use, for the API key when ``orga_options`` has none (a secret-store lookup,
+            say); a failure is answered with 500 and retried on the next invocation.
+        key_hint: more ways to give the key, for the error raised when there is none.
+    """
+
+    def __init__(
+        self,
+        core: ProxyCore,
+        *,
+        orga: OrgaAI | None = None,
+        orga_options: Mapping[str, Any] | None = None,
+        api_key: Callable[[], str] | None = None,
+        key_hint: str = "",
+    ) -> None:
+        self.core = core
+        self._orga = orga
+        self._options = dict(orga_options or {})
+        self._api_key = api_key
+        self._lock = threading.Lock()
+        self._clients: SyncClientHolder | None = None
+        if orga is None and api_key is None and not self._options.get("api_key") and not os.environ.get("ORGA_API_KEY"):
+            raise FunctionConfigurationError(
+                "no Orga API key: set ORGA_API_KEY (from the platform's secret store)"
+                f"{key_hint} or pass orga_options={{'api_key': ...}}"
+            )
+
+    def client(self) -> OrgaAI:
+        """The SDK client, created (and its key fetched) on first use."""
+        clients = self._clients
+        if clients is None:
+            with self._lock:
+                if self._clients is None:
+                    options = dict(self._options)
+                    if self._orga is None and self._api_key is not None and not options.get("api_key"):
+                        options["api_key"] = self._api_key()
+                    self._clients = SyncClientHolder(self.core.metrics, self._orga, options=options)
+                clients = self._clients
+        return clients.get()
+
+    def serve(self, request: ProxyRequest) -> ProxyResponse:
+        """Answer one request: the core's response, or a 500 envelope when the client cannot be made."""
+        try:
+            client = self.client()
+        except Exception as exc:  # noqa: BLE001 - a missing key or a secret store down: answer, log, retry later
+            request_id = self.core.prepare(request).request_id or ""
+            logger.error("orga proxy: cannot create the Orga client: %s", redact(f"{type(exc).__name__}: {exc}"))
+            return json_error(500, "proxy_misconfigured", "The session service is misconfigured.", request_id)
+        return self.core.handle_sync(request, client)
+
+    def close(self) -> None:
+        """Close the client (if this route made it) and the rate-limit storage's connections."""
+        with self._lock:
+            clients, self._clients = self._clients, None
+        if clients is not None:
+            clients.close()
+        self.core.rate_limiter.close()
+
+    def __repr__(self) -> str:
+        return f"FunctionRoute({self.core!r})"

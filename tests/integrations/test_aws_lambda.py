@@ -25,6 +25,7 @@ from orga_ai.integrations.aws_lambda import (
 from orga_ai.proxy import ProxyRequest, SharedSecretAuth
 from orga_ai.testing import RunningEmulator
 from tests.integrations.conftest import FUNCTION_SECRET, scan_answer
+from tests.integrations.lambda_runtime_api import RuntimeAPI
 from tests.reliability.support import Canary
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aws_lambda"
@@ -427,3 +428,161 @@ def test_the_default_handler_refuses_a_bad_configuration_at_import(tmp_path: Pat
     assert result.returncode == 1
     assert "FunctionConfigurationError: in-process (memory://) rate limits mean nothing" in result.stderr
     assert "sk_orga_ai_test_key" not in result.stderr and FUNCTION_SECRET not in result.stderr
+
+
+# -- AWS's runtime interface client over a local Runtime API ---------------------------------------------------------
+
+
+def _ric(runtime: RuntimeAPI, **env: str) -> subprocess.Popen[str]:
+    """``python -m awslambdaric orga_ai.integrations.aws_lambda.handler``: the bootstrap of a container image."""
+    pytest.importorskip("awslambdaric")
+    return subprocess.Popen(
+        [sys.executable, "-m", "awslambdaric", "orga_ai.integrations.aws_lambda.handler"],
+        env=_env(
+            AWS_LAMBDA_RUNTIME_API=runtime.address,
+            AWS_LAMBDA_FUNCTION_NAME="orga-client-secrets",
+            AWS_LAMBDA_LOG_LEVEL="DEBUG",
+            **env,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate(timeout=15)
+    return output
+
+
+def test_the_runtime_interface_client_drives_the_handler(emulator: RunningEmulator) -> None:
+    canary = Canary()
+    canary.add(emulator.api_key, "api key")
+    canary.add(FUNCTION_SECRET, "shared secret")
+    with RuntimeAPI() as runtime:
+        process = _ric(
+            runtime,
+            ORGA_API_KEY=emulator.api_key,
+            ORGA_BASE_URL=emulator.base_url,
+            ORGA_PROXY_SHARED_SECRET=FUNCTION_SECRET,
+            ORGA_PROXY_RATE_LIMIT="none",
+        )
+        try:
+            for name in EVENTS:
+                request_id = runtime.invoke(authorized(name))
+                posted = runtime.next_posted()
+                assert (posted.kind, posted.request_id) == ("response", request_id), posted
+                scan_answer(canary, json.dumps(posted.body))
+                assert posted.body["statusCode"] == 200, posted.body
+                assert "ephemeralToken" in json.loads(posted.body["body"])
+                if name.startswith("alb"):
+                    # The runtime's context object gives the invocation id: the request id of an ALB event.
+                    assert headers_of(posted.body)["x-request-id"] == request_id
+            refused = runtime.invoke(load("apigw-http-v2"))
+            posted = runtime.next_posted()
+            assert (posted.kind, posted.request_id, posted.body["statusCode"]) == ("response", refused, 401)
+            foreign = runtime.invoke({"Records": []})
+            posted = runtime.next_posted()
+            assert (posted.kind, posted.request_id) == ("error", foreign)
+            assert posted.body["errorType"] == "UnsupportedEventError"
+            scan_answer(canary, json.dumps(posted.body), "error")
+            # Still serving after an error: the same warm instance answers the next event.
+            again = runtime.invoke(authorized("function-url"))
+            posted = runtime.next_posted()
+            assert (posted.request_id, posted.body["statusCode"]) == (again, 200)
+            scan_answer(canary, json.dumps(posted.body))
+        finally:
+            output = _stop(process)
+    assert runtime.posted.empty()
+    # The runtime's log (DEBUG, where the access lines and the SDK's debug lines go) holds no secret.
+    assert "orga_proxy_request" in output
+    canary.scan(output, "runtime log")
+    assert not canary.hits, [(hit.label, hit.source) for hit in canary.hits]
+    # One client for every invocation: the emulator saw one mint per successful event.
+    assert len([r for r in emulator.requests() if "client-secrets" in r["path"]]) == len(EVENTS) + 1
+
+
+def test_a_bad_configuration_is_an_init_error(emulator: RunningEmulator) -> None:
+    with RuntimeAPI() as runtime:
+        process = _ric(runtime, ORGA_API_KEY=emulator.api_key, ORGA_PROXY_SHARED_SECRET=FUNCTION_SECRET)
+        try:
+            posted = runtime.next_posted()
+            assert process.wait(timeout=30) == 1
+        finally:
+            output = _stop(process)
+    assert posted.kind == "init-error"
+    assert posted.body["errorType"] == "FunctionConfigurationError"
+    assert posted.body["errorMessage"].startswith("in-process (memory://) rate limits mean nothing")
+    assert emulator.api_key not in json.dumps(posted.body) + output
+    assert FUNCTION_SECRET not in json.dumps(posted.body) + output
+
+
+# -- rate limits in Redis --------------------------------------------------------------------------------------------
+
+
+def _instance_connections(port: int) -> int:
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) as probe:
+        clients = probe.client_list()
+        return len([c for c in clients if c.get("cmd") != "client|list"])
+
+
+def test_redis_limits_are_shared_by_instances_over_one_reused_connection_each(
+    emulator: RunningEmulator, leak_canary: Canary
+) -> None:
+    from tests.reliability.test_route_load import redis_server
+    from tests.support import free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    # Two handlers with the same configuration: two instances of one function, as the platform scales it out.
+    instances = [lambda_handler(emulator, rate_limit="3/minute", storage_uri=url) for _ in range(2)]
+    try:
+        with redis_server(port) as server:
+            codes = []
+            for i in range(6):
+                response = instances[i % 2](authorized("apigw-http-v2"), FakeContext())
+                scan_answer(leak_canary, json.dumps(response))
+                codes.append(response["statusCode"])
+            assert codes == [200, 200, 200, 429, 429, 429]
+            refused = headers_of(response)
+            assert refused["ratelimit-remaining"] == "0" and int(refused["retry-after"]) >= 1
+            assert _instance_connections(port) == 2
+            for i in range(4):
+                instances[i % 2](authorized("apigw-rest-v1"), FakeContext())
+            assert _instance_connections(port) == 2  # warm invocations reuse each instance's connection
+
+            # Redis gone: fail closed, in the event's format, without hanging the invocation.
+            server.kill()
+            server.wait(timeout=10)
+            down = instances[0](authorized("apigw-rest-v1"), FakeContext())
+            assert down["statusCode"] == 503
+            assert json.loads(down["body"])["error"]["code"] == "rate_limiter_unavailable"
+            assert down["multiValueHeaders"]["Retry-After"] == ["5"]
+        # Redis back (a new, empty one on the same address): the same warm instance reconnects by itself.
+        with redis_server(port):
+            back = instances[0](authorized("apigw-http-v2"), FakeContext())
+            scan_answer(leak_canary, json.dumps(back))
+            assert back["statusCode"] == 200
+    finally:
+        for instance in instances:
+            instance.close()
+
+
+def test_rediss_is_accepted_as_shared_storage(emulator: RunningEmulator) -> None:
+    options = {"api_key": emulator.api_key, "base_url": emulator.base_url}
+    handler = make_handler(
+        orga_options=options,
+        authenticate=SharedSecretAuth(FUNCTION_SECRET),
+        storage_uri="rediss://cache.example.com:6380/0",
+        global_rate_limit="600/minute",
+    )
+    assert handler.core.rate_limiter.distributed
+    handler.close()

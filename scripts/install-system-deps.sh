@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system programs the tests start for real: redis-server, coturn (turnserver, turnutils_uclient),
-# Debian's Chromium for Playwright, Node.js + npm for the official Orga packages, wrk for the benchmark.
+# Installs the system programs the tests start for real: redis-server and redis-cli (Sentinel, Cluster), coturn
+# (turnserver, turnutils_uclient), Debian's Chromium for Playwright, Node.js + npm for the official Orga packages, wrk for the benchmark.
 # Does nothing for what is already there; needs root (or sudo) and apt for the rest.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)

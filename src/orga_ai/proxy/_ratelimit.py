@@ -2,10 +2,12 @@
 
 The moving-window strategy is used everywhere: with limit N per window W, a request passes when fewer than N requests
 of the same key passed in the last W seconds (exactly N pass, whatever the concurrency). Storage is ``memory://``
-(one process) or ``redis://`` / ``rediss://`` (several replicas).
+(one process) or Redis shared by several replicas: ``redis://`` / ``rediss://`` (one server), ``redis+sentinel://``
+(a primary watched by Sentinel) or ``redis+cluster://`` (a Redis Cluster); see :func:`storage_config`.
 
-* ``redis://``: the ``limits`` library, one atomic Lua script per hit, so replicas sharing one Redis enforce one
-  limit together.
+* Redis: the ``limits`` library, one atomic Lua script per hit, so replicas sharing one Redis enforce one
+  limit together. Each hit costs two round trips per configured limit (the atomic hit, then the window's stats for
+  the headers).
 * ``memory://``: :class:`_MemoryWindows`, a dict of per-key deques of timestamps, here. ``limits``' async in-memory
   storage cost about 400 µs of CPU per request on the proxy route (measured with benchmarks/ab_serve.py, see
   docs/proxy.md): each hit scheduled an expiry task that went through ``asyncio.to_thread`` per key, the decision
@@ -27,12 +29,22 @@ import re
 import sys
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
-__all__ = ["DEFAULT_STORAGE_TIMEOUT", "RateLimitDecision", "RateLimiter", "RateLimiterUnavailable", "parse_rate"]
+__all__ = [
+    "DEFAULT_STORAGE_TIMEOUT",
+    "RateLimitDecision",
+    "RateLimiter",
+    "RateLimiterUnavailable",
+    "StorageConfig",
+    "parse_rate",
+    "storage_config",
+]
 
 DEFAULT_STORAGE_TIMEOUT = 0.5
 """Seconds allowed to connect to, and to hear back from, the rate-limit storage."""
@@ -129,18 +141,141 @@ def _parse_rate_memory(value: str) -> _Rate:
     raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'")
 
 
-def _redis_options(timeout: float) -> dict[str, Any]:
+def _redis_options(timeout: float, *, cluster: bool = False) -> dict[str, Any]:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     # redis-py retries failed commands by default; each retry would add another socket timeout to the request.
-    return {
+    options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry_on_timeout": False,
         "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 0,
     }
+    if not cluster:  # the cluster clients refuse these two (they manage node health themselves)
+        options["retry_on_timeout"] = False
+        options["health_check_interval"] = 0
+    return options
+
+
+_PLAIN_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
+_HA_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"})
+# Query parameters the HA schemes take (``limits`` would ignore a query there); the plain schemes hand theirs to
+# redis-py's URL parser, which knows the ssl_* ones itself.
+_TLS_PARAMETERS = frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """How to reach the rate-limit storage: the URI ``limits`` is given and the options for its Redis clients.
+
+    ``repr`` shows neither the password nor the URI (which may hold one).
+    """
+
+    scheme: str
+    uri: str = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+    sentinel_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    timeout: float = DEFAULT_STORAGE_TIMEOUT
+
+    @property
+    def distributed(self) -> bool:
+        return self.scheme != "memory"
+
+    @property
+    def mode(self) -> str:
+        """``memory``, ``redis``, ``sentinel`` or ``cluster``."""
+        if self.scheme == "memory":
+            return "memory"
+        return self.scheme.partition("+")[2] if self.scheme in _HA_SCHEMES else "redis"
+
+
+def _read_password(path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read the Redis password file {path!r}: {exc.strerror}") from None
+    password = text.strip("\r\n")
+    if not password:
+        raise ValueError(f"the Redis password file {path!r} is empty")
+    return password
+
+
+def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> StorageConfig:
+    """Read a rate-limit storage URI; ValueError (naming the problem, never the password) when it is unusable.
+
+    Accepted forms:
+
+    * ``memory://``: this process only.
+    * ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS), ``redis+unix:///path.sock``: one Redis server.
+    * ``redis+sentinel://[:password@]h1:p1,h2:p2,h3:p3/<service>``: the primary that the Sentinels name for
+      ``service``, found again after a failover. Reads and writes both go to the primary (a replica's copy of a
+      window may lag). The password, if any, is used for the Sentinels as well as the Redis servers.
+    * ``redis+cluster://[:password@]h1:p1,h2:p2``: a Redis Cluster, found from any of the listed nodes.
+
+    ``rediss+sentinel://`` and ``rediss+cluster://`` are the same over TLS; their query may carry ``ssl_ca_certs``,
+    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` and ``ssl_check_hostname``. Every Redis form also takes
+    ``?password_file=/path`` (a file holding only the password, e.g. a mounted secret) instead of a password
+    in the URI, and ``?timeout=<seconds>`` instead of the ``timeout`` argument: it bounds connecting to, and each
+    answer from, every server involved (raise it above the default 0.5 s only for a distant or busy Redis: a request
+    waits up to about four times this long before it is refused).
+    """
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ValueError("rate-limit storage must be a URI such as memory:// or redis://host:6379/0")
+    scheme = uri.partition("://")[0].lower()
+    if scheme == "memory":
+        return StorageConfig("memory", "memory://", timeout=timeout)
+    if scheme not in _PLAIN_SCHEMES | _HA_SCHEMES:
+        raise ValueError(
+            f"rate-limit storage must be memory://, redis://, rediss://, redis+unix://, redis+sentinel:// or "
+            f"redis+cluster://, not {scheme}://"
+        )
+    parts = urllib.parse.urlsplit(uri)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    password_file = [value for key, value in query if key == "password_file"]
+    timeouts = [value for key, value in query if key == "timeout"]
+    query = [(key, value) for key, value in query if key not in {"password_file", "timeout"}]
+    if timeouts:
+        try:
+            timeout = float(timeouts[-1])
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 30:
+            raise ValueError(f"timeout={timeouts[-1]!r} in the rate-limit storage URI: give seconds, 0 < s <= 30")
+    options: dict[str, Any] = {}
+    if password_file:
+        if parts.password:
+            raise ValueError("give the Redis password in the URI or in password_file, not both")
+        options["password"] = _read_password(password_file[-1])
+    cluster = scheme.endswith("+cluster")
+    options.update(_redis_options(timeout, cluster=cluster))
+    if scheme in _PLAIN_SCHEMES:
+        rest = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+        return StorageConfig(scheme, rest, options, timeout=timeout)
+    tls: dict[str, Any] = {"ssl": True} if scheme.startswith("rediss") else {}
+    for key, value in query:
+        if key not in _TLS_PARAMETERS:
+            raise ValueError(f"unknown parameter {key!r} in the rate-limit storage URI")
+        if not tls:
+            raise ValueError(f"{key} needs TLS: write {scheme.replace('redis', 'rediss', 1)}://")
+        tls[key] = value.strip().lower() in _TRUE if key == "ssl_check_hostname" else value
+    options.update(tls)
+    try:
+        hosts = [host for host in parts.netloc.rpartition("@")[2].split(",") if host.strip()]
+        if not hosts or any(urllib.parse.urlsplit("//" + host).port is None for host in hosts):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{scheme}:// needs host:port pairs separated by commas") from None
+    service = parts.path.strip("/")
+    if scheme.endswith("+sentinel") and not service:
+        raise ValueError(f"{scheme}:// needs the service name as its path: {scheme}://h1:p1,h2:p2/<service>")
+    # limits reads the hosts, the service and the userinfo from this URI; TLS and timeouts travel as options.
+    bare = urllib.parse.urlunsplit(("redis+" + scheme.partition("+")[2], parts.netloc, parts.path, "", ""))
+    sentinel_options: dict[str, Any] = {}
+    if not cluster:
+        sentinel_options = {key: options[key] for key in ("socket_timeout", "socket_connect_timeout", "retry")}
+        sentinel_options.update(tls)
+    return StorageConfig(scheme, bare, options, sentinel_options, timeout=timeout)
 
 
 if sys.version_info >= (3, 11):
@@ -208,7 +343,8 @@ class RateLimiter:
     Args:
         per_principal: e.g. ``"10/minute"``; None disables the per-principal limit.
         global_limit: e.g. ``"600/minute"`` across every caller; None disables it.
-        storage_uri: ``memory://`` or ``redis://host:port/db`` (``rediss://`` for TLS).
+        storage_uri: ``memory://``, ``redis://host:port/db`` (``rediss://`` for TLS), ``redis+sentinel://...`` or
+            ``redis+cluster://...``: every accepted form is listed in :func:`storage_config`.
         key_prefix: namespace of the keys in the storage (share it between replicas of one deployment).
         storage_timeout: seconds to connect to and read from Redis before failing closed.
         clock: the monotonic clock of the ``memory://`` windows (tests pass one they move by hand).
@@ -224,20 +360,20 @@ class RateLimiter:
         storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        scheme = storage_uri.partition("://")[0]
-        parse = _parse_rate_memory if scheme == "memory" else parse_rate
+        self._storage = storage_config(storage_uri, timeout=storage_timeout)
+        parse = parse_rate if self._storage.distributed else _parse_rate_memory
         self._per = parse(per_principal) if per_principal else None
         self._global = parse(global_limit) if global_limit else None
-        if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
-            raise ValueError(f"rate-limit storage must be memory://, redis:// or rediss://, not {scheme}://")
         self.storage_uri = storage_uri
-        self.distributed = scheme != "memory"
+        self.distributed = self._storage.distributed
         self.key_prefix = key_prefix
-        self.storage_timeout = storage_timeout
+        self.storage_timeout = self._storage.timeout
         self._async_storage: Any = None
         self._async_limiter: Any = None
         self._sync_storage: Any = None
         self._sync_limiter: Any = None
+        self._cluster_ready = False
+        self._cluster_lock: asyncio.Lock | None = None
         # memory:// only: (limit item, windows, scope) for the principal limit then the global one, shared by the
         # async and the sync side.
         self._memory: tuple[tuple[Any, _MemoryWindows, str], ...] = ()
@@ -258,24 +394,27 @@ class RateLimiter:
         password)."""
         per = str(self._per) if self._per else "none"
         ceiling = str(self._global) if self._global else "none"
-        return f"per principal {per}, global {ceiling}, storage {self.storage_uri.partition('://')[0]}://"
+        return f"per principal {per}, global {ceiling}, storage {self._storage.scheme}://"
 
     # -- storage ---------------------------------------------------------------------------------------------------
 
     def _options(self) -> dict[str, Any]:
-        if not self.distributed:
-            return {}
-        return {"wrap_exceptions": True, "key_prefix": self.key_prefix, **_redis_options(self.storage_timeout)}
+        config = self._storage
+        options: dict[str, Any] = {"wrap_exceptions": True, "key_prefix": self.key_prefix, **config.options}
+        if config.mode == "sentinel":
+            # Both the hit and the window's stats from the primary: a replica's copy may lag behind the hit.
+            options["use_replicas"] = False
+            options["sentinel_kwargs"] = dict(config.sentinel_options)
+        return options
 
     def _async(self) -> Any:
         if self._async_limiter is None:
             from limits.aio.strategies import MovingWindowRateLimiter
             from limits.storage import storage_from_string
 
-            options = self._options()
-            if self.distributed:
-                options["implementation"] = "redispy"
-            self._async_storage = storage_from_string("async+" + self.storage_uri, **options)
+            self._async_storage = storage_from_string(
+                "async+" + self._storage.uri, implementation="redispy", **self._options()
+            )
             self._async_limiter = MovingWindowRateLimiter(self._async_storage)
         return self._async_limiter
 
@@ -284,7 +423,7 @@ class RateLimiter:
             from limits.storage import storage_from_string
             from limits.strategies import MovingWindowRateLimiter
 
-            self._sync_storage = storage_from_string(self.storage_uri, **self._options())
+            self._sync_storage = storage_from_string(self._storage.uri, **self._options())
             self._sync_limiter = MovingWindowRateLimiter(self._sync_storage)
         return self._sync_limiter
 
@@ -339,8 +478,21 @@ class RateLimiter:
         assert first is not None
         return first
 
-    async def _hit_async(self, principal_key: str) -> RateLimitDecision:
+    async def _async_ready(self) -> Any:
         limiter = self._async()
+        if self._storage.mode == "cluster" and not self._cluster_ready:
+            # redis-py's async cluster client, first used by many coroutines at once, initialises once per coroutine
+            # and some of them fail on a half-built node table; one initialisation, before the rest, avoids it.
+            if self._cluster_lock is None:
+                self._cluster_lock = asyncio.Lock()
+            async with self._cluster_lock:
+                if not self._cluster_ready:
+                    await self._async_storage.bridge.storage.initialize()
+                    self._cluster_ready = True
+        return limiter
+
+    async def _hit_async(self, principal_key: str) -> RateLimitDecision:
+        limiter = await self._async_ready()
         first: RateLimitDecision | None = None
         for item, ids, scope in self._items(principal_key):
             allowed = await limiter.hit(item, *ids)
@@ -356,21 +508,28 @@ class RateLimiter:
         if not self.enabled or not self.distributed:
             return True
         try:
-            return bool(await asyncio.wait_for(self._async().storage.check(), self.storage_timeout * 2))
+            limiter = await asyncio.wait_for(self._async_ready(), self.storage_timeout * 2)
+            return bool(await asyncio.wait_for(limiter.storage.check(), self.storage_timeout * 2))
         except Exception:  # noqa: BLE001 - any failure means "not ready"; the reason is not the probe's business
             return False
 
     async def aclose(self) -> None:
         """Release the async storage's connections and background task."""
         storage, self._async_storage, self._async_limiter = self._async_storage, None, None
+        self._cluster_ready = False
         if storage is None:
             return
         timer = getattr(storage, "timer", None)
         if isinstance(timer, asyncio.Task) and not timer.done():
             timer.cancel()
-        client = getattr(getattr(storage, "bridge", None), "storage", None)
-        if client is not None and hasattr(client, "aclose"):
-            await client.aclose()
+        bridge = getattr(storage, "bridge", None)
+        for client in (
+            getattr(bridge, "storage", None),
+            getattr(bridge, "storage_replica", None),
+            *getattr(getattr(bridge, "sentinel", None), "sentinels", ()),
+        ):
+            if client is not None and hasattr(client, "aclose"):
+                await client.aclose()
 
     # -- sync ------------------------------------------------------------------------------------------------------
 
@@ -400,9 +559,15 @@ class RateLimiter:
     def close(self) -> None:
         """Release the sync storage's connections."""
         storage, self._sync_storage, self._sync_limiter = self._sync_storage, None, None
-        client = getattr(storage, "storage", None)
-        if client is not None and hasattr(client, "close") and self.distributed:
-            client.close()
+        if storage is None or not self.distributed:
+            return
+        for client in (
+            getattr(storage, "storage", None),
+            getattr(storage, "storage_slave", None),
+            *getattr(getattr(storage, "sentinel", None), "sentinels", ()),
+        ):
+            if client is not None and hasattr(client, "close"):
+                client.close()
 
 
 def _is_storage_error(exc: BaseException) -> bool:
@@ -411,7 +576,8 @@ def _is_storage_error(exc: BaseException) -> bool:
     if isinstance(exc, StorageError):
         return True
     try:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
     except ImportError:  # pragma: no cover - redis is part of the proxy extra
         return False
-    return isinstance(exc, RedisError)
+    # The cluster client's own errors (no node reachable, slots uncovered) do not derive from RedisError.
+    return isinstance(exc, (RedisError, RedisClusterException))

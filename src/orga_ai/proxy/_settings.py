@@ -100,7 +100,9 @@ OPTIONS: tuple[Option, ...] = (
         "redis_url",
         "str",
         None,
-        "`redis://host:port/db`: share rate limits between replicas (fails closed with 503 when Redis is down).",
+        "`redis://host:port/db`, `redis+sentinel://h1:p1,h2:p2/<service>` or `redis+cluster://h1:p1,h2:p2` "
+        "(`?password_file=`, `?timeout=`; `rediss` for TLS): share rate limits between replicas "
+        "(fails closed with 503 when Redis is down).",
         secret=True,
     ),
     Option("cors_origin", "list", [], "Exact browser origin allowed cross-origin (repeatable; never `*`)."),

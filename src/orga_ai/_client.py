@@ -1,18 +1,16 @@
-"""``OrgaAI`` (sync, on httpx) and ``AsyncOrgaAI`` (asyncio, on aiohttp): thin drivers of the flows in _protocol.
+"""``OrgaAI`` (sync, on http.client) and ``AsyncOrgaAI`` (asyncio, on aiohttp): thin drivers of the flows in _protocol.
 
 Both import their HTTP library on first use, so ``import orga_ai`` and a module-level client stay cheap and open no
-socket until the first call.
+socket until the first call. The sync transport (its whole-attempt deadline, pool, proxies, TLS) is in _sync_http.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ._config import Settings, resolve_settings, validate_timeout
 from ._exceptions import (
@@ -39,13 +37,12 @@ from ._retry import RetryBudget
 
 if TYPE_CHECKING:
     import asyncio
-    import ssl
 
     import aiohttp
-    import httpcore
     import httpx
 
     from ._pool import PoolStats, WarmPool
+    from ._sync_http import SyncPool
 
 __all__ = ["AsyncOrgaAI", "OrgaAI"]
 
@@ -53,128 +50,6 @@ T = TypeVar("T")
 
 _POOL_CONNECTIONS = 100
 _KEEPALIVE_SECONDS = 30.0
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The sync client's whole-attempt deadline.
-#
-# httpx's timeouts bound each socket operation, not the attempt: a server that sends one byte every 200 ms never trips
-# a 1 s read timeout, and while the status line and headers arrive the client cannot even look at the clock. The
-# default httpx client of OrgaAI therefore runs on an httpcore network backend whose every connect, read and write is
-# given min(its own timeout, the time left until the attempt's deadline), kept in a context variable (each thread has
-# its own). When no time is left the operation fails with the matching httpcore timeout, which httpx maps to its
-# own, so the driver classifies it as before (connect timeout: never left; read/write timeout: ambiguous).
-
-_attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "orga_ai_attempt_deadline", default=None
-)
-
-
-def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
-    deadline = _attempt_deadline.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise expired("the attempt ran out of time")
-    return left if timeout is None else min(timeout, left)
-
-
-@functools.cache
-def _deadline_backend_class() -> type[httpcore.NetworkBackend]:
-    # Built on first use: httpcore is imported with httpx, never by ``import orga_ai``.
-    import httpcore
-
-    class DeadlineStream(httpcore.NetworkStream):
-        def __init__(self, stream: httpcore.NetworkStream) -> None:
-            self._stream = stream
-
-        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
-
-        def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
-
-        def close(self) -> None:
-            self._stream.close()
-
-        def start_tls(
-            self,
-            ssl_context: ssl.SSLContext,
-            server_hostname: str | None = None,
-            timeout: float | None = None,
-        ) -> httpcore.NetworkStream:
-            try:
-                left = _time_left(timeout, httpcore.ConnectTimeout)
-            except BaseException:
-                # The TCP connection is up and nobody else holds it: httpcore closes a stream only when its own
-                # start_tls fails, so a deadline that ran out between connect and TLS would leave it to the GC.
-                self._stream.close()
-                raise
-            return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._stream.get_extra_info(info)
-
-    class DeadlineBackend(httpcore.NetworkBackend):
-        def __init__(self) -> None:
-            self._backend = httpcore.SyncBackend()
-
-        def connect_tcp(
-            self,
-            host: str,
-            port: int,
-            timeout: float | None = None,
-            local_address: str | None = None,
-            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-        ) -> httpcore.NetworkStream:
-            stream = self._backend.connect_tcp(
-                host, port, _time_left(timeout, httpcore.ConnectTimeout), local_address, socket_options
-            )
-            return DeadlineStream(stream)
-
-        def connect_unix_socket(
-            self,
-            path: str,
-            timeout: float | None = None,
-            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-        ) -> httpcore.NetworkStream:  # pragma: no cover - OrgaAI never dials a unix socket
-            left = _time_left(timeout, httpcore.ConnectTimeout)
-            return DeadlineStream(self._backend.connect_unix_socket(path, left, socket_options))
-
-        def sleep(self, seconds: float) -> None:
-            self._backend.sleep(seconds)
-
-    return DeadlineBackend
-
-
-def _default_sync_http_client(timeout: float) -> httpx.Client:
-    import urllib.request
-
-    import httpcore
-    import httpx
-
-    limits = httpx.Limits(
-        max_connections=_POOL_CONNECTIONS,
-        max_keepalive_connections=_POOL_CONNECTIONS,
-        keepalive_expiry=_KEEPALIVE_SECONDS,
-    )
-    if urllib.request.getproxies():
-        # HTTP(S)_PROXY is set: keep httpx's own proxy handling (an explicit transport would switch it off). The
-        # attempt is then bounded per phase and between body chunks only; docs/reliability.md says so.
-        return httpx.Client(follow_redirects=False, timeout=timeout, limits=limits)
-    ssl_context = httpx.create_ssl_context()  # loading the CA bundle costs ~0.1 s: do it once, share it
-    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits)
-    # httpx (0.28) takes no network backend, so give its transport the same pool it builds, on ours; httpcore's
-    # network backends are public API (https://www.encode.io/httpcore/network-backends/).
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_deadline_backend_class()(),
-    )
-    return httpx.Client(follow_redirects=False, timeout=timeout, transport=transport)
 
 
 def _describe(exc: BaseException) -> str:
@@ -270,7 +145,8 @@ class OrgaAI(_BaseClient):
         timeout: seconds for each request; default ``ORGA_TIMEOUT`` or 10.0.
         max_retries: retries after the first attempt of each step; default ``ORGA_MAX_RETRIES`` or 2.
         debug: log a readable trace of each exchange to stderr; default ``ORGA_DEBUG`` or False.
-        http_client: your own ``httpx.Client`` (proxies, mTLS, custom transports); you keep closing it.
+        http_client: your own ``httpx.Client`` (mTLS, custom transports; ``pip install 'orga-ai[httpx]'``); you
+            keep closing it. Without it the client runs on the standard library (see docs/reliability.md).
         default_headers: extra headers sent with every request (not Authorization).
         retry_budget: share one :class:`RetryBudget` between clients; each client has its own by default.
         max_retry_after: longest ``Retry-After`` (seconds) worth waiting for; default 10.0.
@@ -300,7 +176,7 @@ class OrgaAI(_BaseClient):
             max_retry_after=max_retry_after,
         )
         self._http: httpx.Client | None = http_client
-        self._owns_http = http_client is None
+        self._pool: SyncPool | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -333,9 +209,10 @@ class OrgaAI(_BaseClient):
         """Close the pooled connections (a client you passed in as ``http_client`` is left open)."""
         with self._lock:
             self._closed = True
-            http, self._http = self._http, None
-        if http is not None and self._owns_http:
-            http.close()
+            pool, self._pool = self._pool, None
+            self._http = None
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> OrgaAI:
         return self
@@ -347,16 +224,18 @@ class OrgaAI(_BaseClient):
 
     # -- driver -----------------------------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.Client:
-        http = self._http
-        if http is not None:
-            return http
+    def _connections(self) -> SyncPool:
+        pool = self._pool
+        if pool is not None:
+            return pool
         with self._lock:
             if self._closed:
                 raise OrgaAIError("this OrgaAI client is closed")
-            if self._http is None:
-                self._http = _default_sync_http_client(self._settings.timeout)
-            return self._http
+            if self._pool is None:
+                from ._sync_http import SyncPool
+
+                self._pool = SyncPool(max_idle=_POOL_CONNECTIONS, keepalive=_KEEPALIVE_SECONDS)
+            return self._pool
 
     def _run(self, flow: Flow[T]) -> T:
         outcome: Response | TransportFailure | None = None
@@ -375,51 +254,78 @@ class OrgaAI(_BaseClient):
             flow.close()
 
     def _send(self, request: Request) -> Response | TransportFailure:
-        # Read by the network backend of the default client (see _time_left); a client passed in as http_client
-        # ignores it and is bounded per phase and by the clock check between body chunks. Set before the first
-        # call builds the client, whose set-up (loading the CA bundle) is part of the attempt's time.
-        token = _attempt_deadline.set(time.monotonic() + request.timeout)
-        try:
-            return self._exchange(request)
-        finally:
-            _attempt_deadline.reset(token)
+        if self._http is not None:
+            return _exchange_httpx(self._http, request, self._settings.max_response_bytes)
+        if self._closed:
+            raise OrgaAIError("this OrgaAI client is closed")
+        return self._exchange(request)
 
     def _exchange(self, request: Request) -> Response | TransportFailure:
-        import httpx
-
-        client = self._client()
-        cap = self._settings.max_response_bytes
+        # Every socket operation of this attempt (connect, TLS, each send and receive) gets at most the time left
+        # until this deadline: see _sync_http. Set before the first call builds the pool (and imports http.client),
+        # so that cost is part of the attempt's time.
         started = time.perf_counter()
+        from . import _sync_http
+
+        token = _sync_http.set_deadline(time.monotonic() + request.timeout)
         try:
-            with client.stream(
+            status, headers, body, truncated = self._connections().exchange(
                 request.method,
                 request.url,
-                headers=request.headers,
-                content=request.content,
-                timeout=httpx.Timeout(request.timeout),
-            ) as response:
-                body, truncated = bytearray(), False
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    truncated = True
-                else:
-                    for chunk in response.iter_bytes():
-                        body += chunk
-                        if len(body) > cap:
-                            truncated = True
-                            break
-                        if time.perf_counter() - started > request.timeout:
-                            raise httpx.ReadTimeout("the whole answer took longer than the timeout")
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return Response(response.status_code, headers, bytes(body), time.perf_counter() - started, truncated)
-        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return TransportFailure(FailureKind.CONNECT_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-        except httpx.TimeoutException as exc:
+                request.headers,
+                request.content,
+                request.timeout,
+                self._settings.max_response_bytes,
+            )
+            return Response(status, headers, body, time.perf_counter() - started, truncated)
+        except _sync_http.ConnectPhaseError as exc:
+            cause = exc.cause
+            kind = FailureKind.CONNECT_TIMEOUT if isinstance(cause, TimeoutError) else FailureKind.CONNECT
+            return TransportFailure(kind, _describe(cause), cause, time.perf_counter() - started)
+        except TimeoutError as exc:
             return TransportFailure(FailureKind.READ_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-        except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-            return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
-        except httpx.HTTPError as exc:
+        except (_sync_http.HTTPException, OSError) as exc:
             return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
+        finally:
+            _sync_http.reset_deadline(token)
+
+
+def _exchange_httpx(client: httpx.Client, request: Request, cap: int) -> Response | TransportFailure:
+    """One attempt on a caller's ``httpx.Client``: bounded per phase, and by the clock between body chunks."""
+    import httpx
+
+    started = time.perf_counter()
+    try:
+        with client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content,
+            timeout=httpx.Timeout(request.timeout),
+            follow_redirects=False,
+        ) as response:
+            body, truncated = bytearray(), False
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                truncated = True
+            else:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        truncated = True
+                        break
+                    if time.perf_counter() - started > request.timeout:
+                        raise httpx.ReadTimeout("the whole answer took longer than the timeout")
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return Response(response.status_code, headers, bytes(body), time.perf_counter() - started, truncated)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        return TransportFailure(FailureKind.CONNECT_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
+    except httpx.TimeoutException as exc:
+        return TransportFailure(FailureKind.READ_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
+    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+        return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
+    except httpx.HTTPError as exc:
+        return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
 
 
 class AsyncOrgaAI(_BaseClient):

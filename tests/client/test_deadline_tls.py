@@ -9,15 +9,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 
-import httpcore
 import pytest
 
 from orga_ai import OrgaAI, OrgaAIError
-from orga_ai._client import _attempt_deadline, _deadline_backend_class
+from orga_ai._sync_http import ConnectTimeout, SyncPool, _connect, reset_deadline, set_deadline
 
 
 @contextlib.contextmanager
@@ -38,20 +36,24 @@ def stalled_tls_listener() -> Iterator[tuple[int, list[socket.socket]]]:
 
 
 def test_deadline_spent_between_connect_and_tls_closes_the_connection() -> None:
-    backend = _deadline_backend_class()()
+    pool = SyncPool(max_idle=1, keepalive=1.0)
     with stalled_tls_listener() as (port, _):
-        stream = backend.connect_tcp("127.0.0.1", port, timeout=5)
-        raw = stream.get_extra_info("socket")
-        assert raw.fileno() != -1
-        token = _attempt_deadline.set(time.monotonic() - 1)  # the attempt's time ran out right after connect
+        token = set_deadline(time.monotonic() + 5)
         try:
-            with pytest.raises(httpcore.ConnectTimeout):
-                stream.start_tls(ssl.create_default_context(), "localhost", timeout=5)
+            raw = _connect(("127.0.0.1", port), 5)
         finally:
-            _attempt_deadline.reset(token)
-        assert raw.fileno() == -1  # closed by us, not left to the garbage collector
-        del stream, raw
+            reset_deadline(token)
+        assert raw.fileno() != -1
+        token = set_deadline(time.monotonic() - 1)  # the attempt's time ran out right after connect
+        try:
+            with pytest.raises(ConnectTimeout):
+                pool._ssl_context().wrap_socket(raw, server_hostname="localhost")
+        finally:
+            reset_deadline(token)
+        assert raw.fileno() == -1  # closed (handed to the TLS socket, which closed it), not left to the GC
+        del raw
         gc.collect()
+        pool.close()
 
 
 def test_stalled_handshake_ends_within_the_deadline_and_leaves_no_socket() -> None:

@@ -1,0 +1,307 @@
+"""The sync client's default transport: the standard library's ``http.client`` with a small keep-alive pool.
+
+Chosen by measurement (benchmarks/sync_transport.py; docs/benchmarks.md): against httpx and urllib3 it has the
+lowest per-exchange cost, the cheapest import and the smallest resident memory, which decide a function's cold start
+and footprint. What a library would otherwise give us is kept here, small and explicit:
+
+* **A whole-attempt deadline.** Every socket operation (connect, TLS handshake, each send and each receive, the
+  status line and headers included) is given only the time left until the attempt's deadline, kept in a context
+  variable per thread. A server trickling one byte at a time cannot stretch an attempt past its timeout.
+* **TLS verification** with the system trust store (``ssl.create_default_context``: certificates and host names
+  checked; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), built once per client and only for https.
+* **Proxies from the environment** (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, read by the standard library's
+  own functions): https goes through a CONNECT tunnel, so TLS stays end to end and the deadline covers the tunnel.
+* **Keep-alive**: idle connections are pooled per origin (at most ``max_idle`` each, for ``keepalive`` seconds), a
+  connection the server has closed meanwhile is dropped before reuse, and one that was not read to its end is never
+  reused. Thread safe: a connection belongs to one attempt at a time.
+* **No redirect is ever followed**: http.client does not follow them; a 3xx is an answer like any other.
+
+Nothing here opens a socket before the first request, and ``import orga_ai`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import http.client
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from http.client import HTTPException
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["ConnectPhaseError", "ConnectTimeout", "HTTPException", "SyncPool", "reset_deadline", "set_deadline"]
+
+_attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "orga_ai_attempt_deadline", default=None
+)
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection (TCP, proxy tunnel or TLS) in time: the request never left."""
+
+
+def time_left(timeout: float | None, expired: type[Exception] = TimeoutError) -> float | None:
+    """The smaller of ``timeout`` and the time left until this attempt's deadline; raises ``expired`` at zero."""
+    deadline = _attempt_deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt ran out of time")
+    return left if timeout is None else min(timeout, left)
+
+
+def set_deadline(deadline: float) -> contextvars.Token[float | None]:
+    """Bound every socket operation of this thread's next exchange by ``deadline`` (``time.monotonic`` seconds)."""
+    return _attempt_deadline.set(deadline)
+
+
+def reset_deadline(token: contextvars.Token[float | None]) -> None:
+    _attempt_deadline.reset(token)
+
+
+class _BoundOps:
+    """Mixed into a socket class: every send and receive gets at most the time left until the attempt's deadline."""
+
+    settimeout: Any
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(time_left(None))
+        return super().recv_into(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
+        self.settimeout(time_left(None))
+        return super().recv(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
+        self.settimeout(time_left(None))
+        super().sendall(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(time_left(None))
+        return super().send(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+class _DeadlineSocket(_BoundOps, socket.socket):
+    """A TCP socket bound by the attempt's deadline (http.client reads through ``makefile``, i.e. ``recv_into``)."""
+
+    __slots__ = ()
+
+
+class _DeadlineSSLSocket(_BoundOps, ssl.SSLSocket):
+    """The same for TLS: the handshake, and every read and write of the encrypted stream."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        self.settimeout(time_left(None, ConnectTimeout))
+        super().do_handshake(block)
+
+
+def _connect(address: tuple[str, int], timeout: float | None = None, source_address: Any = None) -> socket.socket:
+    """``socket.create_connection`` on a deadline-bound socket (http.client's hook for opening its connection).
+
+    Name resolution is the one step a socket timeout cannot bound; each address tried gets the time left.
+    """
+    host, port = address
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = _DeadlineSocket(family, kind, proto)
+        try:
+            sock.settimeout(time_left(timeout, ConnectTimeout))
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeout(str(exc) or "connect timed out") from None
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last if last is not None else OSError(f"no address found for {host}")
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy URL the environment names for this origin, or None (NO_PROXY, or no proxy variable at all)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the common case, without importing urllib.request
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass(host):  # NO_PROXY (on Linux: the environment only)
+        return None
+    return url
+
+
+class ProxyConfigurationError(OSError):
+    """The environment names a proxy this client cannot use."""
+
+
+class SyncPool:
+    """Keep-alive connections per origin, shared by the threads of one :class:`~orga_ai.OrgaAI`."""
+
+    def __init__(self, *, max_idle: int, keepalive: float) -> None:
+        self._max_idle = max_idle
+        self._keepalive = keepalive
+        self._idle: dict[tuple[str, str, int], list[tuple[float, http.client.HTTPConnection]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ssl: ssl.SSLContext | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = self._ssl
+        if context is None:
+            context = ssl.create_default_context()  # verifies certificates and host names; system trust store
+            context.sslsocket_class = _DeadlineSSLSocket
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return context
+
+    # -- connections ------------------------------------------------------------------------------------------------
+
+    def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                since, conn = idle.pop()
+            sock = conn.sock
+            # Readable while idle means the server closed it (or sent something unasked): never reuse that one.
+            if now - since < self._keepalive and sock is not None and not select.select([sock], [], [], 0)[0]:
+                return conn
+            conn.close()
+
+    def _give_back(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self._max_idle:
+                    idle.append((time.monotonic(), conn))
+                    return
+        conn.close()
+
+    def _open(self, scheme: str, host: str, port: int, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """A new connection to the origin, or to the proxy the environment names; True when it is absolute-form."""
+        proxy = _proxy_for(scheme, host)
+        conn: http.client.HTTPConnection
+        if proxy is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl_context())
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn._create_connection = _connect  # type: ignore[attr-defined]  # http.client's documented-in-code hook
+            return conn, False
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ProxyConfigurationError(
+                f"the {scheme} proxy from the environment must be an http:// URL, not {parts.scheme}://"
+            )
+        auth: dict[str, str] = {}
+        if parts.username is not None:
+            raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth["Proxy-Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        proxy_port = parts.port or 80
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, proxy_port, timeout=timeout, context=self._ssl_context())
+            conn.set_tunnel(host, port, headers=auth)
+            conn._create_connection = _connect  # type: ignore[attr-defined]
+            return conn, False
+        conn = http.client.HTTPConnection(parts.hostname, proxy_port, timeout=timeout)
+        conn._create_connection = _connect  # type: ignore[attr-defined]
+        conn.orga_proxy_headers = auth  # type: ignore[attr-defined]
+        return conn, True
+
+    # -- one exchange -----------------------------------------------------------------------------------------------
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes,
+        timeout: float,
+        cap: int,
+    ) -> tuple[int, dict[str, str], bytes, bool]:
+        """Send one request and read its answer: (status, lower-case headers, body, truncated).
+
+        Raises :class:`ConnectPhaseError` when connecting failed (nothing reached the server); ``TimeoutError``,
+        ``http.client.HTTPException`` or ``OSError`` after that (ambiguous: the request may have arrived).
+        """
+        if self._closed:
+            raise RuntimeError("the connection pool is closed")
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        key = (scheme, host, port)
+        conn = self._take(key)
+        absolute = False
+        if conn is None:
+            try:
+                conn, absolute = self._open(scheme, host, port, timeout)
+                conn.connect()
+            except Exception as exc:
+                if conn is not None:
+                    conn.close()
+                raise ConnectPhaseError(exc) from exc
+        else:
+            absolute = hasattr(conn, "orga_proxy_headers")
+        reusable = False
+        try:
+            target = url if absolute else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            send_headers = dict(headers)
+            if absolute:
+                send_headers.update(conn.orga_proxy_headers)  # type: ignore[attr-defined]
+            conn.request(method, target, body=content if content or method != "GET" else None, headers=send_headers)
+            response = conn.getresponse()
+            declared = response.getheader("content-length", "")
+            truncated = False
+            body = bytearray()
+            if declared.isdigit() and int(declared) > cap:
+                truncated = True
+            else:
+                while True:
+                    chunk = response.read(65536)  # read, not read1: it marks the response done at its end
+                    if not chunk:
+                        break
+                    body += chunk
+                    if len(body) > cap:
+                        truncated = True
+                        break
+                    time_left(None)  # between chunks too, for a fast stream of small chunks
+                if declared.isdigit() and len(body) < int(declared):
+                    # read(amt) reports a connection closed early as a short body; the partial body stays out of
+                    # the exception (it may hold a token).
+                    raise http.client.IncompleteRead(b"", int(declared) - len(body))
+            answer_headers = {k.lower(): v for k, v in response.getheaders()}
+            reusable = not truncated and response.isclosed() and not response.will_close
+            return response.status, answer_headers, bytes(body), truncated
+        finally:
+            if reusable:
+                self._give_back(key, conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection; one in use is closed when its exchange ends."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for _, conn in conns:
+                conn.close()
+
+
+class ConnectPhaseError(Exception):
+    """Wraps what failed while connecting (TCP, proxy tunnel, TLS): the request never left."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

@@ -1,0 +1,193 @@
+"""The sync client's own transport over real TLS and a real CONNECT proxy: verification, proxies, keep-alive.
+
+The emulator speaks plain HTTP; a TLS terminator in front of it (a certificate made for 127.0.0.1 here) gives the
+client a real https origin, and a CONNECT proxy (records each tunnel it opens) stands for a corporate proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orga_ai import OrgaAI, OrgaAIConnectionError
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own trust anchor) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orga-ai test origin")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "origin.pem", directory / "origin.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+class Servers:
+    """A TLS terminator in front of the emulator and a CONNECT proxy, on one event loop in a thread."""
+
+    def __init__(self, emulator_port: int, cert: Path, key: Path) -> None:
+        self.emulator_port = emulator_port
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(cert, key)
+        self.tunnels: list[str] = []
+        self.tls_connections = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.tls_port = self.proxy_port = 0
+
+    async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.tls_connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.emulator_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        self.tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def start() -> None:
+            tls = await asyncio.start_server(self._terminate, "127.0.0.1", 0, ssl=self.tls)
+            proxy = await asyncio.start_server(self._proxy, "127.0.0.1", 0)
+            self.tls_port = tls.sockets[0].getsockname()[1]
+            self.proxy_port = proxy.sockets[0].getsockname()[1]
+            self._servers = (tls, proxy)
+            self.ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+        for server in self._servers:
+            server.close()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def __enter__(self) -> Servers:
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def servers(emulator: Any, tmp_path: Path) -> Iterator[tuple[Servers, Path]]:
+    cert, key = make_certificate(tmp_path)
+    port = int(emulator.base_url.rsplit(":", 1)[1])
+    with Servers(port, cert, key) as running:
+        yield running, cert
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_an_untrusted_certificate_is_refused(servers: tuple[Servers, Path], emulator: Any) -> None:
+    running, _ = servers
+    origin = f"https://127.0.0.1:{running.tls_port}"
+    with OrgaAI(api_key=emulator.api_key, base_url=origin, max_retries=0) as orga, pytest.raises(
+        OrgaAIConnectionError
+    ) as info:
+        orga.get_session_config()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value.__cause__)
+    assert emulator.requests() == []  # refused before a byte of HTTP left
+
+
+def test_a_trusted_certificate_over_https_with_keep_alive(
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, cert = servers
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the system trust store, pointed at our test anchor
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://127.0.0.1:{running.tls_port}") as orga:
+        for _ in range(3):
+            assert orga.get_session_config().ice_servers
+    assert running.tls_connections == 1  # six requests, one TLS connection: kept alive and reused
+
+
+def test_https_proxy_from_the_environment_tunnels_and_no_proxy_bypasses_it(
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, cert = servers
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{running.proxy_port}")
+    origin = f"127.0.0.1:{running.tls_port}"
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
+        assert orga.get_session_config().ice_servers
+        assert orga.get_session_config().ice_servers
+    assert running.tunnels == [origin]  # through the proxy, TLS end to end, one tunnel kept alive
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
+        assert orga.get_session_config().ice_servers
+    assert running.tunnels == [origin]  # bypassed: no new tunnel
+
+
+def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:9")
+    with OrgaAI(api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0) as orga, pytest.raises(
+        OrgaAIConnectionError, match="must be an http:// URL"
+    ):
+        orga.get_session_config()

@@ -23,6 +23,9 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+_EXTRAS = {command: extra for command, _, extra in _SUBCOMMANDS}
+
+
 def _mask(token: str) -> str:
     from ._secret import fingerprint
 
@@ -60,9 +63,14 @@ def _session(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_line(command: str, extra: str, error: ImportError) -> str:
+    missing = f"{error.name} is not installed" if error.name else str(error)
+    return f"orga-ai {command} needs the {extra.partition('[')[2].rstrip(']')} extra ({missing}): pip install '{extra}'"
+
+
 def _missing_extra(command: str, extra: str, error: ImportError) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        print(f"orga-ai {command} needs optional dependencies: pip install '{extra}' ({error})", file=sys.stderr)
+        print(_missing_line(command, extra, error), file=sys.stderr)
         return 2
 
     return handler
@@ -93,9 +101,12 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            stub = sub.add_parser(command, help=f"(needs {extra})", add_help=False)
-            stub.add_argument("rest", nargs=argparse.REMAINDER)
-            stub.set_defaults(handler=_missing_extra(command, extra, exc))
+            stub = sub.add_parser(
+                command,
+                help=f"(needs pip install '{extra}')",
+                description=f"This command needs optional dependencies: pip install '{extra}'.",
+            )
+            stub.set_defaults(handler=_missing_extra(command, extra, exc), lenient=True)
             continue
         module.add_parser(sub)
     return parser
@@ -107,12 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = {command for command, _, _ in _SUBCOMMANDS} | {"session"}
     only = arguments[0] if arguments and arguments[0] in known else None
     parser = _build_parser(only)
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown and not getattr(args, "lenient", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 2
-    result = handler(args)
+    try:
+        result = handler(args)
+    except ModuleNotFoundError as exc:
+        # A subcommand imports its heavy dependencies when it runs: one of them missing is an install problem,
+        # said in one line (our own modules missing would be a bug, and keeps its traceback).
+        if not exc.name or exc.name.split(".")[0] == "orga_ai" or args.command not in _EXTRAS:
+            raise
+        print(_missing_line(args.command, _EXTRAS[args.command], exc), file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

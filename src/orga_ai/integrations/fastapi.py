@@ -1,10 +1,12 @@
 """FastAPI: the client-secrets route as an ``APIRouter``, and the same authentication as a dependency.
 
-    from fastapi import FastAPI
-    from orga_ai.integrations.fastapi import create_router
-    from orga_ai.proxy import JWTAuth
+Behind your app's own login, with any dependency that returns the current user (a ``str`` id, an object with
+``.id``, or raises ``HTTPException(401)``)::
 
-    app = FastAPI()
+    app.include_router(create_router(principal=Depends(get_current_user)))
+
+or with your app's JWT::
+
     app.include_router(create_router(authenticate=JWTAuth(secret=SECRET, audience="my-app", issuer=ISSUER)))
 
 The router carries its own lifespan (FastAPI merges it into the app's), which closes the SDK client at shutdown.
@@ -22,7 +24,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from ..proxy._app import drain_body, to_proxy_request, to_starlette_response
 from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
-from ..proxy._core import DEFAULT_PATH, ProxyCore, error_for, json_error, new_request_id
+from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json_error, new_request_id, validate_path
+from ..proxy._openapi import route_responses
+from ._hooks import as_principal
 
 if TYPE_CHECKING:
     from .._client import AsyncOrgaAI
@@ -40,6 +44,9 @@ class OrgaProxy:
         core: a ready :class:`~orga_ai.proxy.ProxyCore`; otherwise ``policy`` (``authenticate=``, ``rate_limit=``,
             ``cors_origins=``, ...) builds one.
         include_in_schema: list the route in the app's OpenAPI document.
+        principal: a FastAPI dependency that returns the signed-in user (``principal=Depends(get_current_user)``):
+            a ``str`` id, an object with ``.id``, or it raises ``HTTPException(401)``. Instead of ``authenticate``;
+            rate limits, the deny-list and logs then key on that user.
 
     Attributes:
         router: the ``APIRouter`` to ``include_router``.
@@ -55,18 +62,43 @@ class OrgaProxy:
         orga_options: dict[str, Any] | None = None,
         prefetch: int = 0,
         include_in_schema: bool = True,
+        principal: Any = None,
         **policy: Any,
     ) -> None:
+        if principal is not None:
+            if policy.get("authenticate") is not None or core is not None:
+                raise ValueError("give principal=Depends(...) or authenticate=..., not both")
+            if not hasattr(principal, "dependency"):
+                raise TypeError("principal= takes a FastAPI dependency: principal=Depends(get_current_user)")
+            policy["authenticate"] = _FromDependency()
+        validate_path(path)
         self.core = core if core is not None else ProxyCore(**policy)
         self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=prefetch)
         self.router = APIRouter(lifespan=self.lifespan)
+        endpoint: Any = self.endpoint
+        if principal is not None:
+            # The app's dependency runs first (FastAPI solves it); the core then takes its answer as the principal,
+            # in its usual place in the order (after the origin check, before the deny-list and the rate limit).
+            async def endpoint(request: Request, user: Any = principal) -> Response:
+                request.state.orga_principal = user
+                return await self.endpoint(request)
+
+        # One operation per method (one id each), and the preflight outside the schema and the dependency: a
+        # browser's OPTIONS carries no credentials.
+        for method in ("GET", "POST"):
+            self.router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                response_class=Response,
+                include_in_schema=include_in_schema,
+                operation_id=f"orga_client_secrets_{method.lower()}",
+                summary="Start an Orga AI session",
+                description=_DESCRIPTION,
+                responses=route_responses(),
+            )
         self.router.add_api_route(
-            path,
-            self.endpoint,
-            methods=["GET", "POST", "OPTIONS"],
-            response_class=Response,
-            include_in_schema=include_in_schema,
-            summary="Mint an Orga session config for the authenticated caller",
+            path, self.endpoint, methods=["OPTIONS"], response_class=Response, include_in_schema=False
         )
 
     async def endpoint(self, request: Request) -> Response:
@@ -99,6 +131,27 @@ class OrgaProxy:
         finally:
             await self.clients.aclose()
             await self.core.rate_limiter.aclose()
+
+
+_DESCRIPTION = (
+    "Returns a single-use Orga AI session config (`ephemeralToken`, `iceServers`, `expiresAt`) for the signed-in "
+    "caller; give it to the Orga client SDK to start a voice/video session. Never cached. Refusals use the "
+    "`{\"error\": {\"code\", \"message\", \"requestId\"}}` envelope; 429 and 503 carry `Retry-After`."
+)
+
+
+class _FromDependency:
+    """The authenticator of ``principal=Depends(...)``: the user the app's dependency resolved for this request."""
+
+    may_block = False
+
+    def __call__(self, request: ProxyRequest, /) -> Principal:
+        native = request.native
+        found = getattr(getattr(native, "state", None), "orga_principal", None)
+        return as_principal(found, source="the principal dependency")
+
+    def __repr__(self) -> str:
+        return "FastAPIDependency()"
 
 
 def create_router(**kwargs: Any) -> APIRouter:

@@ -1,28 +1,78 @@
 """Flask: the client-secrets route as a ``Blueprint``, on the synchronous client.
 
-    from flask import Flask
-    from orga_ai.integrations.flask import create_blueprint
-    from orga_ai.proxy import JWTAuth
+Behind your app's own login (the user id your login view put in Flask's signed session)::
 
-    app = Flask(__name__)
-    app.register_blueprint(create_blueprint(authenticate=JWTAuth(secret=SECRET, audience="my-app", issuer=ISSUER)))
+    from orga_ai.integrations.flask import create_blueprint, session_user
+
+    app.register_blueprint(create_blueprint(authenticate=session_user("user_id")))
+
+``authenticate=`` also takes any callable of the Flask request, called inside the request context (so ``session``,
+``g`` and flask-login's ``current_user`` work): return the user id (or an object with ``.id``), or None for 401.
+Orga's own authenticators (``JWTAuth``, ``SharedSecretAuth``, ...) work as everywhere else.
 
 Rate limits use the ``limits`` sync storage (``memory://`` per process, or ``redis://`` shared by every worker).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
+from ..proxy._auth import Principal
 from ..proxy._clients import SyncClientHolder
-from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse, json_error, new_request_id
+from ..proxy._core import (
+    DEFAULT_PATH,
+    ProxyCore,
+    ProxyRequest,
+    ProxyResponse,
+    json_error,
+    new_request_id,
+    validate_path,
+)
+from ._hooks import BUILT_IN, as_principal
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
 
-__all__ = ["OrgaBlueprint", "create_blueprint"]
+__all__ = ["OrgaBlueprint", "create_blueprint", "session_user"]
+
+
+class _FlaskHook:
+    """Adapts a callable of the Flask request to the proxy's authenticator protocol."""
+
+    may_block = False
+
+    def __init__(self, hook: Callable[[Any], Any]) -> None:
+        self.hook = hook
+
+    def __call__(self, proxy_request: ProxyRequest, /) -> Principal:
+        return as_principal(self.hook(proxy_request.native), source=repr(self.hook))
+
+    def __repr__(self) -> str:
+        return f"FlaskHook({self.hook!r})"
+
+
+class _SessionUser:
+    def __init__(self, key: str) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError("session_user(key) takes the session key your login view sets, such as 'user_id'")
+        self.key = key
+
+    def __call__(self, flask_request: Any, /) -> Any:
+        from flask import session
+
+        return session.get(self.key)
+
+    def __repr__(self) -> str:
+        return f"session_user({self.key!r})"
+
+
+def session_user(key: str = "user_id") -> Callable[[Any], Any]:
+    """A ready ``authenticate=`` hook: the principal is ``session[key]`` of Flask's signed session cookie (what your
+    login view stored), 401 when it is absent. Needs the app's ``SECRET_KEY``, as Flask's session always does."""
+    return _SessionUser(key)
 
 
 def _to_flask(response: ProxyResponse) -> Response:
@@ -72,8 +122,15 @@ def create_blueprint(
             made on first use.
         path: where the route is served (relative to the blueprint's ``url_prefix``, if you give one).
         core: a ready :class:`~orga_ai.proxy.ProxyCore`; otherwise ``policy`` (``authenticate=``, ``rate_limit=``,
-            ``cors_origins=``, ``trusted_proxies=``, ...) builds one.
+            ``cors_origins=``, ``trusted_proxies=``, ...) builds one. ``authenticate`` may be a callable of the
+            Flask request (see :func:`session_user`), called inside the request context.
     """
+    validate_path(path)
+    authenticate = policy.get("authenticate")
+    if authenticate is not None and not isinstance(authenticate, BUILT_IN):
+        if not callable(authenticate):
+            raise TypeError(f"authenticate= must be callable, not {type(authenticate).__name__}")
+        policy["authenticate"] = _FlaskHook(authenticate)
     policy_core = core if core is not None else ProxyCore(**policy)
     blueprint = OrgaBlueprint(name, __name__)
     blueprint.core = policy_core
@@ -89,6 +146,7 @@ def create_blueprint(
             request.headers.items(),
             cookies=request.cookies,
             client_host=request.remote_addr,
+            native=request._get_current_object(),  # type: ignore[attr-defined]
         )
         return _to_flask(policy_core.handle_sync(proxy_request, blueprint.clients.get()))
 

@@ -50,10 +50,12 @@ def _flush_access_log() -> None:
 
 def to_proxy_request(request: Request) -> ProxyRequest:
     """A Starlette (or FastAPI) request as the core's :class:`ProxyRequest`."""
-    return _from_scope(request.scope, request)
+    return _from_scope(request.scope, request, native=request)
 
 
-def _from_scope(scope: MutableMapping[str, Any], request: Request | None = None) -> ProxyRequest:
+def _from_scope(
+    scope: MutableMapping[str, Any], request: Request | None = None, *, native: Any = None
+) -> ProxyRequest:
     # Read straight from the ASGI scope: request.url assembles and re-parses a whole URL and request.cookies parses
     # the Cookie header, on every request; here the cookies are parsed only if an authenticator reads them.
     from starlette.requests import cookie_parser
@@ -84,6 +86,7 @@ def _from_scope(scope: MutableMapping[str, Any], request: Request | None = None)
         client[0] if client else None,
         None,
         state.get("request_id"),
+        native,
     )
 
 

@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -135,6 +135,9 @@ class ProxyRequest:
         client_host: the TCP peer's address (a proxy's address when behind one).
         client_ip: the caller's address after honouring ``X-Forwarded-For`` from trusted proxies (set by the core).
         request_id: the request id already chosen by a middleware, if any (else the core chooses it).
+        native: the framework's own request, for authenticators that need the app's login: Django's
+            ``HttpRequest`` (after the middleware ran: ``request.user``, ``request.session``), Flask's ``request``
+            (called inside its request context), Starlette's ``Request``; None under ``orga-ai serve``.
     """
 
     method: str
@@ -144,6 +147,7 @@ class ProxyRequest:
     client_host: str | None = None
     client_ip: str | None = None
     request_id: str | None = None
+    native: Any = field(default=None, compare=False)
 
     @classmethod
     def from_pairs(
@@ -155,6 +159,7 @@ class ProxyRequest:
         cookies: Mapping[str, str] | None = None,
         client_host: str | None = None,
         request_id: str | None = None,
+        native: Any = None,
     ) -> ProxyRequest:
         """Build a request from raw header pairs (lower-casing names, joining repeats)."""
         headers: dict[str, str] = {}
@@ -163,7 +168,7 @@ class ProxyRequest:
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         if cookies is None:
             cookies = LazyCookies(headers.get("cookie", ""), parse_cookies)
-        return cls(method.upper(), path, headers, cookies, client_host, None, request_id)
+        return cls(method.upper(), path, headers, cookies, client_host, None, request_id, native)
 
     def __repr__(self) -> str:
         # Headers and cookies carry credentials: never in a repr.
@@ -411,6 +416,13 @@ def _validate_origins(origins: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def validate_path(path: str) -> str:
+    """The route's path, refused unless it is absolute (``"api/x"`` would mount nowhere a browser asks)."""
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path or "#" in path or " " in path:
+        raise ValueError(f"path={path!r} must be an absolute URL path such as '/api/orga-client-secrets'")
+    return path
+
+
 def principal_key(principal: Principal) -> str:
     """The rate-limit key of a principal: a hash, so the shared storage holds no user ids or IPs."""
     return _principal_key(principal.kind, principal.id)
@@ -488,6 +500,10 @@ class ProxyCore:
         self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
         self.metrics = metrics if metrics is not None else Metrics()
         self.rate_limiter = rate_limiter or RateLimiter(rate_limit, global_rate_limit, storage_uri=storage_uri)
+        self._unlimited = rate_limiter is None and rate_limit is None
+        for name, value in (("cors_origins", cors_origins), ("trusted_proxies", trusted_proxies)):
+            if isinstance(value, (str, bytes)):
+                raise ValueError(f"{name} takes a list, not one string: {name}=[{value!r}]")
         self.cors_origins = _validate_origins(cors_origins)
         self.trusted_proxies = _networks(trusted_proxies)
         self.deadline = float(deadline)
@@ -507,7 +523,9 @@ class ProxyCore:
         log("orga proxy: circuit breaker %s", state.replace("_", "-"))
 
     def announce(self) -> None:
-        """Log the configuration at start-up; anonymous access is announced loudly."""
+        """Log the configuration at start-up; anonymous access and turned-off limits are announced loudly."""
+        if self._unlimited:
+            logger.warning("orga proxy: rate_limit=None - no per-caller rate limit; one caller can mint without end")
         if self.anonymous:
             logger.warning(
                 "orga proxy: ANONYMOUS ACCESS IS ON - anyone who can reach this server can mint Orga sessions "
@@ -524,8 +542,18 @@ class ProxyCore:
 
     # -- drivers ---------------------------------------------------------------------------------------------------
 
-    async def handle(self, request: ProxyRequest, orga: AsyncOrgaAI) -> ProxyResponse:
-        """Serve one request from async code (Starlette, FastAPI, Django-async)."""
+    async def handle(
+        self,
+        request: ProxyRequest,
+        orga: AsyncOrgaAI,
+        *,
+        offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None = None,
+    ) -> ProxyResponse:
+        """Serve one request from async code (Starlette, FastAPI, Django-async).
+
+        ``offload(authenticate, request)``, when given, runs every authentication off the event loop (Django's
+        ``sync_to_async``, so a hook may use the ORM); otherwise only authenticators marked ``may_block`` leave it.
+        """
         flow = self._flow(request)
         value: Any = None
         error: BaseException | None = None
@@ -537,7 +565,10 @@ class ProxyCore:
                 return response
             value, error = None, None
             try:
-                value = await self._perform_async(effect, orga)
+                if offload is not None and isinstance(effect, _Authenticate):
+                    value = await offload(self.authenticate, effect.request)
+                else:
+                    value = await self._perform_async(effect, orga)
             except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
                 error = exc
             except asyncio.CancelledError as exc:
@@ -666,7 +697,8 @@ class ProxyCore:
         """``request`` with its effective client IP and its request id filled in (what authenticators see)."""
         request_id = request.request_id or sane_request_id(request.headers.get("x-request-id")) or new_request_id()
         r = request  # dataclasses.replace, spelled out: replace() inspects the fields on every call
-        return type(r)(r.method, r.path, r.headers, r.cookies, r.client_host, self.client_ip(r), request_id)
+        client_ip = self.client_ip(r)
+        return type(r)(r.method, r.path, r.headers, r.cookies, r.client_host, client_ip, request_id, r.native)
 
     def _flow(self, request: ProxyRequest) -> _Flow:
         started = time.monotonic()

@@ -119,3 +119,25 @@ def openapi_document(path: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def route_responses() -> dict[int | str, dict[str, Any]]:
+    """The route's documented responses with inline schemas, for a host app's own OpenAPI document (FastAPI):
+    the 200 body and the error envelope of 401, 403, 429 and 503."""
+    components = openapi_document("/")["components"]["schemas"]
+    session = dict(components["SessionConfig"])
+    session["properties"] = {**session["properties"], "iceServers": {"type": "array", "items": components["IceServer"]}}
+    error = components["Error"]
+    out: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "One single-use session config for the Orga client SDK. Hand it to exactly one client.",
+            "content": {"application/json": {"schema": session}},
+        }
+    }
+    for status in (401, 403, 429, 503):
+        codes = sorted(code for code, (s, _) in ERROR_CODES.items() if s == status)
+        out[status] = {
+            "description": "Refused; error.code is one of: " + ", ".join(codes),
+            "content": {"application/json": {"schema": error}},
+        }
+    return out

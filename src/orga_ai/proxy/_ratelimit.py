@@ -137,8 +137,20 @@ def _parse_rate_memory(value: str) -> _Rate:
         unit = unit.lower()
         name = unit[:-1] if unit.endswith("s") and unit[:-1] in _GRANULARITY_SECONDS else unit
         if name in _GRANULARITY_SECONDS:
-            return _Rate(int(amount), int(multiples) if multiples and int(multiples) else 1, name)
+            return _Rate(int(amount), int(multiples) if multiples else 1, name)
     raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'")
+
+
+def _checked(parse: Callable[[str], Any], value: str | None, name: str) -> Any:
+    """A parsed limit, or None for None; every spelling that would silently mean "off" or "nobody" is refused."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or value.strip().lower() in {"none", "off", "0", "false"}:
+        raise ValueError(f"{name}={value!r} is not a limit: write one like '10/minute', or pass None to turn it off")
+    probe = _parse_rate_memory(value)  # the same grammar; limits.parse quietly reads a 0 period as 1
+    if probe.amount < 1 or probe.multiples < 1:
+        raise ValueError(f"{name}={value!r} would refuse every request: the count and the period must be at least 1")
+    return probe if parse is _parse_rate_memory else parse(value)
 
 
 def _redis_options(timeout: float, *, cluster: bool = False) -> dict[str, Any]:
@@ -362,8 +374,8 @@ class RateLimiter:
     ) -> None:
         self._storage = storage_config(storage_uri, timeout=storage_timeout)
         parse = parse_rate if self._storage.distributed else _parse_rate_memory
-        self._per = parse(per_principal) if per_principal else None
-        self._global = parse(global_limit) if global_limit else None
+        self._per = _checked(parse, per_principal, "rate_limit")
+        self._global = _checked(parse, global_limit, "global_rate_limit")
         self.storage_uri = storage_uri
         self.distributed = self._storage.distributed
         self.key_prefix = key_prefix

@@ -166,8 +166,11 @@ def resolve(
         elif option.kind == "list":
             value = [item for entry in value for item in _list(entry)]
         out[option.name] = list(value) if isinstance(value, list) else value
-    if isinstance(out["rate_limit"], str) and out["rate_limit"].strip().lower() in {"none", "off", "0"}:
+    # "none" is the command line's spelling of rate_limit=None (a flag cannot say None); "0" is refused later.
+    if isinstance(out["rate_limit"], str) and out["rate_limit"].strip().lower() in {"none", "off"}:
         out["rate_limit"] = None
+    if "workers" in out and (not isinstance(out["workers"], int) or out["workers"] < 1):
+        raise ValueError(f"--workers / ORGA_PROXY_WORKERS must be 1 or more, not {out['workers']!r}")
     return out
 
 

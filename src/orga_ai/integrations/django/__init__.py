@@ -1,11 +1,11 @@
-"""Django: the client-secrets route as a view, and a URL include.
+"""Django: the client-secrets route as a view (sync for WSGI, async for ASGI), and a URL include.
 
 In ``settings.py``::
 
+    INSTALLED_APPS = [..., "orga_ai.integrations.django"]   # start-up checks (manage.py check: orga_ai.E001...)
     ORGA_PROXY = {
-        "authenticate": "myproject.auth.orga_authenticate",  # a dotted path, or the callable itself
+        "authenticate": "orga_ai.integrations.django.authenticated_user",  # Django's own login; or a dotted path
         "rate_limit": "10/minute",
-        "cors_origins": ["https://app.example.com"],
     }
 
 In ``urls.py``::
@@ -13,9 +13,12 @@ In ``urls.py``::
     urlpatterns = [path("", include("orga_ai.integrations.django.urls"))]
 
 ``ORGA_PROXY`` takes the keyword arguments of :class:`orga_ai.proxy.ProxyCore` plus ``path`` (default
-``api/orga-client-secrets``) and ``orga_options`` (for ``OrgaAI(...)``). The view is synchronous (it runs on WSGI,
-and on ASGI in Django's thread pool); it is CSRF-exempt because callers authenticate with a bearer token or a JWT
-cookie and the core refuses any cross-site ``Origin`` that is not allowlisted.
+``api/orga-client-secrets``), ``orga_options`` (for ``OrgaAI(...)``) and ``view`` (``"sync"`` or ``"async"``; by
+default the URL include picks the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
+``OrgaAI``, under WSGI). Authenticators receive a :class:`~orga_ai.proxy.ProxyRequest` whose ``native`` is the
+``HttpRequest`` after the middleware ran (``request.user``, ``request.session``); on the async view they run through
+``sync_to_async``, so they may use the ORM. The view is CSRF-exempt: it changes nothing on the server, and the core
+refuses any cross-site ``Origin`` that is not allowed.
 """
 
 from __future__ import annotations
@@ -23,13 +26,39 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ...proxy._clients import SyncClientHolder
+from ...proxy._auth import Principal
+from ...proxy._clients import AsyncClientHolder, SyncClientHolder
 from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse
+from .._hooks import not_logged_in
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
-__all__ = ["client_secrets_view", "get_core", "reset", "route_path"]
+__all__ = [
+    "async_client_secrets_view",
+    "authenticated_user",
+    "client_secrets_view",
+    "get_core",
+    "reset",
+    "route_path",
+]
+
+AUTHENTICATED_USER = "orga_ai.integrations.django.authenticated_user"
+
+
+def authenticated_user(request: ProxyRequest, /) -> Principal:
+    """``ORGA_PROXY["authenticate"]`` for an app behind Django's own login: the principal is ``str(request.user.pk)``
+    of the signed-in user (any auth backend: session, token, remote user); 401 for an anonymous one. Needs
+    ``django.contrib.auth`` and its ``AuthenticationMiddleware`` (``manage.py check`` says so: orga_ai.E003)."""
+    user = getattr(request.native, "user", None)
+    if user is None:
+        raise TypeError(
+            "authenticated_user needs request.user: add django.contrib.auth.middleware.AuthenticationMiddleware "
+            "to MIDDLEWARE"
+        )
+    if not user.is_authenticated:
+        raise not_logged_in("anonymous Django user")
+    return Principal(str(user.pk), kind="user")
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
@@ -46,25 +75,36 @@ def route_path() -> str:
     return str(_settings().get("path", DEFAULT_PATH)).lstrip("/")
 
 
-def _build() -> tuple[ProxyCore, SyncClientHolder]:
+def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
     from django.utils.module_loading import import_string
 
     config = _settings()
     config.pop("path", None)
+    config.pop("view", None)
     orga_options = config.pop("orga_options", None)
     authenticate = config.get("authenticate")
     if isinstance(authenticate, str):
-        config["authenticate"] = import_string(authenticate)
-    core = ProxyCore(**config)
+        try:
+            config["authenticate"] = import_string(authenticate)
+        except ImportError as exc:
+            raise ValueError(f'ORGA_PROXY["authenticate"] = {authenticate!r} cannot be imported: {exc}') from None
+    try:
+        core = ProxyCore(**config)
+    except TypeError as exc:
+        raise ValueError(f"ORGA_PROXY has a key ProxyCore does not take: {exc}") from None
     core.announce()
-    return core, SyncClientHolder(core.metrics, options=orga_options)
+    return (
+        core,
+        SyncClientHolder(core.metrics, options=orga_options),
+        AsyncClientHolder(core.metrics, options=orga_options),
+    )
 
 
 def get_core() -> ProxyCore:
     """The process's proxy policy, built from ``settings.ORGA_PROXY`` on first use (``.kill_switch`` is live)."""
     with _lock:
         if "core" not in _state:
-            _state["core"], _state["clients"] = _build()
+            _state["core"], _state["clients"], _state["aclients"] = _build()
         core: ProxyCore = _state["core"]
         return core
 
@@ -75,10 +115,17 @@ def _clients() -> SyncClientHolder:
     return holder
 
 
+def _aclients() -> AsyncClientHolder:
+    get_core()
+    holder: AsyncClientHolder = _state["aclients"]
+    return holder
+
+
 def reset() -> None:
     """Close the SDK client and forget the policy (tests, or after changing ``settings.ORGA_PROXY``)."""
     with _lock:
         clients, core = _state.pop("clients", None), _state.pop("core", None)
+        _state.pop("aclients", None)  # an AsyncOrgaAI belongs to its event loop; the SDK closes it at exit
     if clients is not None:
         clients.close()
     if core is not None:
@@ -96,24 +143,62 @@ def _to_django(response: ProxyResponse) -> HttpResponse:
     return out
 
 
-def _client_secrets(request: HttpRequest) -> HttpResponse:
-    core = get_core()
-    headers = [(name, value) for name, value in request.headers.items()]
-    proxy_request = ProxyRequest.from_pairs(
+def _proxy_request(request: HttpRequest) -> ProxyRequest:
+    return ProxyRequest.from_pairs(
         request.method or "GET",
         request.path,
-        headers,
+        list(request.headers.items()),
         cookies=dict(request.COOKIES),
         client_host=request.META.get("REMOTE_ADDR"),
+        native=request,
     )
-    return _to_django(core.handle_sync(proxy_request, _clients().get()))
 
 
-def _make_view() -> Any:
+def _client_secrets(request: HttpRequest) -> HttpResponse:
+    core = get_core()
+    return _to_django(core.handle_sync(_proxy_request(request), _clients().get()))
+
+
+async def _offload(authenticate: Any, request: ProxyRequest) -> Any:
+    from asgiref.sync import sync_to_async
+
+    # thread_sensitive: the ORM calls of a hook (request.user) run where Django's sync code runs.
+    return await sync_to_async(authenticate, thread_sensitive=True)(request)
+
+
+async def _async_client_secrets(request: HttpRequest) -> HttpResponse:
+    from asgiref.sync import sync_to_async
+
+    core = await sync_to_async(get_core, thread_sensitive=True)()
+    response = await core.handle(_proxy_request(request), _aclients().get(), offload=_offload)
+    return _to_django(response)
+
+
+def _make_view(view: Any) -> Any:
     from django.views.decorators.csrf import csrf_exempt
 
-    return csrf_exempt(_client_secrets)
+    return csrf_exempt(view)
 
 
-client_secrets_view = _make_view()
-"""The view: ``path("api/orga-client-secrets", client_secrets_view)``."""
+client_secrets_view = _make_view(_client_secrets)
+"""The sync view (WSGI, on ``OrgaAI``): ``path("api/orga-client-secrets", client_secrets_view)``."""
+
+async_client_secrets_view = _make_view(_async_client_secrets)
+"""The async view (ASGI, on ``AsyncOrgaAI``); the URL include picks it by itself when Django serves ASGI."""
+
+
+def chosen_view() -> Any:
+    """The view the URL include mounts: ``ORGA_PROXY["view"]`` when set, else the async one when the URLs are
+    loaded inside a running event loop (Django's ASGI handler resolves them there) and the sync one otherwise."""
+    import asyncio
+
+    wanted = _settings().get("view")
+    if wanted not in (None, "sync", "async"):
+        raise ValueError(f'ORGA_PROXY["view"] must be "sync" or "async", not {wanted!r}')
+    if wanted is None:
+        try:
+            asyncio.get_running_loop()
+            wanted = "async"
+        except RuntimeError:
+            wanted = "sync"
+    return async_client_secrets_view if wanted == "async" else client_secrets_view

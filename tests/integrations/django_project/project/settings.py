@@ -1,0 +1,40 @@
+"""A small real Django project: django.contrib.auth with session login, and the Orga route behind it."""
+
+import json
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "integration-tests-only-" + "s" * 40
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "project.urls"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "orga_ai.integrations.django",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+if os.environ.get("TEST_NO_AUTH_MIDDLEWARE"):
+    MIDDLEWARE.remove("django.contrib.auth.middleware.AuthenticationMiddleware")
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [BASE_DIR / "templates"]}]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TEST_DB_PATH"]}}
+# No migrations: `migrate --run-syncdb` creates the tables straight from the models.
+MIGRATION_MODULES = {"auth": None, "contenttypes": None, "sessions": None}
+USE_TZ = True
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; test users only
+
+ORGA_PROXY = {
+    "authenticate": "orga_ai.integrations.django.authenticated_user",
+    "rate_limit": "1/minute",
+    **json.loads(os.environ.get("TEST_ORGA_PROXY", "{}")),
+}

@@ -22,7 +22,14 @@ from ..proxy._metrics import NullMetrics
 if TYPE_CHECKING:
     from .._client import OrgaAI
 
-__all__ = ["FunctionConfigurationError", "FunctionRoute", "function_core", "policy_from_env"]
+__all__ = [
+    "FunctionConfigurationError",
+    "FunctionRoute",
+    "function_core",
+    "platform_peer",
+    "policy_from_env",
+    "require_installed",
+]
 
 logger = logging.getLogger("orga_ai.proxy")
 
@@ -37,13 +44,24 @@ class FunctionConfigurationError(ValueError):
     """A function entry point cannot start with this configuration; the message says what to change."""
 
 
-def function_core(core: ProxyCore | None = None, **policy: Any) -> ProxyCore:
+def require_installed(extra: str, *modules: str) -> None:
+    """Refuse to start, in one line naming the extra, when a module the configuration needs is not installed
+    (found without importing it: the import itself waits for the first invocation that uses it)."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise FunctionConfigurationError(f"{', '.join(missing)} is not installed: pip install 'orga-ai[{extra}]'")
+
+
+def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **policy: Any) -> ProxyCore:
     """The :class:`ProxyCore` of a function: ``policy`` as for :class:`ProxyCore`, with two differences.
 
     * ``memory://`` rate limits are refused (each instance would count alone, so the limit would grow with the
       platform's scaling): configure ``storage_uri='redis://...'`` (or ``rediss://``), or pass ``rate_limit=None``
       (and no ``global_rate_limit``) to mean "no limits".
     * Metrics record nothing (a function has no ``/metrics`` endpoint); pass ``metrics=`` to keep them.
+    * A library the configuration needs and that is not installed is named at start, with ``extra``.
 
     Raises:
         FunctionConfigurationError: memory:// limits, or anything :class:`ProxyCore` refuses.
@@ -65,6 +83,10 @@ def function_core(core: ProxyCore | None = None, **policy: Any) -> ProxyCore:
             raise FunctionConfigurationError(str(exc)) from None
     elif core.rate_limiter.enabled and not core.rate_limiter.distributed:
         raise FunctionConfigurationError(_MEMORY_REFUSED)
+    needed = ["orjson"]
+    if core.rate_limiter.enabled:
+        needed += ["limits", "redis"]
+    require_installed(extra, *needed)
     return core
 
 
@@ -104,6 +126,25 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "breaker": CircuitBreaker(settings["breaker_threshold"], settings["breaker_cooldown"]),
         "deny_file": settings["deny_file"],
     }
+
+
+def platform_peer(pairs: list[tuple[str, str]], fallback: str | None) -> tuple[str | None, list[tuple[str, str]]]:
+    """(peer, pairs) for a request that reached the function through the platform's front end (an ALB, Google's
+    front end), which appends the address that connected to it to ``X-Forwarded-For``.
+
+    That right-most hop is the peer (the front end is trusted by construction) and leaves the header; the hops left
+    of it stay, believed only from the trusted proxies the policy names, as behind any other proxy. Without the
+    header the peer is ``fallback`` (the TCP peer, on a local run).
+    """
+    forwarded = [value for name, value in pairs if name.lower() == "x-forwarded-for"]
+    hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
+    if not hops:
+        return fallback, pairs
+    peer = hops.pop()
+    kept = [(name, value) for name, value in pairs if name.lower() != "x-forwarded-for"]
+    if hops:
+        kept.append(("x-forwarded-for", ", ".join(hops)))
+    return peer, kept
 
 
 class FunctionRoute:

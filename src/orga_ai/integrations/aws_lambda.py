@@ -38,7 +38,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..proxy._core import ProxyRequest, ProxyResponse, json_error, new_request_id, sane_request_id
-from ._function import FunctionConfigurationError, FunctionRoute, function_core, policy_from_env
+from ._function import FunctionConfigurationError, FunctionRoute, function_core, platform_peer, policy_from_env
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
@@ -214,15 +214,8 @@ def to_proxy_request(event: Mapping[str, Any], kind: str, invocation_id: str | N
             client_host = _source_ip(context, "identity", "sourceIp")
             request_id = _context_request_id(context)
         else:
-            # The load balancer appends the address that connected to it to X-Forwarded-For: that hop is the peer
-            # (the load balancer is trusted by construction); the hops left of it are believed only from the
-            # trusted proxies the policy names, as behind any other proxy.
-            forwarded = [value for name, value in pairs if name.lower() == "x-forwarded-for"]
-            hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
-            client_host = hops.pop() if hops else None
-            pairs = [(name, value) for name, value in pairs if name.lower() != "x-forwarded-for"]
-            if hops:
-                pairs.append(("x-forwarded-for", ", ".join(hops)))
+            # The load balancer appends the address that connected to it to X-Forwarded-For.
+            client_host, pairs = platform_peer(pairs, None)
             request_id = None
     if cookies:
         pairs.append(("cookie", "; ".join(cookies)))
@@ -360,7 +353,9 @@ def make_handler(
         arn, resolver = api_key_secret, secret_resolver or resolve_aws_secret
         key = lambda: resolver(arn)  # noqa: E731 - a closure over the ARN, called once
     hint = f", {API_KEY_SECRET_ENV}=<secret ARN>,"
-    route = FunctionRoute(function_core(core, **policy), orga=orga, orga_options=options, api_key=key, key_hint=hint)
+    route = FunctionRoute(
+        function_core(core, extra="aws-lambda", **policy), orga=orga, orga_options=options, api_key=key, key_hint=hint
+    )
     route.core.announce()
     return LambdaHandler(route)
 

@@ -67,3 +67,17 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def stop_process(process: Any, timeout: float = 15) -> str:
+    """Terminate a ``subprocess.Popen`` started with text pipes (kill it if it lingers); returns its stdout."""
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate(timeout=timeout)
+    return output or ""

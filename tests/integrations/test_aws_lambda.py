@@ -27,6 +27,7 @@ from orga_ai.testing import RunningEmulator
 from tests.integrations.conftest import FUNCTION_SECRET, scan_answer
 from tests.integrations.lambda_runtime_api import RuntimeAPI
 from tests.reliability.support import Canary
+from tests.support import free_port, stop_process
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aws_lambda"
 EVENTS = ("apigw-http-v2", "function-url", "apigw-rest-v1", "apigw-http-v1", "alb", "alb-multivalue")
@@ -450,17 +451,6 @@ def _ric(runtime: RuntimeAPI, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        output, _ = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate(timeout=15)
-    return output
-
-
 def test_the_runtime_interface_client_drives_the_handler(emulator: RunningEmulator) -> None:
     canary = Canary()
     canary.add(emulator.api_key, "api key")
@@ -498,7 +488,7 @@ def test_the_runtime_interface_client_drives_the_handler(emulator: RunningEmulat
             assert (posted.request_id, posted.body["statusCode"]) == (again, 200)
             scan_answer(canary, json.dumps(posted.body))
         finally:
-            output = _stop(process)
+            output = stop_process(process)
     assert runtime.posted.empty()
     # The runtime's log (DEBUG, where the access lines and the SDK's debug lines go) holds no secret.
     assert "orga_proxy_request" in output
@@ -515,7 +505,7 @@ def test_a_bad_configuration_is_an_init_error(emulator: RunningEmulator) -> None
             posted = runtime.next_posted()
             assert process.wait(timeout=30) == 1
         finally:
-            output = _stop(process)
+            output = stop_process(process)
     assert posted.kind == "init-error"
     assert posted.body["errorType"] == "FunctionConfigurationError"
     assert posted.body["errorMessage"].startswith("in-process (memory://) rate limits mean nothing")
@@ -538,7 +528,6 @@ def test_redis_limits_are_shared_by_instances_over_one_reused_connection_each(
     emulator: RunningEmulator, leak_canary: Canary
 ) -> None:
     from tests.reliability.test_route_load import redis_server
-    from tests.support import free_port
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

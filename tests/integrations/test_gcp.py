@@ -18,7 +18,7 @@ import pytest
 from orga_ai.testing import RunningEmulator
 from tests.integrations.conftest import FUNCTION_SECRET, scan_answer
 from tests.reliability.support import Canary
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {FUNCTION_SECRET}"}
@@ -54,13 +54,7 @@ def functions_framework(env: dict[str, str], output: list[str]) -> Iterator[str]
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            out, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, _ = process.communicate(timeout=15)
-        output.append(out)
+        output.append(stop_process(process))
 
 
 def test_functions_framework_serves_the_route(emulator: RunningEmulator) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         OrgaAIServerError,
         OrgaAITimeoutError,
     )
+    from ._ice import IcePolicy
     from ._models import EphemeralToken, IceServer, SessionConfig
     from ._pool import PoolStats
     from ._retry import RetryBudget
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "AsyncOrgaAI",
     "EphemeralToken",
+    "IcePolicy",
     "IceServer",
     "OrgaAI",
     "OrgaAIAuthenticationError",
@@ -69,6 +71,7 @@ _HOMES = {
     "DEFAULT_MAX_RETRIES": "_config",
     "DEFAULT_TIMEOUT": "_config",
     "EphemeralToken": "_models",
+    "IcePolicy": "_ice",
     "IceServer": "_models",
     "SessionConfig": "_models",
     "PoolStats": "_pool",

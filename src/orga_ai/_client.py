@@ -19,6 +19,7 @@ from ._exceptions import (
     OrgaAIError,
     OrgaAIPermissionError,
 )
+from ._ice import IcePolicy, apply_ice_policy
 from ._logging import enable_debug_logging
 from ._models import EphemeralToken, IceServer, SessionConfig
 from ._protocol import (
@@ -182,17 +183,20 @@ class OrgaAI(_BaseClient):
 
     # -- public API -------------------------------------------------------------------------------------------------
 
-    def get_session_config(self, *, timeout: float | None = None, deadline: float | None = None) -> SessionConfig:
+    def get_session_config(
+        self, *, timeout: float | None = None, deadline: float | None = None, ice: IcePolicy | None = None
+    ) -> SessionConfig:
         """Mint an ephemeral token and fetch ICE servers with it: what one client needs to open one session.
 
         Args:
             timeout: seconds for each request of this call, instead of the client's ``timeout``.
             deadline: seconds for the whole call, retries and backoff included.
+            ice: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (see docs/ice.md).
 
         Raises:
             OrgaAIError: one of its subclasses, naming the step that failed.
         """
-        return self._run(session_flow(self._context(timeout, deadline)))
+        return apply_ice_policy(self._run(session_flow(self._context(timeout, deadline))), ice)
 
     def fetch_ephemeral_token(self, *, timeout: float | None = None, deadline: float | None = None) -> EphemeralToken:
         """Only the first step: POST /v1/realtime/client-secrets with the API key."""
@@ -393,17 +397,21 @@ class AsyncOrgaAI(_BaseClient):
     # -- public API -------------------------------------------------------------------------------------------------
 
     async def get_session_config(
-        self, *, timeout: float | None = None, deadline: float | None = None
+        self, *, timeout: float | None = None, deadline: float | None = None, ice: IcePolicy | None = None
     ) -> SessionConfig:
         """Mint an ephemeral token and fetch ICE servers with it: what one client needs to open one session.
 
         Args:
             timeout: seconds for each request of this call, instead of the client's ``timeout``.
             deadline: seconds for the whole call, retries and backoff included.
+            ice: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (see docs/ice.md).
 
         Raises:
             OrgaAIError: one of its subclasses, naming the step that failed.
         """
+        return apply_ice_policy(await self._session_config(timeout, deadline), ice)
+
+    async def _session_config(self, timeout: float | None, deadline: float | None) -> SessionConfig:
         pool = self._pool
         if pool is None:
             return await self._run(session_flow(self._context(timeout, deadline)))

@@ -12,6 +12,35 @@ from ._secret import fingerprint
 __all__ = ["EphemeralToken", "IceServer", "SessionConfig"]
 
 
+# Refresh this long before the credentials expire at most (and at most a fifth of their lifetime): long enough for a
+# page to fetch a new config and finish its ICE restart, short enough to use most of a short (2-minute) lifetime.
+_REFRESH_MARGIN_SECONDS = 60.0
+_REFRESH_MARGIN_SHARE = 0.2
+
+
+def turn_username_expiry(username: str | None) -> dt.datetime | None:
+    """The expiry carried by a TURN REST API username (``"<unix expiry>:<id>"``), or None when it carries none."""
+    if not username:
+        return None
+    head = username.split(":", 1)[0]
+    if not head.isdigit() or len(head) > 12:
+        return None
+    seconds = int(head)
+    if seconds < 1_000_000_000:  # before 2001: not a timestamp but some other numeric prefix
+        return None
+    try:
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _refresh_time(expiry: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    if expiry is None:
+        return None
+    left = max(0.0, (expiry - now).total_seconds())
+    return expiry - dt.timedelta(seconds=min(_REFRESH_MARGIN_SECONDS, left * _REFRESH_MARGIN_SHARE))
+
+
 def _iso(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
@@ -85,6 +114,9 @@ class SessionConfig:
         ice_servers: the STUN/TURN servers fetched with that token.
         expires_at: when the token (and its TURN credentials) expire, timezone-aware UTC, or None if unknown.
         token_request_id / ice_request_id: Orga's ``x-request-id`` of each upstream call, for support tickets.
+        refresh_after: a safe time to fetch a fresh config (timezone-aware UTC, or None when no expiry is known):
+            before the token and the TURN credentials expire, whichever comes first, by a fifth of their remaining
+            lifetime at most 60 s. Computed when the config is built unless given.
     """
 
     ephemeral_token: str = field(repr=False)
@@ -92,6 +124,22 @@ class SessionConfig:
     expires_at: dt.datetime | None = None
     token_request_id: str | None = None
     ice_request_id: str | None = None
+    refresh_after: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.refresh_after is None:
+            now = dt.datetime.now(dt.timezone.utc)
+            object.__setattr__(self, "refresh_after", _refresh_time(self.credentials_expire_at, now))
+
+    @property
+    def credentials_expire_at(self) -> dt.datetime | None:
+        """When the first of the token and the TURN credentials expires (TURN REST usernames carry their expiry)."""
+        moments = [self.expires_at] if self.expires_at is not None else []
+        for server in self.ice_servers:
+            turn = turn_username_expiry(server.username)
+            if turn is not None:
+                moments.append(turn)
+        return min(moments) if moments else None
 
     @property
     def token_fingerprint(self) -> str:
@@ -118,10 +166,13 @@ class SessionConfig:
         }
 
     def to_client_json(self) -> dict[str, Any]:
-        """:meth:`to_dict` plus ``expiresAt`` (ISO 8601 UTC, or omitted when unknown): what the proxy route returns."""
+        """:meth:`to_dict` plus ``expiresAt`` and ``refreshAfter`` (ISO 8601 UTC, each omitted when unknown): what the
+        proxy route returns."""
         out = self.to_dict()
         if self.expires_at is not None:
             out["expiresAt"] = _iso(self.expires_at)
+        if self.refresh_after is not None:
+            out["refreshAfter"] = _iso(self.refresh_after)
         return out
 
     @classmethod
@@ -135,21 +186,29 @@ class SessionConfig:
         token = data.get("ephemeralToken")
         if not isinstance(token, str) or not token:
             raise OrgaAIInvalidResponseError("ephemeralToken must be a non-empty string")
-        expires = data.get("expiresAt")
-        expires_at = None
-        if expires is not None:
-            try:
-                if not isinstance(expires, str):
-                    raise ValueError(expires)
-                expires_at = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-            except ValueError:
-                raise OrgaAIInvalidResponseError("expiresAt must be an ISO 8601 timestamp") from None
-            if expires_at.tzinfo is None:  # the route writes UTC; a naive value means UTC too
-                expires_at = expires_at.replace(tzinfo=dt.timezone.utc)
-        return cls(token, parse_ice_servers_payload(data.get("iceServers")), expires_at)
+        expires_at = _moment(data, "expiresAt")
+        refresh_after = _moment(data, "refreshAfter")
+        servers = parse_ice_servers_payload(data.get("iceServers"))
+        return cls(token, servers, expires_at, refresh_after=refresh_after)
 
     def __repr__(self) -> str:
         return (
             f"SessionConfig(token={self.token_fingerprint}, ice_servers={len(self.ice_servers)}, "
             f"expires_at={_iso(self.expires_at)!r}, request_ids={self.request_ids!r})"
         )
+
+
+def _moment(data: Mapping[str, Any], name: str) -> dt.datetime | None:
+    from ._exceptions import OrgaAIInvalidResponseError
+
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise OrgaAIInvalidResponseError(f"{name} must be an ISO 8601 timestamp") from None
+    # The route writes UTC; a naive value means UTC too.
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment

@@ -3,8 +3,8 @@ from __future__ import annotations
 import orga_ai
 
 EXPECTED = {
-    "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncOrgaAI", "EphemeralToken", "IceServer",
-    "OrgaAI", "OrgaAIAuthenticationError", "OrgaAIBadRequestError", "OrgaAIConfigurationError",
+    "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncOrgaAI", "EphemeralToken", "IcePolicy",
+    "IceServer", "OrgaAI", "OrgaAIAuthenticationError", "OrgaAIBadRequestError", "OrgaAIConfigurationError",
     "OrgaAIConnectionError", "OrgaAIError", "OrgaAIInvalidResponseError", "OrgaAIPermissionError",
     "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret",
     "SessionConfig", "__version__", "fingerprint",

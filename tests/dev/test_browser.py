@@ -164,9 +164,11 @@ def test_proxy_unreachable_and_rate_limited_are_explained(page: Any, dev_server:
 
 @pytest.fixture(scope="module")
 def relay_dev_server(coturn: Coturn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """``orga-ai dev`` whose emulator hands out only TURN credentials for the test's coturn."""
+    """``orga-ai dev`` whose emulator hands out STUN and TURN for the test's coturn, and whose route's ICE policy
+    (``--ice-relay-only``) passes on the TURN URL only."""
     server = start_dev(
-        tmp_path_factory.mktemp("relay"), "--turn-url", coturn.url, "--turn-secret", coturn.secret
+        tmp_path_factory.mktemp("relay"), "--turn-url", coturn.url, "--turn-secret", coturn.secret,
+        "--stun-url", f"stun:127.0.0.1:{coturn.port}", "--ice-relay-only",
     )
     try:
         yield server
@@ -175,11 +177,15 @@ def relay_dev_server(coturn: Coturn, tmp_path_factory: pytest.TempPathFactory) -
     assert code == 0, server.output()
 
 
-def test_relay_only_connects_through_turn(page: Any, relay_dev_server: DevServer) -> None:
+def test_relay_only_connects_through_turn(page: Any, relay_dev_server: DevServer, coturn: Coturn) -> None:
     open_demo(page, relay_dev_server.url + "/?relay=1")
     assert text(page, "#policy-badge") == "ICE: relay only (TURN)"
-    page.click("#start")
+    with page.expect_response("**/api/orga-client-secrets") as config_response:
+        page.click("#start")
     wait_connected(page)
+    # The emulator listed a STUN URL too; the route's relay_only policy kept it from the page.
+    servers = config_response.value.json()["iceServers"]
+    assert [server["urls"] for server in servers] == [[coturn.url]]
     assert int(text(page, "#count-relay")) > 0
     # iceTransportPolicy "relay" gathers nothing else, and the pair in use starts at our TURN allocation.
     assert text(page, "#count-host") == "0" and text(page, "#count-srflx") == "0"

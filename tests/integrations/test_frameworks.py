@@ -20,7 +20,7 @@ def test_success(mount: MountFactory, emulator: RunningEmulator) -> None:
         assert response.status_code == 200, response.text
         assert_safe_headers(response.headers)
         body = response.json()
-        assert set(body) == {"ephemeralToken", "iceServers", "expiresAt"}
+        assert set(body) == {"ephemeralToken", "iceServers", "expiresAt", "refreshAfter"}
         assert response.headers["ratelimit-limit"] == "10"
     assert len(upstream_calls(emulator)) == 4
 

@@ -48,7 +48,7 @@ def test_success_returns_camel_case_session_config(proxy: ProxyFactory, emulator
     assert response.status_code == 200, response.text
     assert_safe_headers(response.headers)
     body = response.json()
-    assert set(body) == {"ephemeralToken", "iceServers", "expiresAt"}
+    assert set(body) == {"ephemeralToken", "iceServers", "expiresAt", "refreshAfter"}
     assert isinstance(body["ephemeralToken"], str) and body["ephemeralToken"]
     assert isinstance(body["iceServers"], list) and body["iceServers"]
     for server in body["iceServers"]:

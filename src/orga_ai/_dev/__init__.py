@@ -53,6 +53,8 @@ def add_parser(subparsers: Any) -> None:
         help="your TURN server's static-auth-secret, so the credentials the emulator mints work there")
     add("--no-coturn", action="store_true",
         help="do not start coturn even if installed: a built-in STUN responder only (no relay candidates)")
+    add("--ice-relay-only", action="store_true",
+        help="the proxy hands out TURN URLs only (the route's ICE policy, see docs/ice.md)")
     add("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
         help="uvicorn log level (default warning)")
     parser.set_defaults(handler=run)

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 if TYPE_CHECKING:
     from .._client import AsyncOrgaAI
+    from .._ice import IcePolicy
 
 __all__ = ["PROXY_PATH", "STATIC_DIR", "DevPage", "create_dev_app"]
 
@@ -52,14 +53,17 @@ def _content_security_policy(orga_base_url: str) -> str:
     )
 
 
-def create_dev_app(page: DevPage, orga: AsyncOrgaAI) -> Starlette:
+def create_dev_app(page: DevPage, orga: AsyncOrgaAI, *, ice_policy: IcePolicy | None = None) -> Starlette:
     """The dev app: ``/`` (demo page), ``/dev/config.json``, ``/static/*``, and the proxy at :data:`PROXY_PATH`.
 
-    ``orga`` is the SDK client the proxy mints session configs with; the app closes it at shutdown.
+    ``orga`` is the SDK client the proxy mints session configs with; the app closes it at shutdown. ``ice_policy``
+    is the proxy route's ICE policy.
     """
     from ..proxy import create_app as create_proxy_app
 
-    proxy = create_proxy_app(orga=orga, allow_anonymous=True, rate_limit=DEV_RATE_LIMIT, path=PROXY_PATH)
+    proxy = create_proxy_app(
+        orga=orga, allow_anonymous=True, rate_limit=DEV_RATE_LIMIT, path=PROXY_PATH, ice_policy=ice_policy
+    )
     csp = _content_security_policy(page.orga_base_url)
     config_body = json.dumps(page.to_json()).encode()
 

@@ -101,6 +101,7 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     """Serve the emulator (unless ``ORGA_API_KEY`` is set), the proxy and the demo page until interrupted."""
     from .._client import AsyncOrgaAI
     from .._exceptions import OrgaAIConfigurationError
+    from .._ice import IcePolicy
     from ._app import PROXY_PATH, DevPage, create_dev_app
 
     env = os.environ if environ is None else environ
@@ -152,7 +153,8 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         except (OrgaAIConfigurationError, ValueError) as exc:
             print(f"orga-ai dev: {exc}", file=sys.stderr)
             return 2
-        app = create_dev_app(DevPage(orga.base_url, emulator=not real_orga), orga)
+        ice_policy = IcePolicy(relay_only=True) if getattr(args, "ice_relay_only", False) else None
+        app = create_dev_app(DevPage(orga.base_url, emulator=not real_orga), orga, ice_policy=ice_policy)
         servers.insert(0, ("demo page and proxy", _server(app, args.log_level), sockets[0]))
         lines = [
             f"orga-ai dev: proxy route {page_url}{PROXY_PATH} (anonymous access, loopback only)",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from .._client import AsyncOrgaAI
+    from .._ice import IcePolicy
 
 __all__ = ["create_app", "to_proxy_request", "to_starlette_response"]
 
@@ -165,6 +166,7 @@ def create_app(
     orga_options: Mapping[str, Any] | None = None,
     core: ProxyCore | None = None,
     metrics_enabled: bool = True,
+    ice_policy: IcePolicy | Mapping[str, Any] | None = None,
 ) -> Starlette:
     """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
 
@@ -185,6 +187,7 @@ def create_app(
         deny_file / kill_switch: the live deny-list.
         prefetch: passed to ``AsyncOrgaAI(prefetch=...)`` when the SDK supports a warm pool.
         core: a ready :class:`ProxyCore`, instead of the policy arguments above.
+        ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
     """
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -211,6 +214,7 @@ def create_app(
             deny_file=deny_file,
             metrics=metrics,
             max_body_bytes=max_body_bytes,
+            ice_policy=ice_policy,
         )
     policy = core
     clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._settings import OPTIONS, ServeSettingsError, add_arguments, resolve, to_environ
+from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, to_environ
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -87,6 +87,7 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
         breaker_cooldown=settings["breaker_cooldown"],
         deny_file=settings["deny_file"],
         prefetch=settings["prefetch"],
+        ice_policy=ice_policy(settings),
     )
 
 

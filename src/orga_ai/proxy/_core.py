@@ -38,6 +38,7 @@ from .._exceptions import (
     OrgaAIServerError,
     OrgaAITimeoutError,
 )
+from .._ice import IcePolicy, apply_ice_policy
 from .._secret import fingerprint
 from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
 from ._breaker import CircuitBreaker
@@ -461,6 +462,9 @@ class ProxyCore:
         metrics: the Prometheus metrics (default: a fresh registry).
         rate_limiter: a ready :class:`RateLimiter`, instead of the three rate-limit arguments.
         max_body_bytes / max_header_bytes: request size caps (413 / 431).
+        ice_policy: an :class:`~orga_ai.IcePolicy` (or a dict of its fields) narrowing the ICE servers handed out,
+            applied after Orga's answer was validated and before the JSON leaves (docs/ice.md); None hands out what
+            Orga returned.
     """
 
     def __init__(
@@ -482,6 +486,7 @@ class ProxyCore:
         rate_limiter: RateLimiter | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        ice_policy: IcePolicy | Mapping[str, Any] | None = None,
     ) -> None:
         if authenticate is None:
             if not allow_anonymous:
@@ -513,6 +518,7 @@ class ProxyCore:
         self.kill_switch = kill_switch if kill_switch is not None else KillSwitch(deny_file)
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.ice_policy = IcePolicy.coerce(ice_policy)
         self.last_upstream_success: float | None = None
         self._auth_may_block = bool(getattr(authenticate, "may_block", False))
 
@@ -539,6 +545,8 @@ class ProxyCore:
             self.cap.limit,
             ", ".join(sorted(self.cors_origins)) or "same-origin only",
         )
+        if self.ice_policy is not None:
+            logger.info("orga proxy: ICE policy %s", self.ice_policy.describe())
 
     # -- drivers ---------------------------------------------------------------------------------------------------
 
@@ -777,6 +785,7 @@ class ProxyCore:
                 raise _DeadlineExceeded()
             try:
                 config: SessionConfig = yield _Upstream(remaining)
+                config = apply_ice_policy(config, self.ice_policy)
             except OrgaAITimeoutError:
                 raise
             except (OrgaAIError, asyncio.TimeoutError) as exc:

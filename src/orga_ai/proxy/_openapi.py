@@ -99,6 +99,12 @@ def openapi_document(path: str) -> dict[str, Any]:
                         "ephemeralToken": {"type": "string"},
                         "iceServers": {"type": "array", "items": {"$ref": "#/components/schemas/IceServer"}},
                         "expiresAt": {"type": "string", "format": "date-time"},
+                        "refreshAfter": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "Fetch a fresh config after this time: before the token and the TURN "
+                            "credentials expire.",
+                        },
                     },
                 },
                 "Error": {

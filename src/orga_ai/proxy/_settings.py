@@ -12,11 +12,23 @@ import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH
 
-__all__ = ["OPTIONS", "Option", "ServeSettingsError", "add_arguments", "markdown_table", "resolve", "to_environ"]
+if TYPE_CHECKING:
+    from .._ice import IcePolicy
+
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "ServeSettingsError",
+    "add_arguments",
+    "ice_policy",
+    "markdown_table",
+    "resolve",
+    "to_environ",
+]
 
 
 class ServeSettingsError(ValueError):
@@ -127,6 +139,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
     Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),
+    Option(
+        "ice_relay_only",
+        "bool",
+        False,
+        "Hand out TURN (`turn:`/`turns:`) URLs only, so clients never reveal their own addresses (docs/ice.md).",
+    ),
+    Option("ice_transport", "list", [], "Hand out only URLs reached over these transports: `udp`, `tcp`, `tls`."),
+    Option("ice_dedupe", "bool", None, "Drop duplicate ICE URLs (on whenever another `--ice-*` option is set)."),
+    Option("ice_max_servers", "int", None, "Hand out at most this many ICE URLs, in Orga's order."),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -188,6 +209,21 @@ def to_environ(settings: Mapping[str, Any]) -> dict[str, str]:
         else:
             env[option.env] = str(value)
     return env
+
+
+def ice_policy(settings: Mapping[str, Any]) -> IcePolicy | None:
+    """The :class:`~orga_ai.IcePolicy` of the ``--ice-*`` settings, or None when none is set."""
+    from .._ice import IcePolicy
+
+    try:
+        return IcePolicy.from_options(
+            relay_only=settings["ice_relay_only"] or None,
+            transports=settings["ice_transport"],
+            dedupe=settings["ice_dedupe"],
+            max_servers=settings["ice_max_servers"],
+        )
+    except ValueError as exc:
+        raise ServeSettingsError(f"--ice-*: {exc}") from None
 
 
 def markdown_table() -> str:

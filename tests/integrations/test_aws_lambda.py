@@ -389,7 +389,16 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-NEVER_ON_THE_LAMBDA_PATH = ("aiohttp", "starlette", "uvicorn", "prometheus_client", "limits", "redis", "flask")
+NEVER_ON_THE_LAMBDA_PATH = (
+    "asyncio",
+    "aiohttp",
+    "starlette",
+    "uvicorn",
+    "prometheus_client",
+    "limits",
+    "redis",
+    "flask",
+)
 
 
 def test_the_default_handler_imports_nothing_it_does_not_use(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ requests finish (up to ``--graceful-timeout``, by default the route's deadline p
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -124,6 +123,8 @@ class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _schedule_flush(self) -> None:
         # On the server's event loop, a timer there (a thread of our own, even asleep, measured ~30 µs of CPU per
         # request more); from any other thread, the flush thread, started on first use.
+        import asyncio  # here: importing this module (for build_authenticator, say) must not load asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

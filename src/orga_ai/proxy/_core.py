@@ -13,7 +13,6 @@ and :meth:`ProxyCore.handle_sync` are thin drivers that await or call them. The 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import ipaddress
@@ -45,6 +44,11 @@ from ._breaker import CircuitBreaker
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+
+if sys.version_info >= (3, 11):
+    _AsyncTimeout: type[Exception] = TimeoutError  # asyncio's, from 3.11 on: the sync path never imports asyncio
+else:  # pragma: no cover - Python 3.10
+    from asyncio import TimeoutError as _AsyncTimeout
 
 if TYPE_CHECKING:
     from .._client import AsyncOrgaAI, OrgaAI
@@ -289,7 +293,7 @@ def error_for(exc: BaseException) -> ProxyError:
             headers={"Retry-After": "5"},
             detail=f"rate-limit storage: {exc}",
         )
-    if isinstance(exc, (_DeadlineExceeded, asyncio.TimeoutError, OrgaAITimeoutError)):
+    if isinstance(exc, (_DeadlineExceeded, _AsyncTimeout, OrgaAITimeoutError)):
         detail = redact(str(exc)) if isinstance(exc, OrgaAIError) else "route deadline exceeded"
         return ProxyError(504, "deadline_exceeded", "The session service took too long to answer.", detail=detail)
     if isinstance(exc, OrgaAIError):
@@ -326,7 +330,7 @@ def json_error(
 
 def _is_upstream_failure(exc: BaseException) -> bool:
     """Whether ``exc`` says Orga is failing (opens the breaker), as opposed to refusing or to a caller's error."""
-    return isinstance(exc, (OrgaAIServerError, _DeadlineExceeded, asyncio.TimeoutError))
+    return isinstance(exc, (OrgaAIServerError, _DeadlineExceeded, _AsyncTimeout))
 
 
 # -- effects the flow asks its driver to perform ---------------------------------------------------------------------
@@ -562,6 +566,8 @@ class ProxyCore:
         ``offload(authenticate, request)``, when given, runs every authentication off the event loop (Django's
         ``sync_to_async``, so a hook may use the ORM); otherwise only authenticators marked ``may_block`` leave it.
         """
+        import asyncio
+
         flow = self._flow(request)
         value: Any = None
         error: BaseException | None = None
@@ -585,6 +591,8 @@ class ProxyCore:
                 raise
 
     async def _perform_async(self, effect: _Effect, orga: AsyncOrgaAI) -> Any:
+        import asyncio
+
         if isinstance(effect, _Authenticate):
             if self._auth_may_block:
                 return await asyncio.to_thread(self.authenticate, effect.request)
@@ -788,7 +796,7 @@ class ProxyCore:
                 config = apply_ice_policy(config, self.ice_policy)
             except OrgaAITimeoutError:
                 raise
-            except (OrgaAIError, asyncio.TimeoutError) as exc:
+            except (OrgaAIError, _AsyncTimeout) as exc:
                 if ex.remaining() <= 0 and not isinstance(exc, (OrgaAIRateLimitError, OrgaAIAuthenticationError)):
                     raise _DeadlineExceeded() from exc
                 raise

@@ -23,7 +23,6 @@ bounded (default 0.5 s to connect and to read).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import sys
@@ -34,7 +33,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "DEFAULT_STORAGE_TIMEOUT",
@@ -290,15 +292,15 @@ def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> Sto
     return StorageConfig(scheme, bare, options, sentinel_options, timeout=timeout)
 
 
-if sys.version_info >= (3, 11):
-    _timeout = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
+def _timeout(delay: float) -> Any:
+    # asyncio is imported here, not at the top: the sync path (functions, Flask) never needs it.
+    import asyncio
     import contextlib
 
-    @contextlib.asynccontextmanager
-    async def _timeout(delay: float) -> Any:
-        # 3.10 has no asyncio.timeout: run the body as is and let the Redis socket timeouts bound it.
-        yield
+    if sys.version_info >= (3, 11):
+        return asyncio.timeout(delay)
+    # 3.10 has no asyncio.timeout: run the body as is and let the Redis socket timeouts bound it.
+    return contextlib.nullcontext()  # pragma: no cover - Python 3.10
 
 
 class _MemoryWindows:
@@ -466,6 +468,8 @@ class RateLimiter:
             return None
         if not self.distributed:
             return self._hit_memory(principal_key)
+        import asyncio
+
         try:
             # The socket timeouts bound each Redis command; this bounds the whole sequence as a backstop.
             async with _timeout(self.storage_timeout * 4 + 0.1):
@@ -491,6 +495,8 @@ class RateLimiter:
         return first
 
     async def _async_ready(self) -> Any:
+        import asyncio
+
         limiter = self._async()
         if self._storage.mode == "cluster" and not self._cluster_ready:
             # redis-py's async cluster client, first used by many coroutines at once, initialises once per coroutine
@@ -517,6 +523,8 @@ class RateLimiter:
 
     async def check(self) -> bool:
         """Whether the storage answers (for ``/readyz``)."""
+        import asyncio
+
         if not self.enabled or not self.distributed:
             return True
         try:
@@ -527,6 +535,8 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Release the async storage's connections and background task."""
+        import asyncio
+
         storage, self._async_storage, self._async_limiter = self._async_storage, None, None
         self._cluster_ready = False
         if storage is None:

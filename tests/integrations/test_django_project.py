@@ -22,6 +22,8 @@ from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import upstream_calls
 from tests.support import free_port
 
+from .cors_checks import check_cors_cooperates
+
 PROJECT = Path(__file__).resolve().parent / "django_project"
 ROOT = Path(__file__).resolve().parents[2]
 ROUTE = "/api/orga-client-secrets"
@@ -172,3 +174,17 @@ def test_an_asgi_server_refuses_to_start_without_an_api_key(tmp_path: Path) -> N
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "ORGA_API_KEY" in result.stderr
+
+
+def test_django_cors_headers_allowlist_is_the_routes(database: Path, emulator: RunningEmulator) -> None:
+    port = free_port()
+    env = _env(emulator, database, TEST_CORS="1")
+    with running(SERVERS["asgi-uvicorn"](port), env, port) as url, httpx.Client() as alice:
+        log_in(alice, url, "alice")
+        check_cors_cooperates(alice, url, emulator, setting="CORS_ALLOWED_ORIGINS")
+
+
+def test_django_cors_allow_all_is_refused_at_start_up(tmp_path: Path, emulator: RunningEmulator) -> None:
+    result = manage(_env(emulator, tmp_path / "db.sqlite3", TEST_CORS="all"), "check")
+    assert result.returncode != 0
+    assert "orga_ai.E002" in result.stderr and "CORS_ALLOW_ALL_ORIGINS" in result.stderr, result.stderr

@@ -26,6 +26,7 @@ from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
 from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json_error, new_request_id, validate_path
 from ..proxy._openapi import route_responses
+from ._cors import adopt, starlette_cors
 from ._hooks import as_principal
 
 if TYPE_CHECKING:
@@ -72,7 +73,10 @@ class OrgaProxy:
                 raise TypeError("principal= takes a FastAPI dependency: principal=Depends(get_current_user)")
             policy["authenticate"] = _FromDependency()
         validate_path(path)
-        self.core = core if core is not None else ProxyCore(**policy)
+        if core is None:
+            core = ProxyCore(**policy)
+            core.cors_setting = "create_router(cors_origins=[...])"
+        self.core = core
         self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=prefetch)
         self.router = APIRouter(lifespan=self.lifespan)
         endpoint: Any = self.endpoint
@@ -124,6 +128,9 @@ class OrgaProxy:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         """Announce the policy at start-up; close the SDK client and the rate-limit storage at shutdown."""
+        # The app's CORSMiddleware is configured by now: its allowlist is the route's too (no listing twice).
+        explicit = bool(self.core.cors_origins)
+        adopt(self.core, starlette_cors(app, own="create_router(cors_origins=[...])", explicit=explicit))
         self.core.announce()
         self.clients.get()
         try:

@@ -15,6 +15,7 @@ Rate limits use the ``limits`` sync storage (``memory://`` per process, or ``red
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,10 @@ from ..proxy._core import (
     new_request_id,
     validate_path,
 )
+from ._cors import adopt, flask_cors
 from ._hooks import BUILT_IN, as_principal
+
+_adopt_lock = threading.Lock()
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
@@ -131,13 +135,39 @@ def create_blueprint(
         if not callable(authenticate):
             raise TypeError(f"authenticate= must be callable, not {type(authenticate).__name__}")
         policy["authenticate"] = _FlaskHook(authenticate)
-    policy_core = core if core is not None else ProxyCore(**policy)
+    if core is None:
+        core = ProxyCore(**policy)
+        core.cors_setting = "create_blueprint(cors_origins=[...])"
+    policy_core = core
+    explicit_cors = bool(policy_core.cors_origins)
     blueprint = OrgaBlueprint(name, __name__)
     blueprint.core = policy_core
     blueprint.clients = SyncClientHolder(policy_core.metrics, orga, options=orga_options)
+    if orga is None:
+        blueprint.clients.get()  # no API key (or an unusable ORGA_* setting): refuse now, naming it
     policy_core.announce()
+    adopted = threading.Event()
+
+    def adopt_app_cors(app: Any) -> None:
+        # flask-cors may be set up before or after the blueprint is registered: look at registration, and once more
+        # at the first request, when the app is complete.
+        full_path = (blueprint.url_prefix or "") + path
+        own = "create_blueprint(cors_origins=[...])"
+        adopt(policy_core, flask_cors(app, full_path, own=own, explicit=explicit_cors))
+
+    def on_register(state: Any) -> None:
+        adopt_app_cors(state.app)
+
+    blueprint.record_once(on_register)
 
     def client_secrets() -> Response:
+        if not adopted.is_set():
+            from flask import current_app
+
+            with _adopt_lock:
+                if not adopted.is_set():
+                    adopt_app_cors(current_app)
+                    adopted.set()
         if request.method == "POST" and not _body_within(policy_core.max_body_bytes):
             return _to_flask(json_error(413, "body_too_large", "Request body too large.", new_request_id()))
         proxy_request = ProxyRequest.from_pairs(

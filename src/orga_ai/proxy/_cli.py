@@ -70,7 +70,7 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
     authenticate = build_authenticator(settings)
     if authenticate is None and not settings["allow_anonymous"]:
         raise ServeSettingsError(_NO_AUTH)
-    return create_app(
+    app = create_app(
         authenticate=authenticate,
         allow_anonymous=bool(settings["allow_anonymous"]) and authenticate is None,
         rate_limit=settings["rate_limit"],
@@ -88,6 +88,8 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
         prefetch=settings["prefetch"],
         ice_policy=ice_policy(settings),
     )
+    app.state.orga_proxy.cors_setting = "--cors-origin (ORGA_PROXY_CORS_ORIGIN)"
+    return app
 
 
 class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

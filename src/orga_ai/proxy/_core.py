@@ -514,6 +514,8 @@ class ProxyCore:
             if isinstance(value, (str, bytes)):
                 raise ValueError(f"{name} takes a list, not one string: {name}=[{value!r}]")
         self.cors_origins = _validate_origins(cors_origins)
+        self._cors_patterns: tuple[re.Pattern[str], ...] = ()
+        self.cors_setting = "cors_origins"  # what the 403 tells a developer to change; adapters name their own
         self.trusted_proxies = _networks(trusted_proxies)
         self.deadline = float(deadline)
         self.cap = _ConcurrencyCap(max_concurrency)
@@ -662,7 +664,7 @@ class ProxyCore:
         if origin is None:
             return {}  # not a browser cross-origin request (same-origin GET, server-to-server, curl)
         normalized = origin.strip().rstrip("/").lower()
-        if normalized in self.cors_origins:
+        if normalized in self.cors_origins or (self._cors_patterns and self._pattern_allows(normalized)):
             return {
                 "Access-Control-Allow-Origin": origin.strip(),
                 "Access-Control-Allow-Credentials": "true",
@@ -675,9 +677,28 @@ class ProxyCore:
         raise ProxyError(
             403,
             "origin_not_allowed",
-            "This origin may not call this endpoint.",
+            f"This origin may not call this endpoint; to allow it, add it to {self.cors_setting}.",
             detail=f"origin refused ({len(origin)} chars)",
         )
+
+    def _pattern_allows(self, origin: str) -> bool:
+        return origin != "null" and any(pattern.fullmatch(origin) for pattern in self._cors_patterns)
+
+    def adopt_cors(self, origins: Iterable[str], patterns: Iterable[str] = (), *, setting: str) -> None:
+        """Also allow the origins the host app's own CORS set-up allows (``setting`` names where they are written,
+        for the 403 message): exact origins, and regular expressions matched against the whole origin. Wildcards are
+        refused as in ``cors_origins``."""
+        if isinstance(origins, str) or isinstance(patterns, str):
+            raise ValueError(f"{setting}: expected a list of origins, got one string")
+        self.cors_origins = self.cors_origins | _validate_origins(origins)
+        compiled = []
+        for pattern in patterns:
+            try:
+                compiled.append(re.compile(pattern, re.IGNORECASE))
+            except re.error as exc:
+                raise ValueError(f"{setting}: {pattern!r} is not a regular expression ({exc})") from None
+        self._cors_patterns = (*self._cors_patterns, *compiled)
+        self.cors_setting = setting
 
     def _shape_check(self, request: ProxyRequest) -> None:
         size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())

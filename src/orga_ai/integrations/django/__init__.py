@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ...proxy._auth import Principal
 from ...proxy._clients import AsyncClientHolder, SyncClientHolder
 from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse
+from .._cors import adopt, django_cors
 from .._hooks import not_logged_in
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
         core = ProxyCore(**config)
     except TypeError as exc:
         raise ValueError(f"ORGA_PROXY has a key ProxyCore does not take: {exc}") from None
+    own = 'ORGA_PROXY["cors_origins"]'
+    core.cors_setting = own
+    adopt(core, django_cors("/" + route_path(), own=own, explicit=bool(core.cors_origins)))
     core.announce()
     return (
         core,

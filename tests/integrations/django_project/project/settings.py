@@ -38,3 +38,10 @@ ORGA_PROXY = {
     "rate_limit": "1/minute",
     **json.loads(os.environ.get("TEST_ORGA_PROXY", "{}")),
 }
+
+if os.environ.get("TEST_CORS"):  # the app's own CORS, by django-cors-headers; the route adopts its allowlist
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
+    CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    CORS_ALLOW_CREDENTIALS = True
+    CORS_ALLOW_ALL_ORIGINS = os.environ["TEST_CORS"] == "all"

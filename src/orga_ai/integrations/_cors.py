@@ -1,0 +1,129 @@
+"""Reading the host app's own CORS allowlist, so the route agrees with it without the origins being listed twice.
+
+Each reader returns ``(origins, patterns, setting)`` for :meth:`ProxyCore.adopt_cors`, or None when the app
+configures no CORS for the route. A configuration that lets every origin in (``*``) is refused with one sentence
+naming the setting, unless the route has its own ``cors_origins`` (then the app's wildcard is simply not adopted):
+with cookie sessions, ``*`` would let any web page mint sessions for the signed-in user. A configuration whose shape
+cannot be read raises :class:`CorsInferenceError`, naming the setting to pass instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ..proxy._core import ProxyCore
+
+__all__ = ["CorsInferenceError", "adopt", "django_cors", "flask_cors", "starlette_cors"]
+
+Found = tuple[list[str], list[str], str]
+
+
+class CorsInferenceError(ValueError):
+    """The app's CORS configuration cannot be adopted safely; the message says what to set instead."""
+
+
+def _wildcard(setting: str, own: str) -> CorsInferenceError:
+    return CorsInferenceError(
+        f"{setting} lets every origin in, and the Orga route will not mint sessions for any web page: list exact "
+        f"origins there, or give the route its own list with {own}"
+    )
+
+
+def adopt(core: ProxyCore, found: Found | None) -> None:
+    """Add what a reader found to the core's allowlist (nothing when it found nothing)."""
+    if found is not None:
+        origins, patterns, setting = found
+        core.adopt_cors(origins, patterns, setting=setting)
+
+
+def starlette_cors(app: Any, *, own: str, explicit: bool) -> Found | None:
+    """The allowlist of a Starlette/FastAPI ``CORSMiddleware`` added with ``app.add_middleware``."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    for middleware in getattr(app, "user_middleware", ()):
+        if not (isinstance(middleware.cls, type) and issubclass(middleware.cls, CORSMiddleware)):
+            continue
+        options = dict(middleware.kwargs)
+        origins = list(options.get("allow_origins") or ())
+        regex = options.get("allow_origin_regex")
+        setting = "CORSMiddleware(allow_origins=[...])"
+        if "*" in origins:
+            if explicit:
+                return None
+            raise _wildcard("CORSMiddleware(allow_origins=['*'])", own)
+        return origins, [regex] if regex else [], setting
+    return None
+
+
+def django_cors(path: str, *, own: str, explicit: bool) -> Found | None:
+    """The allowlist of django-cors-headers, when its middleware is installed and applies to ``path``."""
+    from django.conf import settings
+
+    if "corsheaders.middleware.CorsMiddleware" not in getattr(settings, "MIDDLEWARE", ()):
+        return None
+    urls = getattr(settings, "CORS_URLS_REGEX", r"^.*$")
+    if not re.match(urls, path):
+        return None  # the app's CORS does not cover the route
+    if getattr(settings, "CORS_ALLOW_ALL_ORIGINS", False) or getattr(settings, "CORS_ORIGIN_ALLOW_ALL", False):
+        if explicit:
+            return None
+        raise _wildcard("CORS_ALLOW_ALL_ORIGINS = True (django-cors-headers)", own)
+    origins = [*getattr(settings, "CORS_ALLOWED_ORIGINS", ()), *getattr(settings, "CORS_ORIGIN_WHITELIST", ())]
+    patterns = [
+        *getattr(settings, "CORS_ALLOWED_ORIGIN_REGEXES", ()),
+        *getattr(settings, "CORS_ORIGIN_REGEX_WHITELIST", ()),
+    ]
+    return list(origins), [p if isinstance(p, str) else p.pattern for p in patterns], "CORS_ALLOWED_ORIGINS"
+
+
+def flask_cors(app: Any, path: str, *, own: str, explicit: bool) -> Found | None:
+    """The allowlist of flask-cors (``CORS(app, origins=[...])``) for ``path``: flask-cors keeps its resolved
+    resources in its after-request function; a version that keeps them elsewhere raises CorsInferenceError."""
+    hooks = [f for f in app.after_request_funcs.get(None, ()) if getattr(f, "__module__", "").startswith("flask_cors")]
+    if not hooks:
+        return None
+    origins: list[str] = []
+    patterns: list[str] = []
+    for hook in hooks:
+        resources = _closure_resources(hook)
+        if resources is None:
+            raise CorsInferenceError(
+                f"this flask-cors version keeps its origins where the Orga route cannot read them: pass them to {own}"
+            )
+        for resource, options in resources:
+            if not _path_matches(resource, path):
+                continue
+            if getattr(options, "allow_all_origins", False):
+                if explicit:
+                    return None
+                raise _wildcard("CORS(app, origins='*') (flask-cors)", own)
+            for origin in _origins_of(options, own):
+                if isinstance(origin, re.Pattern):
+                    patterns.append(origin.pattern)
+                else:
+                    origins.append(str(origin))
+            break  # flask-cors applies the first resource that matches the path
+    return origins, patterns, "CORS(app, origins=[...]) (flask-cors)"
+
+
+def _closure_resources(hook: Any) -> list[tuple[Any, Any]] | None:
+    for cell in getattr(hook, "__closure__", None) or ():
+        value = cell.cell_contents
+        if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return value
+    return None
+
+
+def _path_matches(resource: Any, path: str) -> bool:
+    if isinstance(resource, re.Pattern):
+        return bool(resource.match(path))
+    return resource == path or bool(re.match(str(resource), path))
+
+
+def _origins_of(options: Any, own: str) -> Iterable[Any]:
+    origins = options.get("origins") if isinstance(options, dict) else getattr(options, "origins", None)
+    if origins is None:
+        raise CorsInferenceError(f"cannot read flask-cors's origins for the route: pass them to {own}")
+    return [origins] if isinstance(origins, (str, re.Pattern)) else list(origins)

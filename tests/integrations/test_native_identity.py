@@ -1,0 +1,151 @@
+"""The route behind the app's own login, in real Flask and FastAPI apps served over HTTP: the principal comes from
+Flask's signed session (or flask-login's current_user) and from a FastAPI dependency reading the app's own session
+cookie; rate limits key on that user; and the app's own CORS package (flask-cors, CORSMiddleware) decides origins."""
+
+from __future__ import annotations  # FastAPI resolves the test apps' annotations from this module
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+
+from orga_ai.testing import RunningEmulator
+from tests.proxy.conftest import upstream_calls
+from tests.support import serve
+
+from .conftest import serve_wsgi
+from .cors_checks import ALLOWED, ROUTE, check_cors_cooperates
+
+
+def _options(emulator: RunningEmulator) -> dict[str, Any]:
+    return {"api_key": emulator.api_key, "base_url": emulator.base_url, "max_retries": 0}
+
+
+@contextlib.contextmanager
+def flask_app(emulator: RunningEmulator, **route: Any) -> Iterator[str]:
+    from flask import Flask, request, session
+    from flask_cors import CORS
+
+    from orga_ai.integrations.flask import create_blueprint, session_user
+
+    app = Flask(__name__)
+    app.secret_key = secrets.token_hex(32)
+
+    @app.post("/login")
+    def login() -> str:
+        session["user_id"] = request.form["user"]  # what a real login view does after checking the password
+        return "ok"
+
+    route.setdefault("authenticate", session_user("user_id"))
+    blueprint = create_blueprint(orga_options=_options(emulator), rate_limit="1/minute", **route)
+    app.register_blueprint(blueprint)
+    CORS(app, origins=[ALLOWED], supports_credentials=True)  # after the blueprint: adopted at the first request
+    try:
+        with serve_wsgi(app) as url:
+            yield url
+    finally:
+        blueprint.close()
+
+
+@contextlib.contextmanager
+def fastapi_app(emulator: RunningEmulator) -> Iterator[str]:
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from orga_ai.integrations.fastapi import create_router
+
+    sessions: dict[str, str] = {}
+    app = FastAPI()
+    app.add_middleware(
+        CORSMiddleware, allow_origins=[ALLOWED], allow_credentials=True, allow_methods=["*"], allow_headers=["*"]
+    )
+
+    @app.post("/login")
+    def login(response: Response, user: str) -> str:
+        token = secrets.token_urlsafe(16)
+        sessions[token] = user
+        response.set_cookie("app_session", token, httponly=True)
+        return "ok"
+
+    def current_user(request: Request) -> str:
+        user = sessions.get(request.cookies.get("app_session", ""))
+        if user is None:
+            raise HTTPException(401, "log in first")
+        return user
+
+    app.include_router(
+        create_router(principal=Depends(current_user), orga_options=_options(emulator), rate_limit="1/minute")
+    )
+    with serve(app) as url:
+        yield url
+
+
+APPS = {"flask": flask_app, "fastapi": fastapi_app}
+
+
+@contextlib.contextmanager
+def logged_in(url: str, user: str) -> Iterator[httpx.Client]:
+    """A client signed in through the app's own login route (the Flask apps read a form, FastAPI the query)."""
+    with httpx.Client() as client:
+        assert client.post(url + "/login", params={"user": user}, data={"user": user}).status_code == 200
+        yield client
+
+
+@pytest.mark.parametrize("framework", sorted(APPS))
+def test_the_apps_login_is_the_principal(framework: str, emulator: RunningEmulator) -> None:
+    with APPS[framework](emulator) as url:
+        anonymous = httpx.get(url + ROUTE)
+        assert anonymous.status_code == 401
+        assert upstream_calls(emulator) == []
+        with logged_in(url, "alice") as alice, logged_in(url, "bob") as bob:
+            assert alice.get(url + ROUTE).status_code == 200
+            assert alice.get(url + ROUTE).status_code == 429  # alice's allowance is spent...
+            assert bob.get(url + ROUTE).status_code == 200  # ...bob has his own
+        assert len(upstream_calls(emulator)) == 4
+
+
+@pytest.mark.parametrize(
+    ("framework", "setting"),
+    [("flask", "CORS(app, origins=[...]) (flask-cors)"), ("fastapi", "CORSMiddleware(allow_origins=[...])")],
+)
+def test_the_apps_cors_package_decides_origins(framework: str, setting: str, emulator: RunningEmulator) -> None:
+    with APPS[framework](emulator) as url, logged_in(url, "carol") as carol:
+        check_cors_cooperates(carol, url, emulator, setting=setting)
+
+
+def test_flask_login_current_user_works_in_a_hook(emulator: RunningEmulator) -> None:
+    from flask import Flask, request
+    from flask_login import LoginManager, UserMixin, current_user, login_user
+
+    from orga_ai.integrations.flask import create_blueprint
+
+    class User(UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    app = Flask(__name__)
+    app.secret_key = secrets.token_hex(32)
+    manager = LoginManager(app)
+    manager.user_loader(User)
+
+    @app.post("/login")
+    def login() -> str:
+        login_user(User(request.form["user"]))
+        return "ok"
+
+    def hook(flask_request: Any) -> Any:
+        assert flask_request is request._get_current_object()  # the Flask request itself, in its context
+        return current_user if current_user.is_authenticated else None
+
+    blueprint = create_blueprint(authenticate=hook, orga_options=_options(emulator))
+    app.register_blueprint(blueprint)
+    try:
+        with serve_wsgi(app) as url:
+            assert httpx.get(url + ROUTE).status_code == 401
+            with logged_in(url, "dave") as dave:
+                assert dave.get(url + ROUTE).status_code == 200
+    finally:
+        blueprint.close()

@@ -122,7 +122,7 @@ def test_django_login_session_reaches_the_route(
             log_in(alice, url, "alice")
             first = alice.get(url + ROUTE)
             assert first.status_code == 200, first.text
-            assert set(first.json()) == {"ephemeralToken", "iceServers", "expiresAt"}
+            assert {"ephemeralToken", "iceServers", "expiresAt"} <= set(first.json())
             # Rate limits key on the Django user: alice's second call in the minute is refused...
             assert alice.get(url + ROUTE).status_code == 429
             with httpx.Client() as bob:

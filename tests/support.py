@@ -81,3 +81,30 @@ def stop_process(process: Any, timeout: float = 15) -> str:
         process.kill()
         output, _ = process.communicate(timeout=timeout)
     return output or ""
+
+
+@contextlib.contextmanager
+def serving_process(
+    argv: list[str], env: dict[str, str], url: str, output: list[str], *, cwd: str | os.PathLike[str] | None = None
+) -> Iterator[str]:
+    """Start ``argv`` (a server listening at ``url``), wait up to 30 s until it answers HTTP, yield ``url``; stop it
+    and append its combined output to ``output``. Raises RuntimeError, with that output, if it exits first."""
+    import subprocess
+
+    import httpx
+
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{os.path.basename(argv[0])} exited: {process.communicate()[0]}")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.options(url + "/", timeout=1)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv} did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        output.append(stop_process(process))

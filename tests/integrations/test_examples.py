@@ -16,7 +16,7 @@ import pytest
 
 from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import upstream_calls
-from tests.support import free_port
+from tests.support import free_port, serving_process
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -41,28 +41,10 @@ def run_example(emulator: RunningEmulator, argv: list[str], port: int) -> Iterat
             "PYTHONPATH": str(ROOT),
         }
     )
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{argv} exited: {process.communicate()[1]}")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(url + "/", timeout=1)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{argv} did not start")
-            time.sleep(0.1)
+    output: list[str] = []
+    with serving_process(argv, env, f"http://127.0.0.1:{port}", output, cwd=ROOT) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            _, err = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
-        assert emulator.api_key not in err and APP_SECRET not in err
+    assert emulator.api_key not in output[0] and APP_SECRET not in output[0]
 
 
 def _commands(port: int) -> dict[str, list[str]]:

@@ -6,10 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,7 @@ import pytest
 from orga_ai.testing import RunningEmulator
 from tests.integrations.conftest import FUNCTION_SECRET, scan_answer
 from tests.reliability.support import Canary
-from tests.support import free_port, stop_process
+from tests.support import free_port, serving_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {FUNCTION_SECRET}"}
@@ -31,30 +28,14 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def functions_framework(env: dict[str, str], output: list[str]) -> Iterator[str]:
+def functions_framework(env: dict[str, str], output: list[str]) -> contextlib.AbstractContextManager[str]:
     """``functions-framework --target client_secrets --source examples/gcp/main.py --port N``; yields its URL."""
     pytest.importorskip("functions_framework")
     binary = shutil.which("functions-framework", path=str(Path(sys.executable).parent)) or "functions-framework"
     port = free_port()
     argv = [binary, "--target", "client_secrets", "--source", str(ROOT / "examples/gcp/main.py"), "--port", str(port)]
     argv += ["--host", "127.0.0.1"]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"functions-framework exited: {process.communicate()[0]}")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.options(url + "/", timeout=1)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("functions-framework did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        output.append(stop_process(process))
+    return serving_process(argv, env, f"http://127.0.0.1:{port}", output)
 
 
 def test_functions_framework_serves_the_route(emulator: RunningEmulator) -> None:

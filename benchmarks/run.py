@@ -18,6 +18,11 @@ What runs, in order (each server is its own process, started afresh each round, 
 6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
    latency of a 429 (a principal over its limit).
 7. Cold start: spawn to the first 200 on the route.
+8. Serverless: a fresh process imports the AWS Lambda entry point and serves one API Gateway v2 event (spawn to
+   response), then warm invocations in the same process, and its peak RSS; against a minimal @orga-ai/node handler
+   (benchmarks/node/lambda.js), and the bare SDK call of each as the floor.
+
+``--only serverless,cold`` runs some phases alone (raw JSON only, no report), for development.
 
 Contenders alternate within each phase, and their order flips every round; figures are medians over rounds and
 ratios are paired (Python / Node within a round, then the median). Raw results go to benchmarks/results/ (ignored
@@ -612,6 +617,69 @@ def phase_cold_start(bench: Bench, trials: int) -> dict[str, list[float]]:
     return out
 
 
+LAMBDA_EVENT = ROOT / "tests" / "fixtures" / "aws_lambda" / "apigw-http-v2.json"
+LAMBDA_ENV = {"ORGA_PROXY_ALLOW_ANONYMOUS": "1", "ORGA_PROXY_RATE_LIMIT": "none"}
+
+
+def invoke_fresh(cmd: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Spawn one function process; ms from spawn to its first response line, then its warm figures and peak RSS."""
+    started = time.perf_counter()
+    popen = subprocess.Popen(
+        list(cmd), cwd=cwd, env={**CHILD_ENV, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert popen.stdout is not None
+        first = popen.stdout.readline()
+        cold_ms = (time.perf_counter() - started) * 1000
+        rest, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.communicate()
+        raise RuntimeError(f"{cmd[:2]} did not finish in {timeout} s") from None
+    if popen.returncode != 0 or not first:
+        raise RuntimeError(f"{cmd[:2]} failed ({popen.returncode}): {err.decode(errors='replace')[-1500:]}")
+    result: dict[str, Any] = json.loads(rest.decode().strip().splitlines()[-1])
+    result["status"] = json.loads(first)["status"]
+    result["cold_ms"] = round(cold_ms, 2)
+    return result
+
+
+def phase_serverless(bench: Bench, spawns: int, warm: int) -> dict[str, list[dict[str, Any]]]:
+    """Lambda-style: a fresh process imports the entry point and serves one API Gateway v2 event, then warm ones.
+
+    orga-ai's ``orga_ai.integrations.aws_lambda.handler`` (anonymous, rate limit off: a function has no shared
+    in-process limiter) against a minimal @orga-ai/node handler (benchmarks/node/lambda.js); and the bare SDK
+    call of each in a fresh process, the floor both handlers add to.
+    """
+    env = bench.upstream_env(0)
+    py_env = {**env, **LAMBDA_ENV}
+    event = str(LAMBDA_EVENT)
+    runs: dict[str, tuple[list[str], dict[str, str], Path]] = {
+        "python": ([sys.executable, str(BENCH / "lambda_invoke.py"), event, "--warm", str(warm)], py_env, ROOT),
+        "node": (["node", "lambda_invoke.js", event, "--warm", str(warm)], env, NODE_DIR),
+        "python_bare": (
+            [sys.executable, str(BENCH / "lambda_invoke.py"), event, "--warm", str(warm), "--bare"], env, ROOT
+        ),
+        "node_bare": (["node", "lambda_invoke.js", event, "--warm", str(warm), "--bare"], env, NODE_DIR),
+    }
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+    for t in range(spawns):
+        names = list(runs) if t % 2 == 0 else list(reversed(runs))
+        for name in names:
+            cmd, cmd_env, cwd = runs[name]
+            result = invoke_fresh(cmd, cmd_env, cwd)
+            if result["status"] != 200:
+                raise RuntimeError(f"serverless {name}: first invocation answered {result['status']}")
+            out[name].append(result)
+        log(
+            "  serverless spawn {}: cold {} ms".format(
+                t + 1, ", ".join(f"{k} {v[-1]['cold_ms']:.0f}" for k, v in out.items())
+            )
+        )
+    return out
+
+
 # -- setup -------------------------------------------------------------------------------------------------------
 
 
@@ -703,7 +771,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=30.0,
         help="first wait up to this many seconds for other processes to leave the cores idle (default 30; 0: no)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated phases to run alone (import,upstream,floors,inprocess,route,variants,20ms,"
+        "reliability,cold,serverless); implies --no-report",
+    )
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+
+    def want(phase: str) -> bool:
+        return not only or phase in only
+
+    if only:
+        args.no_report = True
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
     duration = 2.0 if quick else 5.0
@@ -711,7 +792,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls = 300 if quick else 2000
     ol_duration = 3.0 if quick else 5.0
     rel_duration = 4.0 if quick else 6.0
-    cold_trials = 2 if quick else 5
+    cold_trials = 2 if quick else 10
+    serverless_spawns = 3 if quick else 12
+    serverless_warm = 50 if quick else 300
 
     for tool in ("node", "npm", "wrk"):
         if shutil.which(tool) is None:
@@ -753,6 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "reject_rate_limit": REJECT_RATE_LIMIT,
             "high_rate_limit": HIGH_RATE_LIMIT,
             "cold_trials": cold_trials,
+            "serverless_spawns": serverless_spawns,
+            "serverless_warm": serverless_warm,
         }
         log(f"python contender: {bench.python_contender}; rounds {rounds}; logs in {log_dir.relative_to(ROOT)}")
 
@@ -769,9 +854,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  note: other processes used {noise[name]['foreign_share']:.0%} of the cores during {name}")
             watch.reset()
 
-        log("import time ...")
-        results["import_time"] = phase_import_time(3 if quick else 7)
-        phase_done("import time")
+        if want("import"):
+            log("import time ...")
+            results["import_time"] = phase_import_time(3 if quick else 7)
+            phase_done("import time")
 
         for latency in (0, 20, 50):
             port = free_port()
@@ -782,30 +868,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_ready(proc, port, "/v1/realtime/unknown", timeout=15, want=403)
             bench.upstreams[latency] = f"http://127.0.0.1:{port}"
 
-        log("upstream alone ...")
-        results["upstream"] = phase_upstream(bench, 2.0 if quick else 3.0)
-        phase_done("upstream alone")
-        log("floors (raw two sequential calls, aiohttp) at 20 and 50 ms ...")
-        results["floors"] = phase_floors(bench, (20, 50), 20 if quick else 50)
-        phase_done("floors")
-        log("in-process ...")
-        results["inprocess"] = phase_inprocess(bench, rounds, calls)
-        phase_done("in-process")
-        log("proxy route, upstream 0 ms ...")
-        results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
-        phase_done("route 0 ms")
-        log("per-request cost of serve's layers (16 connections, 0 ms) ...")
-        results["variants"] = phase_variants(bench, rounds, duration, warm)
-        phase_done("variants")
-        log("proxy route, upstream 20 ms, pool off and on ...")
-        results["lat20"] = phase_20ms(bench, rounds, duration, warm, ol_duration)
-        phase_done("route 20 ms")
-        log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
-        results["reliability"] = phase_reliability(bench, rounds, rel_duration)
-        phase_done("reliability")
-        log("cold start ...")
-        results["cold_start"] = phase_cold_start(bench, cold_trials)
-        phase_done("cold start")
+        if want("upstream"):
+            log("upstream alone ...")
+            results["upstream"] = phase_upstream(bench, 2.0 if quick else 3.0)
+            phase_done("upstream alone")
+        if want("floors"):
+            log("floors (raw two sequential calls, aiohttp) at 20 and 50 ms ...")
+            results["floors"] = phase_floors(bench, (20, 50), 20 if quick else 50)
+            phase_done("floors")
+        if want("inprocess"):
+            log("in-process ...")
+            results["inprocess"] = phase_inprocess(bench, rounds, calls)
+            phase_done("in-process")
+        if want("route"):
+            log("proxy route, upstream 0 ms ...")
+            results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
+            phase_done("route 0 ms")
+        if want("variants"):
+            log("per-request cost of serve's layers (16 connections, 0 ms) ...")
+            results["variants"] = phase_variants(bench, rounds, duration, warm)
+            phase_done("variants")
+        if want("20ms"):
+            log("proxy route, upstream 20 ms, pool off and on ...")
+            results["lat20"] = phase_20ms(bench, rounds, duration, warm, ol_duration)
+            phase_done("route 20 ms")
+        if want("reliability"):
+            log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
+            results["reliability"] = phase_reliability(bench, rounds, rel_duration)
+            phase_done("reliability")
+        if want("cold"):
+            log("cold start ...")
+            results["cold_start"] = phase_cold_start(bench, cold_trials)
+            phase_done("cold start")
+        if want("serverless"):
+            log("serverless: Lambda-style cold start, warm invocations, peak RSS ...")
+            results["serverless"] = phase_serverless(bench, serverless_spawns, serverless_warm)
+            phase_done("serverless")
         noise["whole run"] = whole.read()
     except KeyboardInterrupt:
         log("interrupted: stopping every child process")

@@ -109,7 +109,9 @@ def _connect(address: tuple[str, int], timeout: float | None = None, source_addr
     """
     host, port = address
     last: OSError | None = None
-    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+    # An ASCII name goes as bytes: a str would be IDNA-encoded, which imports that codec (~2 ms) on every cold start.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
         sock = _DeadlineSocket(family, kind, proto)
         try:
             sock.settimeout(time_left(timeout, ConnectTimeout))

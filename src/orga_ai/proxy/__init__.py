@@ -30,11 +30,11 @@ from ._core import (
 )
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
-from ._openapi import ERROR_CODES
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
 
 if TYPE_CHECKING:
     from ._app import create_app
+    from ._openapi import ERROR_CODES
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -65,6 +65,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # Loaded on first use: a function host imports this package for the core and needs neither.
+    if name == "ERROR_CODES":
+        from ._openapi import ERROR_CODES
+
+        return ERROR_CODES
     if name == "create_app":
         from ._app import create_app
 

@@ -189,6 +189,7 @@ def create_app(
         core: a ready :class:`ProxyCore`, instead of the policy arguments above.
         ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
     """
+    import orjson  # noqa: F401 - loaded with the server: the core's _dumps then encodes every answer with it
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware

@@ -8,7 +8,6 @@ requests finish (up to ``--graceful-timeout``, by default the route's deadline p
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, to_environ
 
 if TYPE_CHECKING:
+    import argparse
+
     from starlette.applications import Starlette
 
     from ._auth import Authenticator

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -93,9 +94,14 @@ _MIN_UPSTREAM_SECONDS = 0.05
 
 
 def _dumps(data: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(data)
+    # orjson once the ASGI app has loaded it (create_app does); the standard library otherwise. A function host
+    # encodes one small document per invocation, and importing orjson (which loads uuid and platform) would add
+    # ~7 ms to its cold start.
+    orjson = sys.modules.get("orjson")
+    if orjson is not None:
+        encoded: bytes = orjson.dumps(data)
+        return encoded
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def redact(text: str) -> str:

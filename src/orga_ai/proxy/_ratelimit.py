@@ -23,6 +23,7 @@ bounded (default 0.5 s to connect and to read).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -95,17 +96,23 @@ def parse_rate(value: str) -> Any:
 
 # The grammar of ``limits.parse`` ("10/minute", "10 per 2 hours", "5/second;100/hour" takes the first), so that a
 # memory:// limiter need not import ``limits`` at all: that import (with its async storages) is ~50 ms of start-up.
-_SINGLE_RATE = re.compile(
-    r"""
-    \s*([0-9]+)
-    \s*(/|\s*per\s*)
-    \s*([0-9]+)?
-    \s*([a-z]+)
-    \s*
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
-_RATE = re.compile(rf"^{_SINGLE_RATE.pattern}(:?[,;|]{{1}}{_SINGLE_RATE.pattern})*$", re.IGNORECASE | re.VERBOSE)
+@functools.cache
+def _rate_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    # Compiled on first use (~3 ms): a function host without a memory:// limit never parses a rate.
+    single = re.compile(
+        r"""
+        \s*([0-9]+)
+        \s*(/|\s*per\s*)
+        \s*([0-9]+)?
+        \s*([a-z]+)
+        \s*
+        """,
+        re.IGNORECASE | re.VERBOSE,
+    )
+    whole = re.compile(rf"^{single.pattern}(:?[,;|]{{1}}{single.pattern})*$", re.IGNORECASE | re.VERBOSE)
+    return single, whole
+
+
 _GRANULARITY_SECONDS = {
     "year": 60 * 60 * 24 * 30 * 12,
     "month": 60 * 60 * 24 * 30,
@@ -133,7 +140,8 @@ class _Rate:
 
 def _parse_rate_memory(value: str) -> _Rate:
     """:func:`parse_rate` without importing ``limits``: same grammar, same error."""
-    match = _SINGLE_RATE.match(value) if isinstance(value, str) and _RATE.match(value) else None
+    single, whole = _rate_patterns()
+    match = single.match(value) if isinstance(value, str) and whole.match(value) else None
     if match is not None:
         amount, _, multiples, unit = match.groups()
         unit = unit.lower()

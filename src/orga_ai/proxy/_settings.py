@@ -8,7 +8,6 @@ regenerates it). The Orga key itself is the SDK's ``ORGA_API_KEY`` (and ``ORGA_B
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH
 
 if TYPE_CHECKING:
+    import argparse  # argparse is the CLI's; a function host reads settings from the environment only
+
     from .._ice import IcePolicy
 
 __all__ = [
@@ -177,7 +178,7 @@ def resolve(
 ) -> dict[str, Any]:
     """Merge flags, ``ORGA_PROXY_*`` variables and defaults into one dict of settings."""
     env = os.environ if environ is None else environ
-    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    given = dict(args or {}) if args is None or isinstance(args, Mapping) else vars(args)
     out: dict[str, Any] = {}
     for option in OPTIONS:
         value = given.get(option.name)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import secrets
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +113,71 @@ def serving_process(
         yield url
     finally:
         output.append(stop_process(process))
+
+
+@dataclass
+class Coturn:
+    """One running turnserver: its ports (``tls_port`` None without TLS), secret and certificate."""
+
+    port: int
+    tls_port: int | None
+    secret: str
+    cert: Path | None
+    log: Path
+
+    def stun_urls(self) -> tuple[str, ...]:
+        return (f"stun:127.0.0.1:{self.port}",)
+
+    def turn_urls(self, tls_port: int | None = None) -> tuple[str, ...]:
+        urls = [f"turn:127.0.0.1:{self.port}?transport=udp", f"turn:127.0.0.1:{self.port}?transport=tcp"]
+        port = tls_port or self.tls_port
+        if port is not None:
+            urls.append(f"turns:127.0.0.1:{port}?transport=tcp")
+        return tuple(urls)
+
+
+@contextlib.contextmanager
+def run_coturn(
+    directory: Path, *, tcp: bool = False, tls: bool = False, realm: str = "orga.test"
+) -> Iterator[Coturn]:
+    """turnserver with a TURN REST secret on free loopback ports (flags from WEBRTC_NOTES.md): UDP always, TCP and
+    TLS (a self-signed certificate for 127.0.0.1) on demand; stopped by PID afterwards."""
+    binary = require_binary("turnserver")
+    port = free_port()
+    tls_port = free_port() if tls else None
+    relay_start = random.randrange(40_000, 60_000, 100)
+    secret = secrets.token_urlsafe(24)
+    log_path = directory / "turnserver.log"
+    command = [
+        binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+        f"--min-port={relay_start}", f"--max-port={relay_start + 99}", "--use-auth-secret",
+        f"--static-auth-secret={secret}", f"--realm={realm}", "--no-dtls", "--no-tcp-relay",
+        "--allow-loopback-peers", "--no-cli", "--fingerprint", "--log-file=stdout", "--simple-log",
+        f"--pidfile={directory / 'turnserver.pid'}", f"--db={directory / 'turndb'}",
+    ]
+    cert = None
+    if tls:
+        from tests.client.test_sync_transport import make_certificate
+
+        cert, key = make_certificate(directory)
+        command += [f"--tls-listening-port={tls_port}", f"--cert={cert}", f"--pkey={key}"]
+    else:
+        command.append("--no-tls")
+    if not tcp:
+        command.append("--no-tcp")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while "Total General servers" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "turnserver did not start"
+            time.sleep(0.05)
+        yield Coturn(port, tls_port, secret, cert, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            process.kill()
+            process.wait()

@@ -1,4 +1,4 @@
-"""The ``orga-ai`` command line: ``session``, ``emulator``, ``serve`` and ``dev``.
+"""The ``orga-ai`` command line: ``session``, ``emulator``, ``serve``, ``dev`` and ``doctor``.
 
 Each subcommand lives beside the code it runs and registers itself through ``add_parser(subparsers)``; this module
 only dispatches, so ``orga-ai --help`` stays fast and works without the optional extras installed.
@@ -20,6 +20,7 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("emulator", "orga_ai.emulator._cli", "orga-ai[emulator]"),
     ("serve", "orga_ai.proxy._cli", "orga-ai[proxy]"),
     ("dev", "orga_ai._dev", "orga-ai[all]"),
+    ("doctor", "orga_ai._doctor", "orga-ai[doctor]"),
 )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import pytest
 
 from orga_ai.emulator import EmulatorConfig, turn_credential
 from orga_ai.testing import run_emulator
-from tests.support import free_port, require_binary
+from tests.support import require_binary, run_coturn
 
 pytestmark = pytest.mark.slow
 
@@ -25,35 +23,8 @@ REALM = "orga.emulator.test"
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """turnserver on a free loopback port with a fresh static-auth-secret; stopped by PID afterwards."""
-    binary = require_binary("turnserver")
-    port = free_port()
-    relay_start = random.randrange(40_000, 60_000, 100)
-    secret = secrets.token_urlsafe(24)
-    log_path = tmp_path / "turnserver.log"
-    command = [
-        binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
-        f"--min-port={relay_start}", f"--max-port={relay_start + 99}", "--use-auth-secret",
-        f"--static-auth-secret={secret}", f"--realm={REALM}", "--no-tls", "--no-dtls", "--no-tcp-relay",
-        # The uclient's peer is on 127.0.0.1 too; without this coturn answers 403 Forbidden IP.
-        "--allow-loopback-peers", "--no-cli", "--fingerprint", "--log-file=stdout", "--simple-log",
-        f"--pidfile={tmp_path / 'turnserver.pid'}", f"--db={tmp_path / 'turndb'}",
-    ]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while "Total General servers" not in log_path.read_text(errors="replace"):
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, "turnserver did not start"
-            time.sleep(0.05)
-        yield {"port": port, "secret": secret, "log": log_path}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            process.kill()
-            process.wait()
+    with run_coturn(tmp_path, realm=REALM) as running:
+        yield {"port": running.port, "secret": running.secret, "log": running.log}
 
 
 def _turn_entry(config: EmulatorConfig, clock: Any = None) -> dict[str, str]:

@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -98,7 +99,11 @@ class _EmulatorMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                stamped = MutableHeaders(scope=message)
+                stamped["x-request-id"] = request_id
+                # The Date of the emulator's own clock (``POST /_emulator/clock`` moves it), as Orga's servers send
+                # theirs: what clients (orga-ai doctor) measure clock skew against.
+                stamped["date"] = formatdate(self.state.now(), usegmt=True)
             await send(message)
 
         try:

@@ -69,6 +69,7 @@ def make_server(app: Any, *, log_level: str = "warning", configure_logging: bool
         access_log=configure_logging,
         lifespan="on",
         ws="none",
+        date_header=False,  # the app stamps the Date of the emulator's clock itself
         # A stalled request must not hold the shutdown for its whole stall: cancel what is left after 2 s.
         timeout_graceful_shutdown=2,
         **kwargs,

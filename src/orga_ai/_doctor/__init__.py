@@ -1,0 +1,71 @@
+"""``orga-ai doctor``: why do calls fail? Check, from this host and with this environment's settings, everything a
+session needs: configuration, the network path to Orga Cloud, the API key (one token is minted), the clock, every
+STUN/TURN server over every transport, and optionally your own proxy route.
+
+Exit status 0 when a session can be set up from here, 1 when not, 2 on a usage error. ``--json`` prints the same
+verdicts for machines. Secrets never appear in the output: the key and tokens as fingerprints, TURN credentials and
+route headers not at all. The ICE checks need aioice (``pip install 'orga-ai[doctor]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+DEFAULT_ICE_TIMEOUT = 5.0
+"""Seconds each STUN binding or TURN allocation may take (aioice retransmits within it)."""
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c in text for c in "\r\n"):
+        raise argparse.ArgumentTypeError("a header is 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 120:
+        raise argparse.ArgumentTypeError("expected seconds between 0 and 120")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``orga-ai doctor``."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check key, network, clock, STUN/TURN reachability and your route: why calls fail",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Mints one token (it is never printed). Exit 0: a session can be set up from this host; 1: not.",
+    )
+    add = parser.add_argument
+    add("--json", action="store_true", help="print the verdicts as JSON")
+    add("--timeout", type=_positive, default=10.0, help="seconds for each HTTP check (default 10)")
+    add("--ice-timeout", type=_positive, default=DEFAULT_ICE_TIMEOUT,
+        help=f"seconds for each STUN binding or TURN allocation (default {DEFAULT_ICE_TIMEOUT:g})")
+    add("--route", metavar="URL", help="also check your own proxy route at URL (it mints one more token)")
+    add("--header", dest="headers", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
+        help="a header to send to --route, e.g. 'Authorization: Bearer ...' (repeatable; never printed)")
+    add("--origin", help="send this Origin to --route and check its CORS answer")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every check and print the report; the exit status says whether a session can be set up."""
+    from ._checks import DoctorOptions, run_checks
+
+    if (args.headers or args.origin) and not args.route:
+        print("orga-ai doctor: --header and --origin go with --route URL", file=sys.stderr)
+        return 2
+    options = DoctorOptions(timeout=args.timeout, ice_timeout=args.ice_timeout, route=args.route,
+                            route_headers=tuple(args.headers), origin=args.origin)
+    report = asyncio.run(run_checks(options))
+    print(report.dumps() if args.json else report.table())
+    return report.exit_code

@@ -228,7 +228,7 @@ async def check_session(report: Report, settings: Settings, options: DoctorOptio
                 advice = (f"Orga refused the key {settings.api_key.fingerprint}: check {API_KEY_ENV} "
                           "(revoked, or from another environment?)")
             else:
-                advice = "Orga could not mint a token; retry, and if it persists contact Orga support with the request id"
+                advice = "Orga could not mint a token; retry, and if it persists tell Orga support the request id"
             report.add(Check("key", "API key accepted", "fail", took, f"{type(exc).__name__}: {exc.message}", advice,
                              data={"status": exc.status, "requestId": exc.request_id}))
             return None

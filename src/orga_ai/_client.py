@@ -35,6 +35,7 @@ from ._protocol import (
     token_flow,
 )
 from ._retry import RetryBudget
+from ._telemetry import instrument
 
 if TYPE_CHECKING:
     import asyncio
@@ -242,6 +243,7 @@ class OrgaAI(_BaseClient):
             return self._pool
 
     def _run(self, flow: Flow[T]) -> T:
+        flow = instrument(flow)
         outcome: Response | TransportFailure | None = None
         try:
             while True:
@@ -507,6 +509,7 @@ class AsyncOrgaAI(_BaseClient):
         # Open the session (and import aiohttp, ~0.2 s the first time) before the flow computes the first attempt's
         # timeout from the time left, so that cost counts against the deadline instead of overrunning it.
         self._session()
+        flow = instrument(flow)
         outcome: Response | TransportFailure | None = None
         try:
             while True:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIPermissionError, OrgaAIRateLimitError
 from ._models import SessionConfig
+from ._telemetry import record_pool_take
 
 __all__ = ["PoolStats", "WarmPool"]
 
@@ -119,10 +120,12 @@ class WarmPool:
         if self._items:
             config, _ = self._items.popleft()
             self.stats.hits += 1
+            record_pool_take(True)
             self._update_size()
             self._signal()
             return config
         self.stats.misses += 1
+        record_pool_take(False)
         self._signal()
         return None
 

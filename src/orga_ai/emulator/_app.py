@@ -162,6 +162,8 @@ class _EmulatorMiddleware:
                 "idempotency_key": headers.get("idempotency-key"),
                 "bearer": bearer,
                 "user_agent": headers.get("user-agent"),
+                # Whether the caller propagated its trace (the SDK does only when told to).
+                "traceparent": headers.get("traceparent"),
                 # The client's port tells connections apart: tests of connection reuse count them.
                 "client_port": client[1],
                 "fault": fault.to_dict() if fault is not None else None,

@@ -45,6 +45,7 @@ from ._breaker import CircuitBreaker
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+from ._tracing import annotate, current_request_span, request_span
 
 if sys.version_info >= (3, 11):
     _AsyncTimeout: type[Exception] = TimeoutError  # asyncio's, from 3.11 on: the sync path never imports asyncio
@@ -86,7 +87,7 @@ access_logger = logging.getLogger("orga_ai.proxy.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _ALLOWED_METHODS = ("GET", "POST")
-_ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id"})
+_ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id", "traceparent", "tracestate"})
 _EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 # Belt and braces for the log: nothing shaped like an Orga key or a JWT survives, whatever an exception said.
 _SECRET_SHAPES = re.compile(r"sk_orga_ai_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
@@ -574,6 +575,18 @@ class ProxyCore:
         ``offload(authenticate, request)``, when given, runs every authentication off the event loop (Django's
         ``sync_to_async``, so a hook may use the ORM); otherwise only authenticators marked ``may_block`` leave it.
         """
+        span = request_span(request)
+        if span is None:
+            return await self._handle(request, orga, offload)
+        with span:
+            return await self._handle(request, orga, offload)
+
+    async def _handle(
+        self,
+        request: ProxyRequest,
+        orga: AsyncOrgaAI,
+        offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None,
+    ) -> ProxyResponse:
         import asyncio
 
         flow = self._flow(request)
@@ -616,6 +629,13 @@ class ProxyCore:
 
     def handle_sync(self, request: ProxyRequest, orga: OrgaAI) -> ProxyResponse:
         """Serve one request from sync code (Flask, Django-sync); safe to call from many threads."""
+        span = request_span(request)
+        if span is None:
+            return self._handle_sync(request, orga)
+        with span:
+            return self._handle_sync(request, orga)
+
+    def _handle_sync(self, request: ProxyRequest, orga: OrgaAI) -> ProxyResponse:
         flow = self._flow(request)
         value: Any = None
         error: BaseException | None = None
@@ -872,6 +892,21 @@ class ProxyCore:
         response.headers = headers
         self.metrics.child(self.metrics.requests, outcome).inc()
         self._access_log(ex, response.status, outcome)
+        span = current_request_span()
+        if span is not None:
+            principal = ex.principal
+            annotate(
+                span,
+                request_id=ex.request_id,
+                status=response.status,
+                outcome=outcome,
+                principal_fingerprint=_principal_fingerprint(principal.id) if principal else None,
+                principal_kind=principal.kind if principal else None,
+                limit_headers=ex.limit_headers,
+                breaker_state=self.breaker.state,
+                upstream_ids=ex.upstream_ids,
+                token_fingerprint=ex.token_fp,
+            )
         return response
 
     def _access_log(self, ex: _Exchange, status: int, outcome: str) -> None:

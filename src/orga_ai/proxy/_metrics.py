@@ -62,6 +62,9 @@ class Metrics:
 
         # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
         self._children: dict[tuple[int, str], Any] = {}
+        from ._tracing import mirror_metrics
+
+        mirror_metrics(self)  # the same metrics into OpenTelemetry, when the application has a MeterProvider
 
     def child(self, metric: Any, value: str) -> Any:
         """``metric.labels(value)`` for a metric with one label, looked up once per value."""

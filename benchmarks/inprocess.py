@@ -4,8 +4,8 @@
 
 Four loops, each of sequential calls on one kept-alive client, each call timed alone:
 
-* ``sync``: ``OrgaAI().get_session_config()`` (httpx); ``sync_floor``: the same two requests with a bare
-  ``httpx.Client`` (POST client-secrets, read the token, GET ice-config, read the JSON);
+* ``sync``: ``OrgaAI().get_session_config()`` (http.client); ``sync_floor``: the same two requests on one bare
+  ``http.client.HTTPConnection`` kept alive (POST client-secrets, read the token, GET ice-config, read the JSON);
 * ``async``: ``await AsyncOrgaAI().get_session_config()`` (aiohttp, uvloop); ``async_floor``: the same two requests
   with a bare ``aiohttp.ClientSession``.
 
@@ -15,14 +15,15 @@ Prints one JSON object {loop: {median_us, mean_us, p99_us, n}}.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
 
 from orga_ai import AsyncOrgaAI, OrgaAI
 
@@ -68,17 +69,20 @@ def run_sync(base: str, key: str, calls: int, warmup: int, which: set[str]) -> d
         with OrgaAI() as orga:
             out["sync"] = time_sync(orga.get_session_config, calls, warmup)
     if "sync_floor" in which:
-        with httpx.Client() as client:
+        parts = urlsplit(base)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+        post_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
-            def raw() -> object:
-                token = client.post(
-                    f"{base}/v1/realtime/client-secrets",
-                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                ).json()["ephemeral_token"]
-                ice = client.get(f"{base}/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token}"})
-                return ice.json()["iceServers"]
+        def raw() -> object:
+            conn.request("POST", "/v1/realtime/client-secrets", body=b"", headers=post_headers)
+            token = json.loads(conn.getresponse().read())["ephemeral_token"]
+            conn.request("GET", "/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token}"})
+            return json.loads(conn.getresponse().read())["iceServers"]
 
+        try:
             out["sync_floor"] = time_sync(raw, calls, warmup)
+        finally:
+            conn.close()
     return out
 
 

@@ -110,6 +110,16 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     out["cold"] = (med(cold["python"]) * 1000, med(cold["node"]) * 1000, med([p / n for p, n in pairs]))
     out["import"] = r["import_time"]["cumulative_ms"]
 
+    sl = r.get("serverless")
+    if sl:
+        for who in ("python", "node", "python_bare", "node_bare"):
+            for key in ("cold_ms", "warm_median_us", "peak_rss_kib"):
+                out[f"sl.{who}.{key}"] = med([float(x[key]) for x in sl[who]])
+        for py, node in (("python", "node"), ("python_bare", "node_bare")):
+            for key in ("cold_ms", "warm_median_us", "peak_rss_kib"):
+                pairs = zip(sl[py], sl[node], strict=False)
+                out[f"sl.{py}.{key}.ratio"] = med([float(a[key]) / float(b[key]) for a, b in pairs])
+
     rel = r["reliability"]
     out["rel.py.p50"] = med([_status(row["python"], "200", "p50_ms") for row in rel])
     out["rel.py.p99"] = med([_status(row["python"], "200", "p99_ms") for row in rel])
@@ -199,6 +209,22 @@ def targets(f: dict[str, Any]) -> list[Row]:
     add("RSS after load (MiB)", fmt(py), fmt(node), ratio, "≤ 0.35x Node", lambda x: x <= 0.35)
     py, node, ratio = f["cold"]
     add("Spawn to first 200 (ms)", fmt(py, 0), fmt(node, 0), ratio, "≤ 1.0x Node", lambda x: x <= 1.0)
+    if "sl.python.cold_ms" in f:
+        for key, label, goal, digits in (
+            ("cold_ms", "Lambda cold start: spawn, import, first event answered (ms)", 0.8, 0),
+            ("warm_median_us", "Lambda warm invocation (µs)", 0.8, 0),
+            ("peak_rss_kib", "Lambda peak RSS (MiB)", 0.5, 1),
+        ):
+            scale = 1024 if key == "peak_rss_kib" else 1
+            add(
+                label,
+                fmt(f[f"sl.python.{key}"] / scale, digits),
+                fmt(f[f"sl.node.{key}"] / scale, digits),
+                f[f"sl.python.{key}.ratio"],
+                f"≤ {goal}x Node",
+                lambda x, goal=goal: x <= goal,
+                "issue 12",
+            )
     imp = f["import"]
     rows.append(
         Row("`import orga_ai` (ms, -X importtime cumulative)", fmt(imp, 2), "-", float("nan"), "≤ 20 ms", imp <= 20.0)
@@ -244,7 +270,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         " round.",
         noise_line(r),
         "",
-        f"## Targets (issue 5): {met} of {len(rows)} met",
+        f"## Targets (issues 5 and 12): {met} of {len(rows)} met",
         "",
         "| Figure | orga-ai | Node | Ratio | Target | Met |",
         "|---|---:|---:|---:|---|:---:|",
@@ -358,12 +384,48 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         ("node_raw", "Node: two raw `fetch()` calls"),
         ("async", "`AsyncOrgaAI.get_session_config()` (aiohttp, uvloop)"),
         ("async_floor", "aiohttp: two raw requests (floor)"),
-        ("sync", "`OrgaAI.get_session_config()` (httpx)"),
-        ("sync_floor", "httpx: two raw requests (floor)"),
+        ("sync", "`OrgaAI.get_session_config()` (http.client)"),
+        ("sync_floor", "http.client: two raw requests on one connection (floor)"),
     ):
         lines.append(
             f"| {label} | {fmt(f[f'ip.{key}'], 0)} | {fmt(f[f'ip.{key}.mean'], 0)} | {fmt(f[f'ip.{key}.p99'], 0)} |"
         )
+    sl = r.get("serverless")
+    if sl:
+        lines += [
+            "",
+            "## Serverless (issue 12): a Lambda-style cold start, side by side",
+            "",
+            f"Each spawn is a fresh process that imports the function and answers one API Gateway HTTP API (2.0) event"
+            f" (`tests/fixtures/aws_lambda/apigw-http-v2.json`) with the upstream at 0 ms; cold start is spawn to the"
+            f" response, as the parent sees it. The same process then answers {s.get('serverless_warm', '?')} warm"
+            " invocations (each timed, median) and reports its peak RSS (`ru_maxrss` / `process.resourceUsage()`)."
+            f" {len(sl['python'])} spawns of each, interleaved, order flipped each spawn; medians, ratios paired per"
+            " spawn. orga-ai: `orga_ai.integrations.aws_lambda.handler` (anonymous, `ORGA_PROXY_RATE_LIMIT=none`: the"
+            " whole policy path, on `OrgaAI` over http.client; `benchmarks/lambda_invoke.py`). Node: a minimal handler"
+            " on @orga-ai/node with no policy layer at all (`benchmarks/node/lambda.js`). The bare rows call the SDK"
+            " alone in a fresh process: the floor each handler adds to.",
+            "",
+            "| Contender | cold start (ms) | warm invocation (µs) | peak RSS (MiB) | cold samples (ms) |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for who, label in (
+            ("python", "orga-ai Lambda handler"),
+            ("node", "@orga-ai/node minimal handler"),
+            ("python_bare", "`OrgaAI().get_session_config()` alone"),
+            ("node_bare", "@orga-ai/node `getSessionConfig()` alone"),
+        ):
+            samples = ", ".join(fmt(x["cold_ms"], 0) for x in sl[who])
+            lines.append(
+                f"| {label} | {fmt(f[f'sl.{who}.cold_ms'], 0)} | {fmt(f[f'sl.{who}.warm_median_us'], 0)} |"
+                f" {fmt(f[f'sl.{who}.peak_rss_kib'] / 1024, 1)} | {samples} |"
+            )
+        lines += [
+            "",
+            f"Bare SDK ratios (Python / Node): cold {ratio_fmt(f['sl.python_bare.cold_ms.ratio'])}, warm"
+            f" {ratio_fmt(f['sl.python_bare.warm_median_us.ratio'])}, peak RSS"
+            f" {ratio_fmt(f['sl.python_bare.peak_rss_kib.ratio'])}.",
+        ]
     cold = r["cold_start"]
     lines += [
         "",
@@ -372,6 +434,16 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f"- Spawn to first 200 on the route, median of {len(cold['python'])}: orga-ai serve {fmt(f['cold'][0], 0)} ms,"
         f" Node {fmt(f['cold'][1], 0)} ms (samples: {', '.join(fmt(x * 1000, 0) for x in cold['python'])} /"
         f" {', '.join(fmt(x * 1000, 0) for x in cold['node'])}).",
+        *(
+            [
+                f"- The floor under that: a fresh process that only imports the stack (`import uvicorn,"
+                f" starlette.applications, aiohttp, prometheus_client` / `require('express');"
+                f" require('@orga-ai/node')`) and exits: Python {fmt(med(cold['python_stack']) * 1000, 0)} ms,"
+                f" Node {fmt(med(cold['node_stack']) * 1000, 0)} ms."
+            ]
+            if cold.get("python_stack")
+            else []
+        ),
         f'- `python -X importtime -c "import orga_ai"`: {fmt(f["import"], 2)} ms cumulative for `orga_ai`'
         f" (whole interpreter start + import, wall: {fmt(r['import_time']['interpreter_wall_ms'], 0)} ms).",
         "",

@@ -602,11 +602,23 @@ def phase_reliability(bench: Bench, rounds: int, duration: float) -> list[dict[s
     return out
 
 
+# The libraries each server stands on, imported and nothing else: the floor of its spawn-to-first-200.
+STACK_FLOORS = {
+    "python_stack": [sys.executable, "-c", "import uvicorn, starlette.applications, aiohttp, prometheus_client"],
+    "node_stack": ["node", "-e", "require('express'); require('@orga-ai/node')"],
+}
+
+
 def phase_cold_start(bench: Bench, trials: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"node": [], "python": []}
+    out: dict[str, list[float]] = {"node": [], "python": [], "python_stack": [], "node_stack": []}
     for t in range(trials):
-        order = ["node", "python"] if t % 2 == 0 else ["python", "node"]
-        for who in order:
+        order = ["node", "python", "node_stack", "python_stack"]
+        for who in order if t % 2 == 0 else reversed(order):
+            if who in STACK_FLOORS:
+                started = time.perf_counter()
+                subprocess.run(STACK_FLOORS[who], cwd=NODE_DIR, env=CHILD_ENV, check=True, timeout=60)
+                out[who].append(time.perf_counter() - started)
+                continue
             proc, port = (
                 bench.start_node(0, name="cold-node") if who == "node" else bench.start_python(0, name="cold-python")
             )

@@ -584,3 +584,32 @@ def test_rediss_is_accepted_as_shared_storage(emulator: RunningEmulator) -> None
     )
     assert handler.core.rate_limiter.distributed
     handler.close()
+
+
+def test_the_example_function_file(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/aws_lambda/function/app.py (the policy in code) loads and serves: an event without a JWT is refused
+    before the rate limiter, so the example's Redis is never asked."""
+    import importlib.util
+
+    for name, value in {
+        "ORGA_API_KEY": emulator.api_key,
+        "ORGA_BASE_URL": emulator.base_url,
+        "ORGA_PROXY_JWKS_URL": "https://id.example.com/.well-known/jwks.json",
+        "ORGA_PROXY_JWT_AUDIENCE": "my-app",
+        "ORGA_PROXY_JWT_ISSUER": "https://id.example.com/",
+        "ORGA_PROXY_REDIS_URL": "redis://127.0.0.1:1/0",
+        "ORGA_PROXY_CORS_ORIGIN": "https://app.example.com",
+    }.items():
+        monkeypatch.setenv(name, value)
+    path = Path(__file__).resolve().parents[2] / "examples/aws_lambda/function/app.py"
+    spec = importlib.util.spec_from_file_location("lambda_example_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: LambdaHandler = module.handler
+    try:
+        response = handler(load("apigw-http-v2"), FakeContext())
+        assert response["statusCode"] == 401
+        assert handler.core.rate_limiter.distributed
+    finally:
+        handler.close()

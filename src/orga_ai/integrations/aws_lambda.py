@@ -51,6 +51,7 @@ __all__ = [
     "UnsupportedEventError",
     "handler",  # noqa: F822 - made on first access, by __getattr__ below
     "make_handler",
+    "policy_from_env",
     "resolve_aws_secret",
 ]
 

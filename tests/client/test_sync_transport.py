@@ -191,3 +191,23 @@ def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypat
         OrgaAIConnectionError, match="must be an http:// URL"
     ):
         orga.get_session_config()
+
+
+def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> None:
+    """A fresh interpreter makes one call: the sync path stays on the standard library (cold start, memory)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from orga_ai import OrgaAI; "
+        "OrgaAI().get_session_config(); "
+        "loaded = {m.split('.')[0] for m in sys.modules}; "
+        "print(json.dumps(sorted(loaded & {'httpx', 'httpcore', 'asyncio', 'aiohttp'})))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")}
+    env.update(ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

@@ -398,6 +398,9 @@ NEVER_ON_THE_LAMBDA_PATH = (
     "limits",
     "redis",
     "flask",
+    "httpx",  # the sync client runs on http.client
+    "orjson",  # ~7 ms of a cold start (it loads uuid and platform) for two small documents
+    "argparse",  # the CLI's, not the function's
 )
 
 

@@ -261,7 +261,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         " load generator all share these cores",
         f"- **Python side**: {v['python contender']}, orga-ai {v['orga-ai']} ({v['orga-ai git']}),"
         f" Python {v['python']},"
-        f" uvicorn {v['uvicorn']} (uvloop {v['uvloop']}, httptools {v['httptools']}), starlette {v['starlette']},"
+        f" granian {v.get('granian', '-')} (uvloop {v['uvloop']}), starlette {v['starlette']},"
         f" aiohttp {v['aiohttp']}, httpx {v['httpx']}, limits {v['limits']}",
         f"- **Node side**: Node {v['node']}, @orga-ai/node {v['@orga-ai/node']}, express {v['express']}",
         f"- **Method**: {r['rounds']} rounds, contenders interleaved and their order flipped each round; medians over"

@@ -181,7 +181,7 @@ def wait_ready(proc: Proc, port: int, path: str, timeout: float = 20.0, want: in
 
 
 def rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` plus that of all its descendants (uvicorn workers), in KiB."""
+    """VmRSS of ``pid`` plus that of all its descendants (the server's workers), in KiB."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -728,7 +728,7 @@ def versions(bench: Bench) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
-    for name in ("orga-ai", "aiohttp", "httpx", "starlette", "uvicorn", "uvloop", "httptools", "limits"):
+    for name in ("orga-ai", "aiohttp", "httpx", "starlette", "granian", "uvicorn", "uvloop", "httptools", "limits"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""``orga-ai serve``: the standalone proxy under uvicorn.
+"""``orga-ai serve``: the standalone proxy, under granian (see :mod:`orga_ai.proxy._server`).
 
 Every flag also comes from an ``ORGA_PROXY_*`` variable (see :mod:`orga_ai.proxy._settings` and docs/proxy.md).
 Authentication is required: with neither a shared secret, a JWT secret, a JWKS URL nor ``--allow-anonymous``, the
@@ -9,14 +9,13 @@ requests finish (up to ``--graceful-timeout``, by default the route's deadline p
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, to_environ
+from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve
 
 if TYPE_CHECKING:
     import argparse
@@ -195,14 +194,19 @@ def _check_api_key() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the proxy until SIGINT/SIGTERM; 2 when the configuration is unusable."""
-    import uvicorn
-
     from .._exceptions import OrgaAIConfigurationError
+    from ._server import limits_from_settings, serve_forever
 
+    try:
+        import granian  # noqa: F401 - the server; checked first so a missing extra is one line, not a traceback
+    except ImportError as exc:
+        print(f"orga-ai serve needs optional dependencies: pip install 'orga-ai[proxy]' ({exc})", file=sys.stderr)
+        return 2
     try:
         settings = resolve(args)
         configure_logging(settings["log_level"])
-        app = build_app(settings)
+        build_app(settings)  # validated here, once; every worker rebuilds it from the environment
+        limits_from_settings(settings)
         _check_api_key()
     except ServeSettingsError as exc:
         print(f"{exc}" if str(exc).startswith("orga-ai serve") else f"orga-ai serve: {exc}", file=sys.stderr)
@@ -213,25 +217,7 @@ def run(args: argparse.Namespace) -> int:
     graceful = settings["graceful_timeout"]
     if graceful is None:
         graceful = settings["deadline"] + 2
-    common: dict[str, Any] = {
-        "host": settings["host"],
-        "port": settings["port"],
-        "loop": "uvloop",
-        "http": "httptools",
-        "ws": "none",  # no WebSocket route: skip loading uvicorn's WebSocket protocol (~20 ms of start-up)
-        "access_log": False,  # the proxy writes its own structured access line
-        "proxy_headers": False,  # X-Forwarded-For is honoured by the core, from --trusted-proxy only
-        "server_header": False,
-        "log_level": settings["log_level"],
-        "timeout_graceful_shutdown": max(1, round(graceful)),
-    }
-    workers = settings["workers"]
-    if workers > 1:
-        # Workers are fresh processes: they rebuild the app from the environment, so put the merged settings there.
-        os.environ.update(to_environ(settings))
-        uvicorn.run("orga_ai.proxy._cli:app_from_env", factory=True, workers=workers, **common)
-    else:
-        uvicorn.run(app, **common)
+    serve_forever(settings, graceful)
     return 0
 
 

@@ -137,6 +137,20 @@ OPTIONS: tuple[Option, ...] = (
         "Deny-list file, re-read live: `*` stops all minting, other lines are "
         "principal ids or their `fp:` fingerprints.",
     ),
+    Option(
+        "head_timeout",
+        "float",
+        10.0,
+        "Seconds a client has to send a request's line and headers (and an idle keep-alive connection its next one); "
+        "then the server closes the connection.",
+    ),
+    Option("max_header_bytes", "int", 16384, "Largest request head (line and headers); 431 above, read no further."),
+    Option(
+        "max_connections",
+        "int",
+        4096,
+        "Connections each worker holds at once; more wait in the listen backlog. The open-file limit is raised to fit.",
+    ),
     Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
     Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),

@@ -300,6 +300,15 @@ def test_memory_limits_are_refused_unless_limits_are_turned_off(emulator: Runnin
     make_handler(orga_options=options, authenticate=auth, storage_uri="redis://127.0.0.1:1/0").close()
 
 
+def test_a_missing_library_is_named_with_its_extra() -> None:
+    from orga_ai.integrations._function import require_installed
+
+    require_installed("aws-lambda", "json")
+    with pytest.raises(FunctionConfigurationError) as missing:
+        require_installed("aws-lambda", "json", "orga_ai_no_such_module")
+    assert str(missing.value) == "orga_ai_no_such_module is not installed: pip install 'orga-ai[aws-lambda]'"
+
+
 def test_configuration_errors_are_one_clear_line(emulator: RunningEmulator) -> None:
     auth = SharedSecretAuth(FUNCTION_SECRET)
     with pytest.raises(FunctionConfigurationError, match=r"no Orga API key.*ORGA_API_KEY_SECRET_ARN"):

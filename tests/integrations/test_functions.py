@@ -66,7 +66,8 @@ def test_the_function_file_serves_the_route(kind: str, emulator: RunningEmulator
     canary = Canary()
     canary.add(emulator.api_key, "api key")
     canary.add(FUNCTION_SECRET, "shared secret")
-    env = _env(emulator, ORGA_PROXY_RATE_LIMIT="none", ORGA_PROXY_CORS_ORIGIN=ORIGIN)
+    # ORGA_DEBUG: the SDK's trace and the route's access log on stderr, scanned below.
+    env = _env(emulator, ORGA_PROXY_RATE_LIMIT="none", ORGA_PROXY_CORS_ORIGIN=ORIGIN, ORGA_DEBUG="1")
     output: list[str] = []
     with function_file(kind, env, output) as url, httpx.Client(timeout=15) as client:
         for method in ("GET", "POST"):
@@ -100,6 +101,7 @@ def test_the_function_file_serves_the_route(kind: str, emulator: RunningEmulator
         declared = client.post(url + ROUTE, headers=AUTH, content=b"x" * 5000)
         assert declared.status_code == 413
     assert len([r for r in emulator.requests() if "client-secrets" in r["path"]]) == 2
+    assert "orga_proxy_request" in output[0] and "token: HTTP 200" in output[0]
     canary.scan(output[0], "server log")
     assert not canary.hits, [(hit.label, hit.source) for hit in canary.hits]
 

@@ -49,6 +49,7 @@ def test_functions_framework_serves_the_route(emulator: RunningEmulator) -> None
         ORGA_PROXY_SHARED_SECRET=FUNCTION_SECRET,
         ORGA_PROXY_RATE_LIMIT="none",
         ORGA_PROXY_CORS_ORIGIN=origin,
+        ORGA_DEBUG="1",  # the SDK's trace and the route's access log on stderr: scanned below
     )
     output: list[str] = []
     with functions_framework(env, output) as url, httpx.Client(timeout=15) as client:
@@ -81,6 +82,7 @@ def test_functions_framework_serves_the_route(emulator: RunningEmulator) -> None
         scan_answer(canary, upstream.text)
     # Three successful mints (GET, POST, then none for the refusals): one client, reused.
     assert len([r for r in emulator.requests() if "client-secrets" in r["path"]]) == 3
+    assert "orga_proxy_request" in output[0] and "token: HTTP 200" in output[0]
     canary.scan(output[0], "functions-framework log")
     assert not canary.hits, [(hit.label, hit.source) for hit in canary.hits]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +19,21 @@ _REFRESH_MARGIN_SECONDS = 60.0
 _REFRESH_MARGIN_SHARE = 0.2
 
 
-def turn_username_expiry(username: str | None) -> dt.datetime | None:
-    """The expiry carried by a TURN REST API username (``"<unix expiry>:<id>"``), or None when it carries none."""
+def _turn_expiry_seconds(username: str | None) -> int | None:
+    # The unix time of a TURN REST username, as an int: the route reads it on every request, so no datetime here.
     if not username:
         return None
-    head = username.split(":", 1)[0]
+    head = username.partition(":")[0]
     if not head.isdigit() or len(head) > 12:
         return None
     seconds = int(head)
-    if seconds < 1_000_000_000:  # before 2001: not a timestamp but some other numeric prefix
+    return seconds if seconds >= 1_000_000_000 else None  # before 2001: some other numeric prefix, not a time
+
+
+def turn_username_expiry(username: str | None) -> dt.datetime | None:
+    """The expiry carried by a TURN REST API username (``"<unix expiry>:<id>"``), or None when it carries none."""
+    seconds = _turn_expiry_seconds(username)
+    if seconds is None:
         return None
     try:
         return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
@@ -34,11 +41,16 @@ def turn_username_expiry(username: str | None) -> dt.datetime | None:
         return None
 
 
-def _refresh_time(expiry: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+def _refresh_time(expiry: float | None, now: float) -> dt.datetime | None:
     if expiry is None:
         return None
-    left = max(0.0, (expiry - now).total_seconds())
-    return expiry - dt.timedelta(seconds=min(_REFRESH_MARGIN_SECONDS, left * _REFRESH_MARGIN_SHARE))
+    left = max(0.0, expiry - now)
+    try:
+        return dt.datetime.fromtimestamp(
+            expiry - min(_REFRESH_MARGIN_SECONDS, left * _REFRESH_MARGIN_SHARE), tz=dt.timezone.utc
+        )
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -128,18 +140,21 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         if self.refresh_after is None:
-            now = dt.datetime.now(dt.timezone.utc)
-            object.__setattr__(self, "refresh_after", _refresh_time(self.credentials_expire_at, now))
+            object.__setattr__(self, "refresh_after", _refresh_time(self._first_expiry(), time.time()))
+
+    def _first_expiry(self) -> float | None:
+        first = self.expires_at.timestamp() if self.expires_at is not None else None
+        for server in self.ice_servers:
+            turn = _turn_expiry_seconds(server.username)
+            if turn is not None and (first is None or turn < first):
+                first = turn
+        return first
 
     @property
     def credentials_expire_at(self) -> dt.datetime | None:
         """When the first of the token and the TURN credentials expires (TURN REST usernames carry their expiry)."""
-        moments = [self.expires_at] if self.expires_at is not None else []
-        for server in self.ice_servers:
-            turn = turn_username_expiry(server.username)
-            if turn is not None:
-                moments.append(turn)
-        return min(moments) if moments else None
+        first = self._first_expiry()
+        return None if first is None else dt.datetime.fromtimestamp(first, tz=dt.timezone.utc)
 
     @property
     def token_fingerprint(self) -> str:

@@ -83,10 +83,8 @@ def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **
             raise FunctionConfigurationError(str(exc)) from None
     elif core.rate_limiter.enabled and not core.rate_limiter.distributed:
         raise FunctionConfigurationError(_MEMORY_REFUSED)
-    needed = ["orjson"]
     if core.rate_limiter.enabled:
-        needed += ["limits", "redis"]
-    require_installed(extra, *needed)
+        require_installed(extra, "limits", "redis")
     return core
 
 

@@ -92,7 +92,48 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 def _missing() -> AuthenticationError:
-    return AuthenticationError("Authentication required.", code="unauthenticated", detail="no credentials")
+    return AuthenticationError(
+        "Authentication required: no credentials were sent.", code="unauthenticated", detail="no credentials"
+    )
+
+
+def _check_jwks_url(url: str) -> None:
+    """The keys that decide who may mint sessions come over https (plain http only to this machine, for tests)."""
+    from urllib.parse import urlsplit
+
+    from .._config import is_loopback_host
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+        return
+    raise ValueError(
+        f"jwks_url must be an https:// URL (http:// only to localhost), not {url!r}: "
+        "anyone on the path could otherwise swap the keys"
+    )
+
+
+def _jwt_reason(exc: Exception) -> str:
+    """Why a JWT was refused, in words safe to show the caller (fixed sentences: nothing of the token is echoed)."""
+    import jwt
+
+    reasons: tuple[tuple[type[Exception], str], ...] = (
+        (jwt.InvalidAudienceError, "the token is for another audience"),
+        (jwt.InvalidIssuerError, "the token is from another issuer"),
+        (jwt.ImmatureSignatureError, "the token is not valid yet"),
+        (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
+        (jwt.InvalidSignatureError, "the token's signature does not verify"),
+        (jwt.InvalidAlgorithmError, "the token's algorithm is not accepted"),
+        (jwt.PyJWKClientError, "no key of the identity provider matches the token"),
+        (jwt.DecodeError, "the token is malformed"),
+    )
+    for kind, reason in reasons:
+        if isinstance(exc, kind):
+            if isinstance(exc, jwt.MissingRequiredClaimError):
+                return f"the token lacks the {exc.claim!r} claim"
+            return reason
+    return "the token was refused"
 
 
 class SharedSecretAuth:
@@ -121,7 +162,11 @@ class SharedSecretAuth:
             # No early exit: every secret is compared, whatever the outcome.
             matched |= hmac.compare_digest(given, secret.reveal().encode())
         if not matched:
-            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="shared secret mismatch")
+            raise AuthenticationError(
+                "Invalid credentials: the secret is not recognized.",
+                code="invalid_token",
+                detail="shared secret mismatch",
+            )
         return Principal(self._principal_id, kind="service")
 
     def __repr__(self) -> str:
@@ -164,6 +209,8 @@ class JWTAuth:
 
         if (secret is None) == (jwks_url is None):
             raise ValueError("JWTAuth needs exactly one of secret= or jwks_url=")
+        if jwks_url is not None:
+            _check_jwks_url(jwks_url)
         if secret is not None:
             if len(secret) < 32:
                 raise ValueError("the JWT secret must be at least 32 characters (RFC 7518 asks for 256 bits)")
@@ -197,7 +244,9 @@ class JWTAuth:
         if token is None:
             raise _missing()
         if len(token) > _MAX_TOKEN_CHARS:
-            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="token too long")
+            raise AuthenticationError(
+                "Invalid credentials: the token is too long.", code="invalid_token", detail="token too long"
+            )
         return token
 
     def __call__(self, request: ProxyRequest, /) -> Principal:
@@ -226,20 +275,26 @@ class JWTAuth:
                 options={"require": required},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthenticationError("Token expired.", code="token_expired", detail="exp in the past") from None
+            raise AuthenticationError(
+                "Token expired: sign in again.", code="token_expired", detail="exp in the past"
+            ) from None
         except jwt.PyJWKClientConnectionError as exc:
             # The identity provider is unreachable: the caller may well be legitimate, but we cannot tell.
             raise AuthenticationError(
                 "Cannot verify credentials right now.", status=503, code="auth_unavailable", detail=type(exc).__name__
             ) from None
         except (jwt.PyJWTError, ValueError) as exc:
-            # PyJWT messages name claims and algorithms, never the token itself.
+            # PyJWT messages name claims and algorithms, never the token itself; the caller gets a fixed sentence.
             raise AuthenticationError(
-                "Invalid credentials.", code="invalid_token", detail=f"{type(exc).__name__}: {str(exc)[:120]}"
+                f"Invalid credentials: {_jwt_reason(exc)}.",
+                code="invalid_token",
+                detail=f"{type(exc).__name__}: {str(exc)[:120]}",
             ) from None
         subject = claims.get(self.subject_claim)
         if not isinstance(subject, str) or not subject:
-            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="no subject claim")
+            raise AuthenticationError(
+                "Invalid credentials: the token names no subject.", code="invalid_token", detail="no subject claim"
+            )
         return Principal(subject, kind="user", claims=claims)
 
     def __repr__(self) -> str:

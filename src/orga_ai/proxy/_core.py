@@ -13,6 +13,7 @@ and :meth:`ProxyCore.handle_sync` are thin drivers that await or call them. The 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import ipaddress
@@ -84,6 +85,47 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 
 logger = logging.getLogger("orga_ai.proxy")
 access_logger = logging.getLogger("orga_ai.proxy.access")
+refusal_logger = logging.getLogger("orga_ai.proxy.refused")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last-resort handler does)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # A closed stderr loses the line, not the request.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(self.format(record) + "\n")
+
+
+_refusal_fallback = _StderrHandler()
+_refusal_fallback.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+
+def log_refusal(problem: ProxyError, request_id: str) -> None:
+    """Why a caller got 401/403, at INFO on ``orga_ai.proxy.refused``, with the request id.
+
+    An app that configured logging decides as usual. One that configured none (no handler anywhere) would never
+    see an INFO line - Python's last-resort handler shows warnings only - so the line then goes to stderr anyway:
+    "why was I refused?" must not depend on logging set-up.
+    """
+    detail = f" ({redact(problem.detail)})" if problem.detail else ""
+    message = f"refused {problem.status} {problem.code}: {problem.message}{detail} request_id={request_id}"
+    if refusal_logger.isEnabledFor(logging.INFO):
+        refusal_logger.info("orga proxy: %s", message)
+    elif not _logging_configured():
+        record = refusal_logger.makeRecord(
+            refusal_logger.name, logging.INFO, __file__, 0, "orga proxy: %s", (message,), None
+        )
+        _refusal_fallback.handle(record)
+
+
+def _logging_configured() -> bool:
+    logger: logging.Logger | None = refusal_logger
+    while logger is not None:
+        if logger.handlers:
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _ALLOWED_METHODS = ("GET", "POST")
@@ -288,7 +330,7 @@ def error_for(exc: BaseException) -> ProxyError:
     if isinstance(exc, ProxyError):
         return exc
     if isinstance(exc, AuthenticationError):
-        headers = {"WWW-Authenticate": 'Bearer realm="orga-client-secrets"'} if exc.status == 401 else {}
+        headers = {"WWW-Authenticate": www_authenticate(exc)} if exc.status == 401 else {}
         if exc.status == 503:
             headers["Retry-After"] = "5"
         return ProxyError(exc.status, exc.code, exc.message, headers=headers, detail=exc.detail)
@@ -319,6 +361,17 @@ def error_for(exc: BaseException) -> ProxyError:
             return ProxyError(500, "proxy_misconfigured", "The session service is misconfigured.", detail=detail)
         return ProxyError(502, "upstream_error", "The session service failed; try again.", detail=detail)
     return ProxyError(500, "internal_error", "Internal error.", detail=type(exc).__name__)
+
+
+def www_authenticate(exc: AuthenticationError) -> str:
+    """The RFC 6750 challenge of a 401: ``error="invalid_token"`` when a token was sent and refused, and the same
+    reason as the JSON message in ``error_description`` (fixed sentences, so nothing of a credential is echoed)."""
+    description = exc.message.replace("\\", "").replace('"', "'")
+    description = description.encode("ascii", "replace").decode("ascii")
+    challenge = 'Bearer realm="orga-client-secrets"'
+    if exc.code in ("invalid_token", "token_expired"):
+        challenge += ', error="invalid_token"'
+    return f'{challenge}, error_description="{description}"'
 
 
 def json_error(
@@ -428,6 +481,29 @@ def _validate_origins(origins: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def _import_hook(path: str) -> Any:
+    """``authenticate="package.module.function"`` (or ``"package.module:function"``): imported now, so a typo fails
+    at start-up naming the path rather than answering every request with a 500."""
+    import importlib
+
+    module_name, sep, attribute = path.replace(":", ".").rpartition(".")
+    try:
+        if not sep or not module_name:
+            raise ImportError("not a dotted path")
+        hook = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"authenticate={path!r} cannot be imported ({exc})") from None
+    if not callable(hook):
+        raise ValueError(f"authenticate={path!r} is a {type(hook).__name__}, not a callable")
+    return hook
+
+
+def _check_callable(authenticate: object) -> None:
+    if authenticate is not None and not callable(authenticate):
+        kind = type(authenticate).__name__
+        raise ValueError(f"authenticate must be callable (or a dotted path to one), not {kind}")
+
+
 def validate_path(path: str) -> str:
     """The route's path, refused unless it is absolute (``"api/x"`` would mount nowhere a browser asks)."""
     if not isinstance(path, str) or not path.startswith("/") or "?" in path or "#" in path or " " in path:
@@ -458,7 +534,7 @@ class ProxyCore:
     Args:
         authenticate: who the caller is (see :mod:`orga_ai.proxy._auth`); any callable
             ``(ProxyRequest) -> Principal | str`` raising :class:`AuthenticationError` to refuse. Required unless
-            ``allow_anonymous=True``.
+            ``allow_anonymous=True``. A dotted path (``"myapp.auth.hook"``) is imported at once.
         allow_anonymous: explicit opt-in to serve anyone (principal = client IP); announced with a warning.
         rate_limit: per-principal limit such as ``"10/minute"``; None for none.
         global_rate_limit: a ceiling across all callers, such as ``"600/minute"``; None for none.
@@ -481,7 +557,7 @@ class ProxyCore:
     def __init__(
         self,
         *,
-        authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | None = None,
+        authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | str | None = None,
         allow_anonymous: bool = False,
         rate_limit: str | None = "10/minute",
         global_rate_limit: str | None = None,
@@ -499,6 +575,9 @@ class ProxyCore:
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         ice_policy: IcePolicy | Mapping[str, Any] | None = None,
     ) -> None:
+        if isinstance(authenticate, str):  # the type says callable; settings files and env vars give strings
+            authenticate = _import_hook(authenticate)
+        _check_callable(authenticate)
         if authenticate is None:
             if not allow_anonymous:
                 raise ValueError(
@@ -512,7 +591,7 @@ class ProxyCore:
             raise ValueError("deadline must be between 0 and 60 seconds")
         if max_concurrency < 0:
             raise ValueError("max_concurrency must be >= 0")
-        self.authenticate = authenticate
+        self.authenticate: Callable[[ProxyRequest], Principal | str] = authenticate  # type: ignore[assignment]
         self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
         self.metrics = metrics if metrics is not None else Metrics()
         self.rate_limiter = rate_limiter or RateLimiter(rate_limit, global_rate_limit, storage_uri=storage_uri)
@@ -880,6 +959,7 @@ class ProxyCore:
         ex.detail = problem.detail
         if problem.status in (401, 403):
             self.metrics.child(self.metrics.denied, problem.code).inc()
+            log_refusal(problem, ex.request_id)
         headers = dict(ex.limit_headers)
         headers.update(problem.headers)
         response = json_error(problem.status, problem.code, problem.message, ex.request_id, headers)

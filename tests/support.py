@@ -40,8 +40,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve an ASGI app with uvicorn (httptools) in a thread; yields its base URL; stops it, lifespan included."""
+def serve(app: Any, *, host: str = "127.0.0.1", **uvicorn_options: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn (httptools) in a thread; yields its base URL; stops it, lifespan included.
+
+    ``uvicorn_options`` go to ``uvicorn.Config`` (``ssl_certfile``/``ssl_keyfile`` serve https)."""
     import uvicorn
 
     port = free_port()
@@ -58,6 +60,7 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
         ws="none",
         timeout_graceful_shutdown=2,
         proxy_headers=False,
+        **uvicorn_options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
@@ -68,7 +71,7 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
             raise RuntimeError("the app did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if uvicorn_options.get('ssl_certfile') else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

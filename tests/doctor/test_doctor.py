@@ -233,6 +233,18 @@ def test_wrong_api_key(
     assert "clock skew" not in run.checks  # nothing after the key is checked without a token
 
 
+def test_proxy_variables_are_listed_without_their_credentials(
+    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, capsys: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:Pr0xyS3cret@proxy.example.test:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", secrets=("Pr0xyS3cret",))
+    proxies = run.checks["proxy variables"]
+    assert "HTTPS_PROXY=proxy.example.test:3128" in proxies["detail"]
+    assert "NO_PROXY=127.0.0.1,localhost" in proxies["detail"]
+    assert "proxyuser" not in run.out and "Pr0xyS3cret" not in run.out
+
+
 def test_missing_key_and_bad_base_url_are_configuration_failures(
     monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -246,6 +258,31 @@ def test_missing_key_and_bad_base_url_are_configuration_failures(
     failed = [c for c in report["checks"] if c["verdict"] == "fail"]
     assert "plain http" in failed[0]["detail"]
     assert "sk_orga_ai_some_key" not in json.dumps(report)
+
+
+def test_orga_over_tls_names_an_untrusted_or_expiring_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from orga_ai.emulator import DEV_API_KEY, create_app
+    from tests.client.test_sync_transport import make_certificate
+    from tests.support import serve
+
+    cert, key = make_certificate(tmp_path)
+    with serve(create_app(EmulatorConfig()), ssl_certfile=str(cert), ssl_keyfile=str(key)) as url:
+        monkeypatch.setenv("ORGA_API_KEY", DEV_API_KEY)
+        monkeypatch.setenv("ORGA_BASE_URL", url)
+        assert main(["doctor", "--json", "--ice-timeout", "1"]) == 1
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+        tls = checks["TLS 127.0.0.1"]
+        assert tls["verdict"] == "fail" and "certificate not accepted" in tls["detail"], tls
+        assert "SSL_CERT_FILE" in tls["advice"]
+        assert "API key accepted" not in checks  # no key is sent over a connection that is not trusted
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted, but it expires within the hour
+        main(["doctor", "--json", "--ice-timeout", "1"])
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    tls = checks["TLS 127.0.0.1"]
+    assert tls["verdict"] == "warn" and "valid for 0 more days" in tls["detail"] and "expires soon" in tls["advice"]
 
 
 def test_route_check_against_orga_ai_serve(

@@ -6,6 +6,7 @@ and the SDK's calls and the proxy's requests appear in it; without one nothing i
 See docs/operations.md for the span tree, the attribute and metric names.
 """
 
+from ._jsonlog import JSONFormatter
 from ._telemetry import configure, otel_available, propagate_to_orga
 
-__all__ = ["configure", "otel_available", "propagate_to_orga"]
+__all__ = ["JSONFormatter", "configure", "otel_available", "propagate_to_orga"]

@@ -167,6 +167,7 @@ def create_app(
     core: ProxyCore | None = None,
     metrics_enabled: bool = True,
     ice_policy: IcePolicy | Mapping[str, Any] | None = None,
+    events: bool = False,
 ) -> Starlette:
     """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
 
@@ -188,6 +189,8 @@ def create_app(
         prefetch: passed to ``AsyncOrgaAI(prefetch=...)`` when the SDK supports a warm pool.
         core: a ready :class:`ProxyCore`, instead of the policy arguments above.
         ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
+        events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
+            (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
     """
     import orjson  # noqa: F401 - loaded with the server: the core's _dumps then encodes every answer with it
     from starlette.applications import Starlette
@@ -248,6 +251,22 @@ def create_app(
         await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
 
+    beacon = None
+    if events:
+        from ._events import MAX_EVENT_BYTES, EventBeacon
+
+        beacon = EventBeacon(policy)
+
+    async def events_endpoint(request: Request) -> Response:
+        assert beacon is not None
+        body: bytearray | None = bytearray()
+        async for chunk in request.stream():
+            if body is not None:
+                body += chunk
+                if len(body) > MAX_EVENT_BYTES:
+                    body = None  # keep draining, stop keeping
+        return to_starlette_response(await beacon.handle(to_proxy_request(request), body))
+
     async def healthz(request: Request) -> Response:
         return to_starlette_response(policy.health())
 
@@ -294,6 +313,8 @@ def create_app(
         finally:
             await clients.aclose()
             await policy.rate_limiter.aclose()
+            if beacon is not None:
+                await beacon.aclose()
             _flush_access_log()
 
     routes = [
@@ -304,6 +325,8 @@ def create_app(
     ]
     if metrics_enabled:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    if beacon is not None:
+        routes.append(Route(path.rstrip("/") + "/events", events_endpoint, methods=["POST", "OPTIONS"]))
     app = Starlette(
         routes=routes,
         middleware=[

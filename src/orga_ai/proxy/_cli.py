@@ -86,6 +86,7 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
         breaker_cooldown=settings["breaker_cooldown"],
         deny_file=settings["deny_file"],
         prefetch=settings["prefetch"],
+        events=bool(settings["events"]),
         ice_policy=ice_policy(settings),
     )
     app.state.orga_proxy.cors_setting = "--cors-origin (ORGA_PROXY_CORS_ORIGIN)"
@@ -155,12 +156,15 @@ class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     """Send the ``orga_ai`` logs to stderr: access lines as bare JSON (written in batches, see
-    :class:`_BufferedStreamHandler`), the rest with a timestamp and level, at once."""
+    :class:`_BufferedStreamHandler`), the rest with a timestamp and level, at once. ``log_format="json"``: every
+    line one JSON object (:class:`orga_ai.telemetry.JSONFormatter`)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ServeSettingsError(f"unknown log level {level!r}")
+    if log_format not in {"text", "json"}:
+        raise ServeSettingsError(f"unknown log format {log_format!r}: give text or json")
     root = logging.getLogger("orga_ai")
     root.setLevel(numeric)
     if not any(getattr(h, "name", None) == "orga_ai.serve" for h in root.handlers):
@@ -177,12 +181,17 @@ def configure_logging(level: str) -> None:
         access_logger = logging.getLogger("orga_ai.proxy.access")
         access_logger.addHandler(access)
         access_logger.propagate = False
+        if log_format == "json":
+            from .._jsonlog import JSONFormatter
+
+            for json_handler in (handler, access):
+                json_handler.setFormatter(JSONFormatter())
 
 
 def app_from_env() -> Starlette:
     """The app factory of multi-worker mode: each worker rebuilds the app from ``ORGA_PROXY_*``."""
     settings = resolve(None)
-    configure_logging(settings["log_level"])
+    configure_logging(settings["log_level"], settings["log_format"])
     return build_app(settings)
 
 
@@ -204,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = resolve(args)
-        configure_logging(settings["log_level"])
+        configure_logging(settings["log_level"], settings["log_format"])
         build_app(settings)  # validated here, once; every worker rebuilds it from the environment
         limits_from_settings(settings)
         _check_api_key()

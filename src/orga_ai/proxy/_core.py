@@ -1013,7 +1013,8 @@ class ProxyCore:
             line["detail"] = redact(ex.detail)
         # makeRecord + handle is logger.info without findCaller's walk up the stack: the line says where it is from.
         record = access_logger.makeRecord(
-            access_logger.name, logging.INFO, __file__, 0, _dumps(line).decode(), (), None, "_access_log"
+            access_logger.name, logging.INFO, __file__, 0, _dumps(line).decode(), (), None, "_access_log",
+            {"orga": line},  # the fields themselves, for a structured formatter (serve --log-format json)
         )
         access_logger.handle(record)
 

@@ -55,6 +55,13 @@ _LOG_CONFIG: dict[str, Any] = {
 }
 
 
+# --log-format json: granian's lines as JSON objects too (orga_ai.telemetry.JSONFormatter).
+_JSON_LOG_CONFIG: dict[str, Any] = {
+    **_LOG_CONFIG,
+    "formatters": {"generic": {"()": "orga_ai._jsonlog.JSONFormatter"}},
+}
+
+
 def limits_from_settings(settings: Mapping[str, Any]) -> ServerLimits:
     """Validate the server limits of the settings; ServeSettingsError says which one is out of range."""
     head_timeout = float(settings["head_timeout"])
@@ -127,7 +134,7 @@ def serve_forever(settings: Mapping[str, Any], graceful_timeout: float) -> None:
         ),
         log_enabled=True,
         log_level=LogLevels(str(settings["log_level"]).lower()),
-        log_dictconfig=_LOG_CONFIG,
+        log_dictconfig=_JSON_LOG_CONFIG if settings.get("log_format") == "json" else _LOG_CONFIG,
         log_access=False,  # the proxy writes its own structured access line
         workers_kill_timeout=max(1, round(graceful_timeout)),
     )

@@ -155,6 +155,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
     Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),
     Option(
+        "events",
+        "bool",
+        False,
+        "Also serve `POST {path}/events`: logs `{request_id, conversation_id, state}` from the page (authenticated, "
+        "rate-limited).",
+    ),
+    Option("log_format", "str", "text", "`text`, or `json`: one JSON object per line, with trace ids."),
+    Option(
         "ice_relay_only",
         "bool",
         False,

@@ -196,7 +196,8 @@ def test_three_replicas_share_one_redis_limit_and_fail_closed_when_it_dies(
             "--rate-limit",
             f"{limit}/minute",
             "--redis-url",
-            f"redis://127.0.0.1:{redis_port}/0",
+            # A generous timeout: on a loaded 2-core machine a first connection can take longer than the default.
+            f"redis://127.0.0.1:{redis_port}/0?timeout=2",
         )
         with replicas(emulator, 3, *args) as running:
             urls = [replica.url + ROUTE for replica in running]

@@ -93,8 +93,11 @@ async def test_tokens_are_never_shared(emulator: RunningEmulator, canary: Canary
     import aiohttp  # the load client: httpx's pool slows down quadratically with 1,000 requests queued
 
     users, per_user = 50, 20
-    with route(emulator.base_url, emulator.api_key, max_concurrency=users * per_user,
-               orga_options={"timeout": 10.0}) as url:
+    # 1,000 requests at once, served with the emulator in this same process: on a loaded two-core machine the last
+    # ones wait seconds for the loop. What is checked is that no two callers share a token, not the latency, so the
+    # route gets a deadline long enough that none of them ends in a 504.
+    with route(emulator.base_url, emulator.api_key, max_concurrency=users * per_user, deadline=45.0,
+               orga_options={"timeout": 40.0}) as url:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
             jwts = [app_jwt(f"user-{u}") for u in range(users)]
 
@@ -118,7 +121,7 @@ async def test_tokens_are_never_shared(emulator: RunningEmulator, canary: Canary
     worst = max(elapsed for _, _, elapsed in results)
     report.add(f"route: {users} users x {per_user} concurrent", requests=users * per_user,
                outcome=f"{len(tokens)} distinct tokens, {len(credentials)} distinct TURN credentials "
-               f"({total:.1f} s)", worst_s=worst, deadline_s=8.0, upstream=count(emulator, TOKEN_PATH))
+               f"({total:.1f} s)", worst_s=worst, deadline_s=45.0, upstream=count(emulator, TOKEN_PATH))
     assert len(tokens) == users * per_user
     assert len(credentials) == users * per_user
 

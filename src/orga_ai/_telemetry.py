@@ -25,6 +25,8 @@ third party learns nothing of our traces unless the operator says so.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -115,11 +117,18 @@ class _Api:
 
 _API: _Api | None = None
 _API_MISSING = False
+_PROVIDER_ENV = frozenset({"OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"})
 
 
-def _api() -> _Api | None:
+def _api(*, load: bool = False) -> _Api | None:
+    """The API once loaded; None without ``opentelemetry-api``. Without ``load``, also None (and nothing imported)
+    until the application has imported ``opentelemetry`` itself or names a provider in the environment: only then
+    can a tracer or meter provider be configured, so until then there is nothing to record into, and importing the
+    API (tens of ms) would only lengthen a cold start. Checked per call: telemetry set up later is picked up."""
     global _API, _API_MISSING
     if _API is None and not _API_MISSING:
+        if not load and "opentelemetry" not in sys.modules and not _PROVIDER_ENV.intersection(os.environ):
+            return None
         try:
             _API = _Api()
         except ImportError:
@@ -129,7 +138,7 @@ def _api() -> _Api | None:
 
 def otel_available() -> bool:
     """Whether ``opentelemetry-api`` is importable (``pip install 'orga-ai[otel]'``)."""
-    return _api() is not None
+    return _api(load=True) is not None
 
 
 def record_pool_take(hit: bool) -> None:

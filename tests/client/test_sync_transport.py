@@ -204,7 +204,7 @@ def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> N
         "import json, sys; from orga_ai import OrgaAI; "
         "OrgaAI().get_session_config(); "
         "loaded = {m.split('.')[0] for m in sys.modules}; "
-        "print(json.dumps(sorted(loaded & {'httpx', 'httpcore', 'asyncio', 'aiohttp'})))"
+        "print(json.dumps(sorted(loaded & {'httpx', 'httpcore', 'asyncio', 'aiohttp', 'opentelemetry'})))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")}
     env.update(ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)

@@ -410,6 +410,7 @@ NEVER_ON_THE_LAMBDA_PATH = (
     "httpx",  # the sync client runs on http.client
     "orjson",  # ~7 ms of a cold start (it loads uuid and platform) for two small documents
     "argparse",  # the CLI's, not the function's
+    "opentelemetry",  # installed here, but the function configured no provider: nothing to record into
 )
 
 

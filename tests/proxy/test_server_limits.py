@@ -176,3 +176,20 @@ def test_server_limits_are_validated(capsys: pytest.CaptureFixture[str], monkeyp
     for flag, value in (("--head-timeout", "0"), ("--max-header-bytes", "100"), ("--max-connections", "0")):
         assert main(["serve", "--allow-anonymous", flag, value]) == 2
         assert flag in capsys.readouterr().err
+
+
+def test_body_shorter_than_its_content_length_logs_no_traceback(emulator: RunningEmulator) -> None:
+    with serving(emulator, "--log-level", "debug") as replica:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", replica.port), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /api/orga-client-secrets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+                    b"0123456789"
+                )
+        deadline = time.monotonic() + 10
+        while sum("client went away" in line for line in replica.stderr) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert healthz_ms(replica.port) < 10_000
+    log = "".join(replica.stderr)
+    assert log.count("client went away") == 3
+    assert "Traceback" not in log and " ERROR " not in log

@@ -133,14 +133,21 @@ def to_starlette_response(response: ProxyResponse) -> Response:
     return Response(response.body, status_code=response.status, headers=response.headers)
 
 
-async def drain_body(request: Request, limit: int) -> bool:
-    """Read (and drop) the request body; False once it passes ``limit`` bytes. The route uses no body, but an
-    unread chunked body would otherwise bypass the size cap."""
+async def drain_body(request: Request, limit: int) -> bool | None:
+    """Read (and drop) the request body; False once it passes ``limit`` bytes, None when the client hung up before
+    sending it all (nobody is left to answer; not an error of ours, so no traceback in the log). The route uses no
+    body, but an unread chunked body would otherwise bypass the size cap."""
+    from starlette.requests import ClientDisconnect
+
     seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            return False
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                return False
+    except ClientDisconnect:
+        logger.debug("orga proxy: client went away after %d of its body bytes", seen)
+        return None
     return True
 
 
@@ -225,7 +232,10 @@ def create_app(
     openapi = None
 
     async def client_secrets(request: Request) -> Response:
-        if request.method == "POST" and not await drain_body(request, policy.max_body_bytes):
+        drained = await drain_body(request, policy.max_body_bytes) if request.method == "POST" else True
+        if drained is None:
+            return Response(status_code=400)  # to a closed connection: the server drops it
+        if not drained:
             state = request.scope.get("state") or {}
             problem = json_error(
                 413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()
@@ -239,7 +249,10 @@ def create_app(
             from starlette.requests import Request
 
             request = Request(scope, receive)
-            if not await drain_body(request, policy.max_body_bytes):
+            drained = await drain_body(request, policy.max_body_bytes)
+            if drained is None:
+                return  # the client hung up mid-body: nobody to answer
+            if not drained:
                 state = scope.get("state") or {}
                 response = json_error(
                     413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()

@@ -9,6 +9,7 @@ worker thread instead of stalling the event loop.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -33,6 +34,10 @@ __all__ = [
 _ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 _HMAC = frozenset({"HS256", "HS384", "HS512"})
 _MAX_TOKEN_CHARS = 8192
+_MIN_DISTINCT_CHARS = 8  # 32 spaces, or "ab" * 16, is no key
+_MAX_LEEWAY = 300.0  # five minutes of clock skew; more turns `exp` into a suggestion
+
+logger = logging.getLogger("orga_ai.proxy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +217,11 @@ class JWTAuth:
         if jwks_url is not None:
             _check_jwks_url(jwks_url)
         if secret is not None:
-            if len(secret) < 32:
-                raise ValueError("the JWT secret must be at least 32 characters (RFC 7518 asks for 256 bits)")
+            if len(secret.strip()) < 32 or len(set(secret)) < _MIN_DISTINCT_CHARS:
+                raise ValueError(
+                    "the JWT secret must be at least 32 characters, not padding or a repeated pattern "
+                    "(RFC 7518 asks for 256 random bits)"
+                )
             algs = tuple(algorithms or ("HS256",))
             allowed = _HMAC
         else:
@@ -223,6 +231,8 @@ class JWTAuth:
         if not algs or bad:
             kind = "an HMAC secret" if secret is not None else "a JWKS"
             raise ValueError(f"algorithms {bad or algs} cannot be used with {kind}; allowed: {sorted(allowed)}")
+        if not (isinstance(leeway, (int, float)) and 0 <= leeway <= _MAX_LEEWAY):
+            raise ValueError(f"leeway must be between 0 and {_MAX_LEEWAY:g} seconds")
         self._secret = Secret(secret) if secret is not None else None
         self._jwks = (
             jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=jwks_timeout) if jwks_url else None
@@ -234,6 +244,14 @@ class JWTAuth:
         self.cookie_name = cookie_name
         self.leeway = float(leeway)
         self.subject_claim = subject_claim
+        missing = [name for name, value in (("audience", audience), ("issuer", issuer)) if not value]
+        if missing:
+            logger.warning(
+                "orga proxy: JWTAuth without %s: a token your identity provider issued for another application "
+                "(or any issuer holding the key) is accepted; set %s",
+                " and ".join(missing),
+                " and ".join(missing),
+            )
         # A JWKS cache miss is a blocking HTTP fetch: the async core moves the call to a thread.
         self.may_block = self._jwks is not None
 
@@ -302,8 +320,27 @@ class JWTAuth:
         return f"JWTAuth({source}, algorithms={self.algorithms}, audience={self.audience!r}, issuer={self.issuer!r})"
 
 
+def anonymous_bucket(address: str | None) -> str:
+    """The principal of an anonymous caller: its IPv4 address, or the /64 network of its IPv6 address (one host
+    commonly holds a whole /64, so per-address limits would give it 2**64 buckets)."""
+    import ipaddress
+
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class AnonymousAuth:
-    """Everyone is allowed; the principal is the client IP (so rate limits are per IP).
+    """Everyone is allowed; the principal is the client IP, IPv6 addresses grouped by /64 (so rate limits are per
+    IPv4 address or IPv6 /64).
 
     For local development and demos only: ``create_app`` requires ``allow_anonymous=True`` to use it and logs a
     warning at start-up.
@@ -312,17 +349,21 @@ class AnonymousAuth:
     may_block = False
 
     def __call__(self, request: ProxyRequest, /) -> Principal:
-        return Principal(request.client_ip or "unknown", kind="anonymous")
+        return Principal(anonymous_bucket(request.client_ip), kind="anonymous")
 
     def __repr__(self) -> str:
         return "AnonymousAuth()"
 
 
+_REFUSAL_RANK = {"unauthenticated": 0, "invalid_token": 1, "token_expired": 2, "auth_unavailable": 3}
+
+
 class AnyOf:
     """Accept a caller any of ``authenticators`` accepts, tried in order (say, service secret, then user JWT).
 
-    When all refuse, the first refusal that is more than "no credentials" is raised, so an expired JWT is reported
-    as expired rather than as missing.
+    When all refuse, the most telling refusal is raised (an unreachable identity provider, then an expired token,
+    then an invalid one, then "no credentials"; a shared-secret mismatch ranks below another authenticator's verdict
+    on the same token), so an expired JWT is reported, and logged, as expired, not as missing or as a wrong secret.
     """
 
     def __init__(self, *authenticators: Authenticator) -> None:
@@ -332,14 +373,16 @@ class AnyOf:
         self.may_block = any(getattr(a, "may_block", False) for a in authenticators)
 
     def __call__(self, request: ProxyRequest, /) -> Principal | str:
-        refusals: list[AuthenticationError] = []
-        for authenticate in self.authenticators:
+        refusals: list[tuple[int, int, AuthenticationError]] = []
+        for index, authenticate in enumerate(self.authenticators):
             try:
                 return authenticate(request)
             except AuthenticationError as exc:
-                refusals.append(exc)
-        specific = [refusal for refusal in refusals if refusal.code != "unauthenticated"]
-        raise (specific or refusals)[0]
+                # A shared secret that does not match says nothing about the token (a JWT, say, that another
+                # authenticator found expired): it ranks below their refusals of the same code.
+                weak = isinstance(authenticate, SharedSecretAuth) and exc.code == "invalid_token"
+                refusals.append((_REFUSAL_RANK.get(exc.code, 1) * 2 - weak, -index, exc))
+        raise max(refusals, key=lambda r: r[:2])[2]
 
     def __repr__(self) -> str:
         return f"AnyOf({', '.join(repr(a) for a in self.authenticators)})"

@@ -127,7 +127,7 @@ def _logging_configured() -> bool:
         logger = logger.parent if logger.propagate else None
     return False
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would also match before a final newline
 _ALLOWED_METHODS = ("GET", "POST")
 _ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id", "traceparent", "tracestate"})
 _EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
@@ -154,7 +154,7 @@ def redact(text: str) -> str:
 
 def sane_request_id(value: str | None) -> str | None:
     """The caller's ``X-Request-ID`` if it is safe to echo and log (1-128 of ``A-Za-z0-9._:-``), else None."""
-    if value and _REQUEST_ID.match(value):
+    if value and _REQUEST_ID.fullmatch(value):
         return value
     return None
 
@@ -455,6 +455,25 @@ class _ConcurrencyCap:
             self.in_flight -= 1
 
 
+def _hop_address(hop: str) -> str | None:
+    """The address of one ``X-Forwarded-For`` hop, written ``ip``, ``ip:port``, ``[v6]`` or ``[v6]:port`` (proxies
+    differ); None when it is none of these."""
+    if hop.startswith("["):
+        inner, bracket, rest = hop[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        hop = inner
+    elif hop.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has several colons
+        host, _, port = hop.partition(":")
+        if not port.isdigit():
+            return None
+        hop = host
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
+
+
 def _networks(values: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     out = []
     for value in values:
@@ -746,10 +765,9 @@ class ProxyCore:
         forwarded = request.headers.get("x-forwarded-for", "")
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         client = peer
-        for hop in reversed(hops):
-            try:
-                ipaddress.ip_address(hop)
-            except ValueError:
+        for written in reversed(hops):
+            hop = _hop_address(written)
+            if hop is None:
                 break  # a garbled hop: trust nothing further left of it
             client = hop
             if not self._trusted(hop):

@@ -1,0 +1,110 @@
+"""Findings of the outside review of the route's policy (issue 11), one regression test each."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from orga_ai.proxy import AnyOf, AuthenticationError, JWTAuth, SharedSecretAuth
+from orga_ai.proxy._auth import AnonymousAuth, anonymous_bucket
+from orga_ai.proxy._core import ProxyCore, ProxyRequest, sane_request_id
+
+from .conftest import AUDIENCE, ISSUER, JWT_SECRET, bearer, jwt_auth, make_jwt
+
+SHARED = "shared-secret-0123456789abcdef"
+
+
+def request(headers: dict[str, str] | None = None, peer: str = "127.0.0.1") -> ProxyRequest:
+    return ProxyRequest.from_pairs("GET", "/api/orga-client-secrets", (headers or {}).items(), client_host=peer)
+
+
+# -- request ids -----------------------------------------------------------------------------------------------------
+
+
+def test_request_id_with_a_trailing_newline_is_not_echoed() -> None:
+    assert sane_request_id("abc") == "abc"
+    assert sane_request_id("abc\n") is None
+    assert sane_request_id("abc\r\n") is None
+
+
+# -- X-Forwarded-For hops with ports ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hop", "client"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7:4711", "203.0.113.7"),
+        ("[2001:db8::7]:443", "2001:db8::7"),
+        ("[2001:db8::7]", "2001:db8::7"),
+        ("2001:db8::7", "2001:db8::7"),
+        ("203.0.113.7:http", "127.0.0.1"),  # garbled: trust nothing left of it, the peer is the client
+        ("[2001:db8::7", "127.0.0.1"),
+    ],
+)
+def test_forwarded_hop_with_a_port_names_the_client(hop: str, client: str) -> None:
+    core = ProxyCore(authenticate=SharedSecretAuth(SHARED), trusted_proxies=["127.0.0.1"])
+    assert core.client_ip(request({"X-Forwarded-For": hop})) == client
+
+
+# -- anonymous principals --------------------------------------------------------------------------------------------
+
+
+def test_anonymous_ipv6_callers_share_their_64_bucket() -> None:
+    assert anonymous_bucket("2001:db8:1:2::1") == anonymous_bucket("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert anonymous_bucket("2001:db8:1:3::1") != anonymous_bucket("2001:db8:1:2::1")
+    assert anonymous_bucket("::ffff:203.0.113.9") == "203.0.113.9"
+    assert anonymous_bucket("203.0.113.9") == "203.0.113.9"
+    assert anonymous_bucket(None) == "unknown"
+    core = ProxyCore(allow_anonymous=True)
+    principal = AnonymousAuth()(core.prepare(request(peer="2001:db8:1:2::abcd")))
+    assert principal.id == "2001:db8:1:2::/64"
+
+
+# -- shared secret + JWT ---------------------------------------------------------------------------------------------
+
+
+def test_any_of_keeps_the_jwt_verdict_over_a_shared_secret_mismatch() -> None:
+    auth = AnyOf(SharedSecretAuth(SHARED), jwt_auth(leeway=0))
+    expired = make_jwt(exp=int(time.time()) - 60)
+    with pytest.raises(AuthenticationError) as caught:
+        auth(request(bearer(expired)))
+    assert caught.value.code == "token_expired"
+    assert "shared secret" not in caught.value.detail
+    with pytest.raises(AuthenticationError) as caught:
+        auth(request(bearer(make_jwt(secret="another-" + JWT_SECRET))))
+    assert caught.value.code == "invalid_token"
+    assert "shared secret" not in caught.value.detail
+    with pytest.raises(AuthenticationError) as caught:
+        auth(request())
+    assert caught.value.code == "unauthenticated"
+    assert auth(request(bearer(SHARED))).kind == "service"  # type: ignore[union-attr]
+
+
+# -- JWT configuration -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [" " * 32, " " * 40 + "abc", "ab" * 16, "\t" * 64])
+def test_weak_jwt_secrets_are_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        JWTAuth(secret=secret, audience=AUDIENCE, issuer=ISSUER)
+
+
+@pytest.mark.parametrize("leeway", [1e9, -1, 301, float("nan"), float("inf")])
+def test_absurd_leeway_is_refused(leeway: float) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        JWTAuth(secret=JWT_SECRET, audience=AUDIENCE, issuer=ISSUER, leeway=leeway)
+
+
+def test_jwt_without_audience_or_issuer_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="orga_ai.proxy"):
+        JWTAuth(secret=JWT_SECRET, audience=AUDIENCE, issuer=ISSUER)
+        assert not caplog.records
+        JWTAuth(secret=JWT_SECRET)
+    assert "without audience and issuer" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="orga_ai.proxy"):
+        JWTAuth(secret=JWT_SECRET, audience=AUDIENCE)
+    assert "without issuer" in caplog.text

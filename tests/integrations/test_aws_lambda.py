@@ -271,18 +271,27 @@ def test_upstream_failure_is_mapped(emulator: RunningEmulator, leak_canary: Cana
         handler.close()
 
 
-def test_a_short_function_timeout_is_warned_about(
+def test_the_route_answers_within_the_functions_time_left(
     emulator: RunningEmulator, leak_canary: Canary, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """With less time left than the route's deadline (a 3 s default Lambda timeout, say), a slow Orga costs a 504
+    envelope inside the invocation instead of the platform killing it; the short timeout is said once."""
     handler = lambda_handler(emulator)
     try:
         with caplog.at_level("WARNING", logger="orga_ai.proxy"):
-            handler(authorized("apigw-http-v2"), FakeContext(remaining_ms=3000))
-            handler(authorized("apigw-http-v2"), FakeContext(remaining_ms=3000))
+            fast = handler(authorized("apigw-http-v2"), FakeContext(remaining_ms=3000))
+            assert fast["statusCode"] == 200
+            emulator.arm("client-secrets", latency_ms=5000)
+            slow = handler(authorized("apigw-rest-v1"), FakeContext(remaining_ms=1500))
+            scan_answer(leak_canary, json.dumps(slow))
+            assert slow["statusCode"] == 504
+            assert json.loads(slow["body"])["error"]["code"] == "deadline_exceeded"
+            # With the time the route needs, no cap and no warning.
+            assert handler(authorized("alb"), FakeContext(remaining_ms=30_000))["statusCode"] == 200
     finally:
         handler.close()
     warnings = [r.getMessage() for r in caplog.records if "function's timeout" in r.getMessage()]
-    assert len(warnings) == 1
+    assert len(warnings) == 1 and "at least 10 s" in warnings[0], warnings
 
 
 # -- configuration ---------------------------------------------------------------------------------------------------

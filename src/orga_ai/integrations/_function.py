@@ -191,15 +191,18 @@ class FunctionRoute:
                 clients = self._clients
         return clients.get()
 
-    def serve(self, request: ProxyRequest) -> ProxyResponse:
-        """Answer one request: the core's response, or a 500 envelope when the client cannot be made."""
+    def serve(self, request: ProxyRequest, deadline: float | None = None) -> ProxyResponse:
+        """Answer one request: the core's response, or a 500 envelope when the client cannot be made.
+
+        ``deadline``: the seconds the platform still gives this invocation, when fewer than the route's deadline.
+        """
         try:
             client = self.client()
         except Exception as exc:  # noqa: BLE001 - a missing key or a secret store down: answer, log, retry later
             request_id = self.core.prepare(request).request_id or ""
             logger.error("orga proxy: cannot create the Orga client: %s", redact(f"{type(exc).__name__}: {exc}"))
             return json_error(500, "proxy_misconfigured", "The session service is misconfigured.", request_id)
-        return self.core.handle_sync(request, client)
+        return self.core.handle_sync(request, client, deadline=deadline)
 
     def close(self) -> None:
         """Close the client (if this route made it) and the rate-limit storage's connections."""

@@ -31,6 +31,7 @@ import binascii
 import importlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -60,7 +61,8 @@ API_KEY_SECRET_ENV = "ORGA_API_KEY_SECRET_ARN"
 
 logger = logging.getLogger("orga_ai.proxy")
 
-_DEADLINE_MARGIN_MS = 1000
+_RESPONSE_MARGIN = 0.5
+"""Seconds kept from the invocation's time left for answering: the route's answer must reach the runtime in time."""
 # API Gateway's ids: UUIDs (REST) or base64-like (HTTP API, "JKJaXmPLvHcESHA="): safe to echo in a header and log.
 _CONTEXT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/\-]{1,128}$")
 
@@ -278,36 +280,41 @@ class LambdaHandler:
         multi_value = kind != "v2" and "multiValueHeaders" in event
         core = self.route.core
         invocation_id = getattr(context, "aws_request_id", None)
-        if not self._checked_budget:
-            self._checked_budget = True
-            self._check_budget(context)
+        budget = self._budget(context)
         try:
             request = to_proxy_request(event, kind, invocation_id if isinstance(invocation_id, str) else None)
             if _body_size(event) > core.max_body_bytes:
                 response = json_error(413, "body_too_large", "Request body too large.", _id(request))
             else:
-                response = self.route.serve(request)
+                response = self.route.serve(request, budget)
         except _BadEvent as exc:
             logger.warning("orga proxy: malformed %s event (%s)", kind, exc)
             response = json_error(400, "bad_request", "Malformed request.", new_request_id())
         return to_event_response(response, kind, multi_value)
 
-    def _check_budget(self, context: Any) -> None:
+    def _budget(self, context: Any) -> float | None:
+        """The seconds this invocation may take when the function's time left is shorter than the route's deadline
+        (so the caller gets a 504 envelope, not the platform's timeout), else None. Said once in the log."""
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if not callable(remaining):
-            return
+            return None
         try:
-            left = int(remaining())
+            left = int(remaining()) / 1000 - _RESPONSE_MARGIN
         except (TypeError, ValueError):
-            return
-        wanted = int(self.route.core.deadline * 1000) + _DEADLINE_MARGIN_MS
-        if left < wanted:
+            return None
+        deadline = self.route.core.deadline
+        if left >= deadline:
+            return None
+        if not self._checked_budget:
+            self._checked_budget = True
             logger.warning(
-                "orga proxy: the function's timeout (%.1f s left) is shorter than the route's deadline plus 1 s "
-                "(%.1f s): raise the function timeout or lower deadline= (ORGA_PROXY_DEADLINE)",
-                left / 1000,
-                wanted / 1000,
+                "orga proxy: the function's timeout leaves %.1f s, less than the route's deadline (%.1f s): the route "
+                "answers 504 within the time left; give the function a timeout of at least %.0f s",
+                max(left, 0.0),
+                deadline,
+                math.ceil(deadline + 2),
             )
+        return max(left, 0.0)
 
     def close(self) -> None:
         """Close the SDK client and the rate-limit storage (tests; Lambda itself just freezes the instance)."""

@@ -725,16 +725,19 @@ class ProxyCore:
                 return await orga.get_session_config(deadline=effect.deadline)
         return await asyncio.wait_for(orga.get_session_config(deadline=effect.deadline), effect.deadline + 0.25)
 
-    def handle_sync(self, request: ProxyRequest, orga: OrgaAI) -> ProxyResponse:
-        """Serve one request from sync code (Flask, Django-sync); safe to call from many threads."""
+    def handle_sync(self, request: ProxyRequest, orga: OrgaAI, *, deadline: float | None = None) -> ProxyResponse:
+        """Serve one request from sync code (Flask, Django-sync); safe to call from many threads.
+
+        ``deadline``: seconds this request may take if fewer than the route's own (a function's time left).
+        """
         span = request_span(request)
         if span is None:
-            return self._handle_sync(request, orga)
+            return self._handle_sync(request, orga, deadline)
         with span:
-            return self._handle_sync(request, orga)
+            return self._handle_sync(request, orga, deadline)
 
-    def _handle_sync(self, request: ProxyRequest, orga: OrgaAI) -> ProxyResponse:
-        flow = self._flow(request)
+    def _handle_sync(self, request: ProxyRequest, orga: OrgaAI, deadline: float | None = None) -> ProxyResponse:
+        flow = self._flow(request, deadline)
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -860,11 +863,12 @@ class ProxyCore:
         client_ip = self.client_ip(r)
         return type(r)(r.method, r.path, r.headers, r.cookies, r.client_host, client_ip, request_id, r.native)
 
-    def _flow(self, request: ProxyRequest) -> _Flow:
+    def _flow(self, request: ProxyRequest, deadline: float | None = None) -> _Flow:
         started = time.monotonic()
         request = self.prepare(request)
         assert request.request_id is not None
-        ex = _Exchange(request, request.request_id, started, started + self.deadline)
+        budget = self.deadline if deadline is None else min(self.deadline, deadline)
+        ex = _Exchange(request, request.request_id, started, started + budget)
         try:
             self._shape_check(request)
             ex.cors = self._origin_check(request)

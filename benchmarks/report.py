@@ -426,6 +426,34 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             f" {ratio_fmt(f['sl.python_bare.warm_median_us.ratio'])}, peak RSS"
             f" {ratio_fmt(f['sl.python_bare.peak_rss_kib.ratio'])}.",
         ]
+    st = r.get("sync_transport")
+    if st:
+        labels = {
+            "httpx": "httpx: two raw requests",
+            "urllib3": "urllib3: two raw requests",
+            "http.client": "http.client: two raw requests, one connection",
+            "OrgaAI": "`OrgaAI.get_session_config()` (default transport: http.client pool)",
+            "OrgaAI(http_client=httpx.Client())": "`OrgaAI(http_client=httpx.Client())`",
+            "node": "@orga-ai/node `getSessionConfig()`",
+        }
+        lines += [
+            "",
+            "## The sync transport, chosen by measurement (`benchmarks/sync_transport.py`)",
+            "",
+            "Sequential `get_session_config`-shaped exchanges on one kept-alive connection, in one process, rounds"
+            " interleaved (median of the per-round medians); cold import in a fresh interpreter (`-X importtime`,"
+            " median of 5).",
+            "",
+            "| Candidate | median (µs) | / Node |",
+            "|---|---:|---:|",
+        ]
+        for key, label in labels.items():
+            if key in st["median_us"]:
+                lines.append(f"| {label} | {fmt(st['median_us'][key], 0)} | {ratio_fmt(st['ratio_to_node'][key])} |")
+        lines += [
+            "",
+            "Cold import (ms): " + ", ".join(f"`{k}` {fmt(v, 1)}" for k, v in st["import_ms"].items()) + ".",
+        ]
     cold = r["cold_start"]
     lines += [
         "",
@@ -436,7 +464,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f" {', '.join(fmt(x * 1000, 0) for x in cold['node'])}).",
         *(
             [
-                f"- The floor under that: a fresh process that only imports the stack (`import uvicorn,"
+                f"- The floor under that: a fresh process that only imports the stack (`import granian,"
                 f" starlette.applications, aiohttp, prometheus_client` / `require('express');"
                 f" require('@orga-ai/node')`) and exits: Python {fmt(med(cold['python_stack']) * 1000, 0)} ms,"
                 f" Node {fmt(med(cold['node_stack']) * 1000, 0)} ms."

@@ -17,7 +17,9 @@ What runs, in order (each server is its own process, started afresh each round, 
    with the open-loop generator (benchmarks/load.py) at a rate below the pool's refill capacity.
 6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
    latency of a 429 (a principal over its limit).
-7. Cold start: spawn to the first 200 on the route.
+7. The sync transport candidates (benchmarks/sync_transport.py): httpx, urllib3 and http.client floors beside
+   ``OrgaAI`` and @orga-ai/node, in-process; cold import of each library.
+   Cold start: spawn to the first 200 on the route, beside the import floor of each stack.
 8. Serverless: a fresh process imports the AWS Lambda entry point and serves one API Gateway v2 event (spawn to
    response), then warm invocations in the same process, and its peak RSS; against a minimal @orga-ai/node handler
    (benchmarks/node/lambda.js), and the bare SDK call of each as the floor.
@@ -604,7 +606,7 @@ def phase_reliability(bench: Bench, rounds: int, duration: float) -> list[dict[s
 
 # The libraries each server stands on, imported and nothing else: the floor of its spawn-to-first-200.
 STACK_FLOORS = {
-    "python_stack": [sys.executable, "-c", "import uvicorn, starlette.applications, aiohttp, prometheus_client"],
+    "python_stack": [sys.executable, "-c", "import granian, starlette.applications, aiohttp, prometheus_client"],
     "node_stack": ["node", "-e", "require('express'); require('@orga-ai/node')"],
 }
 
@@ -787,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated phases to run alone (import,upstream,floors,inprocess,route,variants,20ms,"
-        "reliability,cold,serverless); implies --no-report",
+        "reliability,transport,cold,serverless); implies --no-report",
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -908,6 +910,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
             results["reliability"] = phase_reliability(bench, rounds, rel_duration)
             phase_done("reliability")
+        if want("transport"):
+            log("sync transport candidates, in-process (httpx, urllib3, http.client, OrgaAI, @orga-ai/node) ...")
+            sys.path.insert(0, str(BENCH))
+            import sync_transport
+
+            results["sync_transport"] = sync_transport.measure(bench.upstreams[0], calls // 2, rounds)
+            phase_done("sync transport")
         if want("cold"):
             log("cold start ...")
             results["cold_start"] = phase_cold_start(bench, cold_trials)

@@ -109,6 +109,30 @@ def import_ms(module: str, runs: int = 5) -> float:
     return statistics.median(samples[1:])
 
 
+def measure(base: str, calls: int, rounds_n: int) -> dict[str, Any]:
+    """Interleaved rounds against the stand-in at ``base``; medians of the per-round medians (µs), import times."""
+    candidates = loops(base)
+    rounds: dict[str, list[float]] = {name: [] for name in [*candidates, "node"]}
+    env = {**CHILD_ENV, "ORGA_API_KEY": API_KEY, "ORGA_BASE_URL": base}
+    for r in range(rounds_n):
+        names = list(rounds) if r % 2 == 0 else list(reversed(rounds))
+        for name in names:
+            if name == "node":
+                cmd = ["node", "inprocess.js", "--calls", str(calls), "--warmup", str(calls // 10), "--only", "sdk"]
+                done = subprocess.run(cmd, cwd=NODE_DIR, env=env, capture_output=True, text=True, check=True)
+                rounds[name].append(json.loads(done.stdout)["sdk"]["median_us"])
+            else:
+                rounds[name].append(median_us(candidates[name], calls, calls // 10))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rounds.items()), file=sys.stderr)
+    result: dict[str, Any] = {"median_us": {k: round(statistics.median(v), 1) for k, v in rounds.items()}}
+    result["rounds_us"] = rounds
+    node = result["median_us"]["node"]
+    result["ratio_to_node"] = {k: round(v / node, 2) for k, v in result["median_us"].items()}
+    result["import_ms"] = {m: round(import_ms(m), 1) for m in ("httpx", "urllib3", "http.client, ssl", "orga_ai")}
+    result["loadavg"] = os.getloadavg()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1000)
@@ -121,28 +145,7 @@ def main() -> None:
         port = free_port()
         upstream = procs.spawn("transport-upstream", ["node", str(BENCH / "upstream.js"), "--port", str(port)])
         wait_ready(upstream, port, "/v1/realtime/unknown", timeout=15, want=403)
-        base = f"http://127.0.0.1:{port}"
-        candidates = loops(base)
-        rounds: dict[str, list[float]] = {name: [] for name in [*candidates, "node"]}
-        env = {**CHILD_ENV, "ORGA_API_KEY": API_KEY, "ORGA_BASE_URL": base}
-        for r in range(args.rounds):
-            names = list(rounds) if r % 2 == 0 else list(reversed(rounds))
-            for name in names:
-                if name == "node":
-                    cmd = ["node", "inprocess.js", "--calls", str(args.calls), "--warmup", str(args.calls // 10)]
-                    cmd += ["--only", "sdk"]
-                    done = subprocess.run(cmd, cwd=NODE_DIR, env=env, capture_output=True, text=True, check=True)
-                    rounds[name].append(json.loads(done.stdout)["sdk"]["median_us"])
-                else:
-                    rounds[name].append(median_us(candidates[name], args.calls, args.calls // 10))
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rounds.items()), file=sys.stderr)
-        result: dict[str, Any] = {"median_us": {k: round(statistics.median(v), 1) for k, v in rounds.items()}}
-        result["rounds_us"] = rounds
-        node = result["median_us"]["node"]
-        result["ratio_to_node"] = {k: round(v / node, 2) for k, v in result["median_us"].items()}
-        result["import_ms"] = {m: round(import_ms(m), 1) for m in ("httpx", "urllib3", "http.client, ssl", "orga_ai")}
-        result["loadavg"] = os.getloadavg()
-        print(json.dumps(result, indent=1))
+        print(json.dumps(measure(f"http://127.0.0.1:{port}", args.calls, args.rounds), indent=1))
     finally:
         procs.stop_all()
 

@@ -635,3 +635,23 @@ def test_the_example_function_file(emulator: RunningEmulator, monkeypatch: pytes
         assert handler.core.rate_limiter.distributed
     finally:
         handler.close()
+
+
+def test_a_body_that_is_not_text_is_answered_in_base64() -> None:
+    from orga_ai.integrations.aws_lambda import to_event_response
+    from orga_ai.proxy import ProxyResponse
+
+    for kind, multi in (("v2", False), ("v1", True), ("alb", False)):
+        out = to_event_response(
+            ProxyResponse(200, {"Content-Type": "application/octet-stream"}, b"\xff\x00"), kind, multi
+        )
+        assert out["isBase64Encoded"] is True
+        assert base64.b64decode(out["body"]) == b"\xff\x00"
+        text = to_event_response(ProxyResponse(200, {"Set-Cookie": "a=b"}, b"{}"), kind, multi)
+        assert (text["isBase64Encoded"], text["body"]) == (False, "{}")
+        if kind == "v2":
+            assert text["cookies"] == ["a=b"] and "Set-Cookie" not in text["headers"]
+        elif multi:
+            assert text["multiValueHeaders"]["Set-Cookie"] == ["a=b"]
+        else:
+            assert text["headers"]["Set-Cookie"] == "a=b"

@@ -54,6 +54,8 @@ __all__ = [
     "make_handler",
     "policy_from_env",
     "resolve_aws_secret",
+    "to_event_response",
+    "to_proxy_request",
 ]
 
 API_KEY_SECRET_ENV = "ORGA_API_KEY_SECRET_ARN"

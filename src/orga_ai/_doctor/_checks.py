@@ -217,6 +217,7 @@ def _server_date(response: Response | None) -> dt.datetime | None:
 async def check_session(report: Report, settings: Settings, options: DoctorOptions) -> SessionConfig | None:
     orga = _recording_client(settings, options.timeout)
     try:
+        orga._session()  # importing aiohttp and opening the session is not Orga's latency
         ctx = orga._context(None, None)
         sent_at = time.time()
         started = time.perf_counter()
@@ -326,7 +327,8 @@ async def check_ice(report: Report, config: SessionConfig, timeout: float) -> No
     if aioice_logger.getEffectiveLevel() < logging.INFO:
         aioice_logger.setLevel(logging.INFO)
     try:
-        results = await asyncio.gather(*(run_probe(probe, timeout) for probe in probes))
+        context = ssl.create_default_context() if any(p.transport == "tls" for p in probes) else None
+        results = await asyncio.gather(*(run_probe(probe, timeout, context) for probe in probes))
     finally:
         aioice_logger.setLevel(level)
     for check in results:

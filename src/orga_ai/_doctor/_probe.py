@@ -106,7 +106,7 @@ class _Sink(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
-async def _binding(probe: Probe) -> str:
+async def _binding(probe: Probe) -> tuple[str, float]:
     from aioice import stun
 
     loop = asyncio.get_running_loop()
@@ -115,31 +115,36 @@ async def _binding(probe: Probe) -> str:
         request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
         transaction = stun.Transaction(request, (probe.host, probe.port), protocol)
         protocol.transactions[request.transaction_id] = transaction
+        started = time.perf_counter()
         response, _ = await transaction.run()
+        took = time.perf_counter() - started
         mapped = response.attributes.get("XOR-MAPPED-ADDRESS")
-        return f"binding answered; this host is seen as {mapped[0]}:{mapped[1]}" if mapped else "binding answered"
+        seen = f"; this host is seen as {mapped[0]}:{mapped[1]}" if mapped else ""
+        return f"binding answered{seen}", took
     finally:
         transport.close()
 
 
-async def _allocation(probe: Probe) -> str:
+async def _allocation(probe: Probe, context: ssl.SSLContext | None) -> tuple[str, float]:
     from aioice import turn
 
-    context: ssl.SSLContext | None = ssl.create_default_context() if probe.transport == "tls" else None
+    started = time.perf_counter()
     relay, sink = await turn.create_turn_endpoint(
         _Sink,
         (probe.host, probe.port),
         probe.username,
         probe.credential,
         lifetime=60,
-        ssl=context,
+        ssl=context if probe.transport == "tls" else None,
         transport="udp" if probe.transport == "udp" else "tcp",
     )
+    took = time.perf_counter() - started
     relayed = relay.get_extra_info("sockname")
     relay.close()  # deletes the allocation (a REFRESH with lifetime 0), then closes the socket
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(asyncio.shield(sink.closed), 2.0)
-    return f"allocation granted (relayed address {relayed[0]}:{relayed[1]})" if relayed else "allocation granted"
+    where = f" (relayed address {relayed[0]}:{relayed[1]})" if relayed else ""
+    return f"allocation granted{where}", took
 
 
 def _explain(probe: Probe, exc: BaseException, timeout: float) -> tuple[str, str]:
@@ -180,20 +185,27 @@ def _explain(probe: Probe, exc: BaseException, timeout: float) -> tuple[str, str
     return (f"{where}: {type(exc).__name__}: {exc}", "check the STUN/TURN server")
 
 
-async def run_probe(probe: Probe, timeout: float) -> Check:
-    """Run one probe within ``timeout`` seconds; a failure is a non-blocking ``fail`` with what to do."""
+async def run_probe(probe: Probe, timeout: float, context: ssl.SSLContext | None = None) -> Check:
+    """Run one probe within ``timeout`` seconds; a failure is a non-blocking ``fail`` with what to do.
+
+    ``context`` verifies ``turns:`` servers (default: the system's trust store). Build it once before running probes
+    side by side: loading a CA bundle blocks the event loop, and would count in every probe's round trip.
+    """
+    if probe.transport == "tls" and context is None:
+        context = ssl.create_default_context()
     started = time.perf_counter()
     try:
         if probe.kind == "stun":
-            detail = await asyncio.wait_for(_binding(probe), timeout)
+            detail, rtt = await asyncio.wait_for(_binding(probe), timeout)
         else:
-            detail = await asyncio.wait_for(_allocation(probe), timeout)
+            detail, rtt = await asyncio.wait_for(_allocation(probe, context), timeout)
     except Exception as exc:  # noqa: BLE001 - every failure of a probe is reported, none stops the others
         took = time.perf_counter() - started
         detail, advice = _explain(probe, exc, timeout)
         credentials = "TURN credentials refused" in detail
         return Check("ice", probe.name, "fail", took, detail, advice, blocking=False,
                      data={"transport": probe.transport, "kind": probe.kind, "credentialsRefused": credentials})
-    took = time.perf_counter() - started
-    return Check("ice", probe.name, "ok", took, f"{detail}; round trip {took * 1000:.0f} ms", blocking=False,
-                 data={"transport": probe.transport, "kind": probe.kind})
+    # The verdict's time is the STUN/TURN exchange (connection, TLS handshake and authentication round included for
+    # TURN), not the allocation's deletion afterwards.
+    return Check("ice", probe.name, "ok", rtt, f"{detail}; round trip {rtt * 1000:.0f} ms", blocking=False,
+                 data={"transport": probe.transport, "kind": probe.kind, "roundTripMs": round(rtt * 1000, 1)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -74,6 +75,12 @@ class EmulatedDrop(httpx.RemoteProtocolError):
 # Faults and request records
 
 
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    # One formatting per second of emulator time, as uvicorn does for its own Date header.
+    return formatdate(second, usegmt=True)
+
+
 class _EmulatorMiddleware:
     """Pure ASGI: stamps ``x-request-id`` on every answer, applies faults to API requests and records them."""
 
@@ -103,7 +110,7 @@ class _EmulatorMiddleware:
                 stamped["x-request-id"] = request_id
                 # The Date of the emulator's own clock (``POST /_emulator/clock`` moves it), as Orga's servers send
                 # theirs: what clients (orga-ai doctor) measure clock skew against.
-                stamped["date"] = formatdate(self.state.now(), usegmt=True)
+                stamped["date"] = _http_date(int(self.state.now()))
             await send(message)
 
         try:

@@ -655,3 +655,32 @@ def test_a_body_that_is_not_text_is_answered_in_base64() -> None:
             assert text["multiValueHeaders"]["Set-Cookie"] == ["a=b"]
         else:
             assert text["headers"]["Set-Cookie"] == "a=b"
+
+
+def test_rediss_limits_over_tls_with_certificate_verification(
+    emulator: RunningEmulator, leak_canary: Canary, tmp_path: Path
+) -> None:
+    from tests.client.test_sync_transport import make_certificate
+    from tests.reliability.test_route_load import redis_server
+
+    cert, key = make_certificate(tmp_path)  # self-signed: the certificate is its own CA
+    ca = cert
+    port = free_port()
+    tls = ("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key))
+    tls += ("--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")
+    verified = lambda_handler(
+        emulator, rate_limit="2/minute", storage_uri=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    )
+    # Without the CA the server's certificate is not trusted: the limiter fails closed rather than skip verification.
+    untrusted = lambda_handler(emulator, rate_limit="2/minute", storage_uri=f"rediss://127.0.0.1:{port}/0")
+    try:
+        with redis_server(port, "--port", "0", *tls):  # TLS only, on the port the helper waits for
+            codes = [verified(authorized("apigw-http-v2"), FakeContext())["statusCode"] for _ in range(3)]
+            assert codes == [200, 200, 429]
+            refused = untrusted(authorized("apigw-http-v2"), FakeContext())
+            scan_answer(leak_canary, json.dumps(refused))
+            assert refused["statusCode"] == 503
+            assert json.loads(refused["body"])["error"]["code"] == "rate_limiter_unavailable"
+    finally:
+        verified.close()
+        untrusted.close()

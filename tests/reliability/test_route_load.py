@@ -33,10 +33,11 @@ MB = 1024 * 1024
 
 
 @contextlib.contextmanager
-def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
+def redis_server(port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server on 127.0.0.1:``port`` (``extra``: more arguments, e.g. TLS ones that move it to a TLS port)."""
     binary = require_binary("redis-server")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -6,13 +6,15 @@ socket until the first call. The sync transport (its whole-attempt deadline, poo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from ._config import Settings, resolve_settings, validate_timeout
+from ._config import Settings, resolve_settings, validate_max_retries, validate_timeout
 from ._exceptions import (
     OrgaAIAuthenticationError,
     OrgaAIConfigurationError,
@@ -61,10 +63,14 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text[:160]}" if text else name
 
 
+_Client = TypeVar("_Client", bound="_BaseClient")
+
+
 class _BaseClient:
     """Settings, validation and the pieces both drivers share; no I/O."""
 
     _settings: Settings
+    _origin: _BaseClient | None = None  # set on a with_options() copy: the client whose connections it uses
 
     def __init__(
         self,
@@ -115,6 +121,23 @@ class _BaseClient:
     def retry_budget(self) -> RetryBudget:
         """The retry budget shared by every call of this client."""
         return self._budget
+
+    def with_options(self: _Client, *, timeout: float | None = None, max_retries: int | None = None) -> _Client:
+        """A copy of this client with other defaults, sharing its connections (pool or session), its warm pool and
+        its retry budget: ``orga.with_options(timeout=2, max_retries=0).get_session_config()``. Cheap; nothing is
+        opened. The connections belong to the original: closing either one closes them for both."""
+        import copy
+        import dataclasses
+
+        changes: dict[str, object] = {}
+        if timeout is not None:
+            changes["timeout"] = validate_timeout(timeout)
+        if max_retries is not None:
+            changes["max_retries"] = validate_max_retries(max_retries)
+        clone = copy.copy(self)
+        clone._settings = dataclasses.replace(self._settings, **changes)  # type: ignore[arg-type]
+        clone._origin = self._origin or self
+        return clone
 
     def _context(self, timeout: float | None, deadline: float | None) -> CallContext:
         per_request = self._settings.timeout if timeout is None else validate_timeout(timeout)
@@ -212,6 +235,10 @@ class OrgaAI(_BaseClient):
 
     def close(self) -> None:
         """Close the pooled connections (a client you passed in as ``http_client`` is left open)."""
+        if isinstance(self._origin, OrgaAI):
+            self._closed = True
+            self._origin.close()
+            return
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
@@ -230,6 +257,8 @@ class OrgaAI(_BaseClient):
     # -- driver -----------------------------------------------------------------------------------------------------
 
     def _connections(self) -> SyncPool:
+        if isinstance(self._origin, OrgaAI):
+            return self._origin._connections()
         pool = self._pool
         if pool is not None:
             return pool
@@ -464,6 +493,9 @@ class AsyncOrgaAI(_BaseClient):
     async def close(self) -> None:
         """Stop the warm pool and close the connections (a session you passed in as ``http_client`` is left open)."""
         self._closed = True
+        if isinstance(self._origin, AsyncOrgaAI):
+            await self._origin.close()
+            return
         if self._pool is not None:
             await self._pool.close()
         http, self._http = self._http, None
@@ -483,6 +515,8 @@ class AsyncOrgaAI(_BaseClient):
     def _session(self) -> aiohttp.ClientSession:
         import asyncio
 
+        if isinstance(self._origin, AsyncOrgaAI):
+            return self._origin._session()
         loop = asyncio.get_running_loop()
         http = self._http
         if http is not None and (not self._owns_http or self._loop is loop):
@@ -501,6 +535,12 @@ class AsyncOrgaAI(_BaseClient):
         )
         self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
         self._loop = loop
+        # A module-level client is often never closed. asyncio.run() closes every async generator still open before
+        # it closes the loop (shutdown_asyncgens); this one's `finally` then closes the session while the loop still
+        # runs, so the sockets close cleanly and aiohttp has no "Unclosed client session" to report. The finalizer
+        # covers loops ended without that step, and the interpreter's exit.
+        self._guard = _start_guard(self._http)
+        weakref.finalize(self, _close_abandoned, self._http, loop)
         return self._http
 
     async def _run(self, flow: Flow[T]) -> T:
@@ -571,3 +611,38 @@ class AsyncOrgaAI(_BaseClient):
             return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
         except (aiohttp.ClientError, OSError) as exc:
             return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
+
+
+async def _close_at_loop_shutdown(http: aiohttp.ClientSession) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if not http.closed:
+            await http.close()
+
+
+def _start_guard(http: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """An async generator, started on the running loop (so the loop tracks it) and parked at its ``yield``."""
+    guard = _close_at_loop_shutdown(http)
+    step = guard.__anext__()
+    with contextlib.suppress(StopIteration):  # StopIteration is the step's completion: it ran to the yield at once
+        step.send(None)  # type: ignore[attr-defined]
+    return guard
+
+
+def _close_abandoned(http: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Close the session of an AsyncOrgaAI that was dropped (or still open at exit) without ``close()``."""
+    import asyncio
+
+    if http.closed:
+        return
+    try:
+        if loop.is_closed():
+            # Its sockets went with the loop; closing now only marks the session and its connector closed.
+            asyncio.run(http.close())
+        elif loop.is_running():
+            loop.create_task(http.close())
+        else:
+            loop.run_until_complete(http.close())
+    except Exception:  # noqa: BLE001, S110 - best effort at exit: never let clean-up raise from a finalizer
+        pass

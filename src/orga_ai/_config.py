@@ -118,6 +118,15 @@ def validate_timeout(timeout: float, name: str = "timeout") -> float:
     return float(timeout)
 
 
+def validate_max_retries(max_retries: object) -> int:
+    """``max_retries`` as a whole number from 0 to the limit, or OrgaAIConfigurationError."""
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise OrgaAIConfigurationError("max_retries must be a whole number")
+    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
+        raise OrgaAIConfigurationError(f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {max_retries}")
+    return max_retries
+
+
 def validate_base_url(url: str) -> str:
     """Check that ``url`` is an absolute https URL (http only to a loopback host) and strip its trailing slash."""
     if not isinstance(url, str) or not url:
@@ -171,10 +180,7 @@ def resolve_settings(
     if max_retries is None:
         raw = _env("ORGA_MAX_RETRIES", env)
         max_retries = _parse_int(raw, "ORGA_MAX_RETRIES") if raw is not None else DEFAULT_MAX_RETRIES
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-        raise OrgaAIConfigurationError("max_retries must be a whole number")
-    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-        raise OrgaAIConfigurationError(f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {max_retries}")
+    max_retries = validate_max_retries(max_retries)
 
     if debug is None:
         raw = _env("ORGA_DEBUG", env)

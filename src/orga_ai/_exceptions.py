@@ -42,7 +42,8 @@ class OrgaAIError(Exception):
 
     Attributes:
         message: what went wrong, in words, with the step that failed.
-        status: the HTTP status Orga Cloud answered with, or None when there was no answer.
+        status_code: the HTTP status Orga Cloud answered with, or None when there was no answer (``status`` is the
+            same value, under its older name).
         code: Orga's machine-readable error code or type when it sent one, else None.
         request_id: the upstream ``x-request-id`` of the failing response, when known.
         step: ``"token"`` or ``"ice"`` for errors of an exchange, else None.
@@ -59,17 +60,26 @@ class OrgaAIError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+        self.status_code = status
         self.code = code
         self.request_id = request_id
         self.step = step
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status: an alias of :attr:`status_code`."""
+        return self.status_code
+
+    @status.setter
+    def status(self, value: int | None) -> None:
+        self.status_code = value
 
     def __str__(self) -> str:
         return self.message
 
     def __repr__(self) -> str:
         parts = [repr(self.message)]
-        for name in ("status", "code", "request_id", "step"):
+        for name in ("status_code", "code", "request_id", "step"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value!r}")

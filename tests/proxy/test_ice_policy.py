@@ -87,6 +87,16 @@ def test_serve_settings_build_the_policy() -> None:
     assert ice_policy(resolve({}, {})) is None
 
 
+def test_function_entry_points_read_the_same_variables() -> None:
+    from orga_ai.integrations._function import FunctionConfigurationError, policy_from_env
+
+    env = {"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_ICE_RELAY_ONLY": "1"}
+    assert policy_from_env(env)["ice_policy"] == IcePolicy(relay_only=True)
+    assert policy_from_env({"ORGA_PROXY_SHARED_SECRET": SECRET})["ice_policy"] is None
+    with pytest.raises(FunctionConfigurationError, match="unknown ICE transport"):
+        policy_from_env({"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_ICE_TRANSPORT": "quic"})
+
+
 def test_serve_applies_flags_and_environment(many_urls: RunningEmulator) -> None:
     env = {"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_ICE_MAX_SERVERS": "2"}
     headers = {"Authorization": f"Bearer {SECRET}"}

@@ -97,11 +97,12 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """
     from ..proxy._breaker import CircuitBreaker
     from ..proxy._cli import build_authenticator
-    from ..proxy._settings import resolve
+    from ..proxy._settings import ice_policy, resolve
 
     try:
         settings = resolve({}, environ)
         authenticate = build_authenticator(settings)
+        ice = ice_policy(settings)
     except ValueError as exc:
         raise FunctionConfigurationError(str(exc)) from None
     anonymous = bool(settings["allow_anonymous"])
@@ -123,6 +124,7 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "max_body_bytes": settings["max_body_bytes"],
         "breaker": CircuitBreaker(settings["breaker_threshold"], settings["breaker_cooldown"]),
         "deny_file": settings["deny_file"],
+        "ice_policy": ice,
     }
 
 

@@ -211,3 +211,57 @@ def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> N
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_chunked_answers_are_read_whole_and_the_connection_reused(emulator: Any) -> None:
+    """An HTTP/1.1 server that streams its JSON in chunks: each body is read to its end, on one kept-alive
+    connection (a response left half-read would have to close it)."""
+    import http.server
+    import json
+    import threading
+
+    connections: list[int] = []
+    token = json.dumps({"ephemeral_token": "eph_chunked_0123456789", "token_type": "bearer"}).encode()
+    ice = json.dumps({"iceServers": [{"urls": "stun:stun.example.com:3478"}]}).encode()
+
+    class Chunked(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 7):
+                part = body[i : i + 7]
+                self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(token)
+
+        def do_GET(self) -> None:
+            self._answer(ice)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with OrgaAI(api_key=emulator.api_key, base_url=base, max_retries=0) as orga:
+            for _ in range(2):
+                config = orga.get_session_config()
+                assert config.ephemeral_token == "eph_chunked_0123456789"
+                assert config.ice_servers[0].urls == "stun:stun.example.com:3478"
+        assert len(connections) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

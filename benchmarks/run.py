@@ -512,6 +512,8 @@ def phase_variants(bench: Bench, rounds: int, duration: float, warm: float) -> l
             0, extra=["--log-level", "warning"], rate_limit="none", name="v-nolimit"
         ),
         "bare Starlette + AsyncOrgaAI": lambda: bench.start_standin(0),
+        # One service on two cores: the same route with two worker processes (metrics summed across them).
+        "serve --workers 2": lambda: bench.start_python(0, extra=["--workers", "2"], name="v-workers2"),
     }
     if bench.python_contender != "orga-ai serve":
         variants = {"bare Starlette + AsyncOrgaAI": variants["bare Starlette + AsyncOrgaAI"]}

@@ -204,6 +204,7 @@ def _check_api_key() -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the proxy until SIGINT/SIGTERM; 2 when the configuration is unusable."""
     from .._exceptions import OrgaAIConfigurationError
+    from ._multiprocess import prepare_shared_metrics
     from ._server import limits_from_settings, serve_forever
 
     try:
@@ -214,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = resolve(args)
         configure_logging(settings["log_level"], settings["log_format"])
+        prepare_shared_metrics(settings["workers"])  # before the first build imports prometheus_client
         build_app(settings)  # validated here, once; every worker rebuilds it from the environment
         limits_from_settings(settings)
         _check_api_key()

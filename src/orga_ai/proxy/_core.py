@@ -1054,6 +1054,8 @@ class ProxyCore:
             "rateLimiter": "ok" if storage_ok else "unavailable",
             "upstream": "ok" if breaker == "closed" else f"circuit {breaker.replace('_', '-')}",
             "minting": "on" if self.kill_switch.minting_enabled else "stopped",
+            # Each worker answers for its own storage connection and breaker: say which one answered.
+            "worker": str(os.getpid()),
         }
         last = self.last_upstream_success
         if last is not None:

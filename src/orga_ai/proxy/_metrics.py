@@ -1,10 +1,12 @@
 """Prometheus metrics of one proxy, in its own ``CollectorRegistry`` (several apps in one process never collide).
 
-With ``--workers N`` each worker process has its own registry; scrape each replica, or run one worker per container.
+With ``serve --workers N`` the workers share prometheus_client's multiprocess directory and ``/metrics`` sums them
+(see :mod:`orga_ai.proxy._multiprocess`); separate replicas are scraped each on its own.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from .._retry import RetryBudget
@@ -49,9 +51,15 @@ class Metrics:
         self.shed = Counter(
             "orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached.", registry=r
         )
-        self.in_flight = Gauge("orga_proxy_upstream_in_flight", "Upstream calls in progress.", registry=r)
+        # multiprocess_mode: how workers' values combine under `serve --workers N` (ignored in one process).
+        self.in_flight = Gauge(
+            "orga_proxy_upstream_in_flight", "Upstream calls in progress.", registry=r, multiprocess_mode="livesum"
+        )
         self.breaker_state = Gauge(
-            "orga_proxy_circuit_open", "1 while the circuit breaker is open or half-open, else 0.", registry=r
+            "orga_proxy_circuit_open",
+            "1 while the circuit breaker is open or half-open, else 0.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.breaker_transitions = Counter(
             "orga_proxy_circuit_transitions", "Circuit breaker state changes, by new state.", ["state"], registry=r
@@ -60,6 +68,8 @@ class Metrics:
             "orga_proxy_circuit_rejected", "Requests refused fast because the circuit breaker was open.", registry=r
         )
 
+        # Set by `serve --workers N` (see _multiprocess): /metrics then sums every worker's values.
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
         self._children: dict[tuple[int, str], Any] = {}
         from ._tracing import mirror_metrics
@@ -78,6 +88,13 @@ class Metrics:
         """The Prometheus text exposition of this registry."""
         from prometheus_client import generate_latest
 
+        if self._multiprocess_dir is not None:
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 

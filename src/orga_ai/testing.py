@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .emulator import EmulatorConfig, create_app
+from .emulator import ADMIN_HEADER, EmulatorConfig, create_app
 from .emulator._server import base_url, bind, check_host, make_server
 
 __all__ = ["RunningEmulator", "run_emulator"]
@@ -122,7 +122,7 @@ def run_emulator(
                     raise RuntimeError(f"the emulator did not start within {start_timeout} s")
                 time.sleep(0.01)
             url = base_url(sock)
-            with httpx.Client(base_url=url, timeout=10.0) as admin:
+            with httpx.Client(base_url=url, timeout=10.0, headers={ADMIN_HEADER: "1"}) as admin:
                 yield RunningEmulator(url, config, admin)
         finally:
             server.should_exit = True

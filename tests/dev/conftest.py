@@ -14,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orga_ai.emulator import ADMIN_HEADER
 from tests.support import free_port, require_binary
+
+ADMIN = {ADMIN_HEADER: "1"}
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -51,10 +54,11 @@ class DevServer:
         return self.log_path.read_text(errors="replace")
 
     def advance_clock(self, seconds: float) -> None:
-        httpx.post(f"{self.emulator_url}/_emulator/clock", json={"advance": seconds}, timeout=5).raise_for_status()
+        url = f"{self.emulator_url}/_emulator/clock"
+        httpx.post(url, json={"advance": seconds}, timeout=5, headers=ADMIN).raise_for_status()
 
     def reset_emulator(self) -> None:
-        httpx.post(f"{self.emulator_url}/_emulator/reset", timeout=5).raise_for_status()
+        httpx.post(f"{self.emulator_url}/_emulator/reset", timeout=5, headers=ADMIN).raise_for_status()
 
     def stop(self) -> int:
         """Ctrl-C, as a developer would: SIGINT to the whole process group, then wait. Returns the exit code."""

@@ -8,13 +8,14 @@ import httpx
 import jwt
 import pytest
 
+from orga_ai.emulator import ADMIN_HEADER
 from orga_ai.testing import RunningEmulator
 
 
 @pytest.fixture
 def http(emulator: RunningEmulator) -> Iterator[httpx.Client]:
     """A plain HTTP client on the (freshly reset) session emulator."""
-    with httpx.Client(base_url=emulator.base_url, timeout=10.0) as client:
+    with httpx.Client(base_url=emulator.base_url, timeout=10.0, headers={ADMIN_HEADER: "1"}) as client:
         yield client
 
 

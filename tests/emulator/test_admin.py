@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from orga_ai.emulator import EmulatorConfig
+from orga_ai.emulator import ADMIN_HEADER, EmulatorConfig
 from orga_ai.testing import RunningEmulator, run_emulator
 
 from .conftest import auth, mint
@@ -121,3 +121,40 @@ def test_a_request_begun_before_a_reset_is_not_logged_after_it(emulator: Running
     emulator.reset()
     time.sleep(0.5)  # the server notices the hang-up and finishes the stalled request
     assert emulator.requests() == []
+
+
+def test_admin_api_refuses_cross_site_requests(emulator: RunningEmulator) -> None:
+    url = emulator.base_url
+    evil = {"Origin": "https://evil.test"}
+    # The attack of issue 11: a text/plain POST (no preflight) from a foreign page.
+    simple = httpx.post(
+        url + "/_emulator/faults", content='{"status": 500}', headers={**evil, "Content-Type": "text/plain"}
+    )
+    assert simple.status_code == 403
+    assert "access-control-allow-origin" not in simple.headers
+    # No custom header, even from a same-origin page or a script without one.
+    assert httpx.post(url + "/_emulator/reset").status_code == 403
+    assert httpx.delete(url + "/_emulator/faults").status_code == 403
+    cross_site = {"Sec-Fetch-Site": "cross-site", ADMIN_HEADER: "1"}
+    assert httpx.post(url + "/_emulator/clock", json={"advance": 10}, headers=cross_site).status_code == 403
+    # A preflight is never approved.
+    preflight = httpx.options(
+        url + "/_emulator/faults",
+        headers={
+            **evil,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-orga-emulator-admin",
+        },
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    # Reads carry no CORS either.
+    assert "access-control-allow-origin" not in httpx.get(url + "/_emulator/stats", headers=evil).headers
+    assert httpx.get(url + "/_emulator/faults").json() == {"armed": []}  # nothing was armed
+    # The API's own endpoints keep their CORS for browsers.
+    api = httpx.options(
+        url + "/v1/realtime/calls",
+        headers={"Origin": "http://127.0.0.1:8000", "Access-Control-Request-Method": "POST"},
+    )
+    assert api.headers.get("access-control-allow-origin")
+    # With the header: accepted.
+    assert httpx.post(url + "/_emulator/reset", headers={ADMIN_HEADER: "1"}).status_code == 200

@@ -80,6 +80,7 @@ def test_importing_testing_does_not_need_pytest() -> None:
 
 def test_public_names_are_pinned() -> None:
     assert orga_ai.emulator.__all__ == [
+        "ADMIN_HEADER",
         "BODY_KINDS",
         "DEFAULT_QUOTA_PER_MINUTE",
         "DEFAULT_TTL",

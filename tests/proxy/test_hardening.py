@@ -11,7 +11,8 @@ from orga_ai.proxy import AnyOf, AuthenticationError, JWTAuth, SharedSecretAuth
 from orga_ai.proxy._auth import AnonymousAuth, anonymous_bucket
 from orga_ai.proxy._core import ProxyCore, ProxyRequest, sane_request_id
 
-from .conftest import AUDIENCE, ISSUER, JWT_SECRET, bearer, jwt_auth, make_jwt
+from .conftest import AUDIENCE, ISSUER, JWT_SECRET, ProxyFactory, bearer, jwt_auth, make_jwt
+from .test_route import ROUTE
 
 SHARED = "shared-secret-0123456789abcdef"
 
@@ -108,3 +109,50 @@ def test_jwt_without_audience_or_issuer_is_warned_about(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="orga_ai.proxy"):
         JWTAuth(secret=JWT_SECRET, audience=AUDIENCE)
     assert "without issuer" in caplog.text
+
+
+# -- Host ------------------------------------------------------------------------------------------------------------
+
+
+def test_anonymous_route_answers_loopback_host_names_only(proxy: ProxyFactory) -> None:
+    client = proxy(allow_anonymous=True)
+    port = client.base_url.port
+    rebind = {"Host": f"rebind.attacker.test:{port}", "Origin": f"http://rebind.attacker.test:{port}"}
+    refused = client.get(ROUTE, headers=rebind)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "host_not_allowed"
+    assert "ephemeralToken" not in refused.text and "rebind" not in refused.text
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert client.get(ROUTE, headers={"Host": host}).status_code == 200, host
+    assert client.get(ROUTE, headers={"Host": ""}).status_code == 400
+
+
+def test_allowed_hosts_for_an_authenticated_route(proxy: ProxyFactory) -> None:
+    client = proxy(allowed_hosts=["app.example.test", "api.example.test:8443"])
+    token = bearer(make_jwt())
+    assert client.get(ROUTE, headers={**token, "Host": "app.example.test"}).status_code == 200
+    assert client.get(ROUTE, headers={**token, "Host": "app.example.test:1234"}).status_code == 200
+    assert client.get(ROUTE, headers={**token, "Host": "api.example.test:8443"}).status_code == 200
+    assert client.get(ROUTE, headers={**token, "Host": "api.example.test:9999"}).status_code == 400
+    assert client.get(ROUTE, headers={**token, "Host": "evil.test"}).status_code == 400
+    # Without allowed_hosts an authenticated route answers any name, as before.
+    assert proxy().get(ROUTE, headers={**token, "Host": "evil.test"}).status_code == 200
+
+
+def test_no_response_reflects_the_host(proxy: ProxyFactory) -> None:
+    client = proxy(allow_anonymous=True)
+    for path in (ROUTE + "/", "/healthz/", "/nowhere", ROUTE):
+        response = client.get(path, headers={"Host": "evil.test"}, follow_redirects=False)
+        assert response.status_code in (400, 404), (path, response.status_code)
+        assert "evil.test" not in response.text
+        assert all("evil.test" not in value for value in response.headers.values()), response.headers
+
+
+def test_serve_takes_allowed_hosts() -> None:
+    from orga_ai.proxy._cli import build_app
+    from orga_ai.proxy._settings import resolve
+
+    settings = resolve({"allow_anonymous": True, "allowed_host": ["demo.example.test"]}, {})
+    assert build_app(settings).state.orga_proxy.allowed_hosts == {"demo.example.test"}
+    anonymous = build_app(resolve({"allow_anonymous": True}, {}))
+    assert anonymous.state.orga_proxy.allowed_hosts == {"localhost", "127.0.0.1", "[::1]"}

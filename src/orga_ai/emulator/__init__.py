@@ -22,16 +22,19 @@ with ``POST /_emulator/faults {"path": "client-secrets"|"ice-config"|"calls"|"*"
 A ``drop`` looks to an httpx client like ``httpx.RemoteProtocolError: peer closed connection without sending complete
 message body``; in-process through ``httpx.ASGITransport`` the app raises :class:`EmulatedDrop`, a subclass of it.
 
-The emulator is a development tool: its admin API has no authentication, so it binds to loopback only.
+The emulator is a development tool: its admin API has no authentication, so it binds to loopback only, answers no
+cross-site request (no CORS on ``/_emulator/``) and takes POST/DELETE only with the ``X-Orga-Emulator-Admin`` header
+(:data:`ADMIN_HEADER`, any value), which no web page can send to it.
 Needs the ``orga-ai[emulator]`` extra.
 """
 
-from ._app import EmulatedDrop, create_app
+from ._app import ADMIN_HEADER, EmulatedDrop, create_app
 from ._config import DEFAULT_QUOTA_PER_MINUTE, DEFAULT_TTL, DEV_API_KEY, EmulatorConfig
 from ._faults import BODY_KINDS, FAULT_HEADER, FAULT_PATHS, Fault, FaultError, parse_fault
 from ._turn import turn_credential, turn_credentials
 
 __all__ = [
+    "ADMIN_HEADER",
     "BODY_KINDS",
     "DEFAULT_QUOTA_PER_MINUTE",
     "DEFAULT_TTL",

@@ -53,7 +53,7 @@ from ._validation import CallRequest, validate_call_body
 if TYPE_CHECKING:
     from ._webrtc import CallManager
 
-__all__ = ["EmulatedDrop", "create_app"]
+__all__ = ["ADMIN_HEADER", "EmulatedDrop", "create_app"]
 
 logger = logging.getLogger("orga_ai.emulator")
 
@@ -452,6 +452,43 @@ async def _json_body(request: Request) -> Any:
     return data
 
 
+ADMIN_PREFIX = "/_emulator/"
+ADMIN_HEADER = "X-Orga-Emulator-Admin"
+"""The header every state-changing admin request carries (any value). A web page cannot send a custom header to
+another origin without a CORS preflight, which the admin API never approves: so no page the developer visits can arm
+a fault, move the clock or reset the emulator."""
+
+
+class _AdminGuard:
+    """``/_emulator/*`` takes no cross-site requests: no CORS (the ``Origin`` header is hidden from the CORS layer, so
+    it adds nothing and approves no preflight), a foreign ``Origin`` or ``Sec-Fetch-Site`` is refused, and POST and
+    DELETE need :data:`ADMIN_HEADER`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        fetch_site = headers.get("sec-fetch-site", "none")
+        problem = None
+        if fetch_site not in ("none", "same-origin") or (
+            origin is not None and origin.split("://", 1)[-1].rstrip("/").lower() != headers.get("host", "").lower()
+        ):
+            problem = "the admin API takes no cross-site requests"
+        elif scope["method"] not in ("GET", "HEAD") and ADMIN_HEADER.lower() not in headers:
+            problem = f"send the {ADMIN_HEADER} header (any value) with admin requests that change state"
+        if problem is not None:
+            await JSONResponse({"detail": problem}, status_code=403)(scope, receive, send)
+            return
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"origin"]
+        await self.app(scope, receive, send)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     # FastAPI's shape for routing errors (404, 405), which is what Orga answers for an unknown path.
     assert isinstance(exc, HTTPException)
@@ -505,6 +542,7 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Callable[[], floa
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
+    app.add_middleware(_AdminGuard)  # outermost: before CORS can answer for /_emulator/*
     app.state.emulator_config = config
     app.state.emulator_state = state
     return app

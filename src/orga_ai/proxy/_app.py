@@ -174,6 +174,7 @@ def create_app(
     core: ProxyCore | None = None,
     metrics_enabled: bool = True,
     ice_policy: IcePolicy | Mapping[str, Any] | None = None,
+    allowed_hosts: Iterable[str] | None = None,
     events: bool = False,
 ) -> Starlette:
     """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
@@ -196,6 +197,7 @@ def create_app(
         prefetch: passed to ``AsyncOrgaAI(prefetch=...)`` when the SDK supports a warm pool.
         core: a ready :class:`ProxyCore`, instead of the policy arguments above.
         ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
+        allowed_hosts: the ``Host`` names the route answers (default: any; loopback only with ``allow_anonymous``).
         events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
             (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
     """
@@ -226,6 +228,7 @@ def create_app(
             metrics=metrics,
             max_body_bytes=max_body_bytes,
             ice_policy=ice_policy,
+            allowed_hosts=allowed_hosts,
         )
     policy = core
     clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)
@@ -349,6 +352,8 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    # A path with a trailing slash would get a 307 whose Location is built from the Host header: a 404 instead.
+    app.router.redirect_slashes = False
     app.state.orga_proxy = policy
     app.state.orga_clients = clients
     return app

@@ -88,6 +88,7 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
         prefetch=settings["prefetch"],
         events=bool(settings["events"]),
         ice_policy=ice_policy(settings),
+        allowed_hosts=settings["allowed_host"] or None,
     )
     app.state.orga_proxy.cors_setting = "--cors-origin (ORGA_PROXY_CORS_ORIGIN)"
     return app

@@ -455,6 +455,10 @@ class _ConcurrencyCap:
             self.in_flight -= 1
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+"""The ``Host`` names an anonymous route answers unless told otherwise (any port)."""
+
+
 def _hop_address(hop: str) -> str | None:
     """The address of one ``X-Forwarded-For`` hop, written ``ip``, ``ip:port``, ``[v6]`` or ``[v6]:port`` (proxies
     differ); None when it is none of these."""
@@ -571,6 +575,9 @@ class ProxyCore:
         ice_policy: an :class:`~orga_ai.IcePolicy` (or a dict of its fields) narrowing the ICE servers handed out,
             applied after Orga's answer was validated and before the JSON leaves (docs/ice.md); None hands out what
             Orga returned.
+        allowed_hosts: the ``Host`` names (``name`` or ``name:port``) the route answers; another gets 400
+            ``host_not_allowed`` (DNS rebinding: a page whose name resolves to this server). Default: any for an
+            authenticated route, loopback names only with ``allow_anonymous``.
     """
 
     def __init__(
@@ -593,6 +600,7 @@ class ProxyCore:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         ice_policy: IcePolicy | Mapping[str, Any] | None = None,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
         if isinstance(authenticate, str):  # the type says callable; settings files and env vars give strings
             authenticate = _import_hook(authenticate)
@@ -630,6 +638,11 @@ class ProxyCore:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.ice_policy = IcePolicy.coerce(ice_policy)
+        if isinstance(allowed_hosts, (str, bytes)):
+            raise ValueError(f"allowed_hosts takes a list, not one string: allowed_hosts=[{allowed_hosts!r}]")
+        if allowed_hosts is None and self.anonymous:
+            allowed_hosts = LOOPBACK_HOSTS  # anonymous minting: only for pages served from this machine
+        self.allowed_hosts = frozenset(h.strip().lower().rstrip(".") for h in allowed_hosts or () if h.strip())
         self.last_upstream_success: float | None = None
         self._auth_may_block = bool(getattr(authenticate, "may_block", False))
 
@@ -807,6 +820,23 @@ class ProxyCore:
             detail=f"origin refused ({len(origin)} chars)",
         )
 
+    def _host_check(self, request: ProxyRequest) -> None:
+        """ProxyError(400) unless ``Host`` is one of ``allowed_hosts`` (by name, or by name and port)."""
+        host = request.headers.get("host", "").strip().lower()
+        name = host
+        if host.startswith("["):
+            name = host[: host.find("]") + 1] if "]" in host else host
+        elif host.count(":") == 1:
+            name = host.partition(":")[0]
+        name = name.rstrip(".")
+        if not host or (name not in self.allowed_hosts and host not in self.allowed_hosts):
+            raise ProxyError(
+                400,
+                "host_not_allowed",
+                "This server does not answer for that host name; add it to allowed_hosts.",
+                detail=f"host refused ({len(host)} chars)",
+            )
+
     def _pattern_allows(self, origin: str) -> bool:
         return origin != "null" and any(pattern.fullmatch(origin) for pattern in self._cors_patterns)
 
@@ -871,6 +901,8 @@ class ProxyCore:
         ex = _Exchange(request, request.request_id, started, started + budget)
         try:
             self._shape_check(request)
+            if self.allowed_hosts:
+                self._host_check(request)
             ex.cors = self._origin_check(request)
             if request.method == "OPTIONS":
                 return self._finish(ex, self._preflight(request, ex.cors), "preflight")

@@ -125,6 +125,13 @@ OPTIONS: tuple[Option, ...] = (
         [],
         "Address or CIDR of a reverse proxy whose `X-Forwarded-For` is believed (repeatable).",
     ),
+    Option(
+        "allowed_host",
+        "list",
+        [],
+        "`Host` name (or `name:port`) the route answers (repeatable); others get 400. Default: any, or "
+        "loopback names only with --allow-anonymous.",
+    ),
     Option("deadline", "float", DEFAULT_DEADLINE, "Seconds for the whole request before 504."),
     Option("max_concurrency", "int", DEFAULT_MAX_CONCURRENCY, "Upstream calls in flight before shedding with 503."),
     Option("max_body_bytes", "int", DEFAULT_MAX_BODY_BYTES, "Largest request body accepted (413 above)."),

@@ -434,7 +434,9 @@ def test_the_default_handler_imports_nothing_it_does_not_use(emulator: RunningEm
         from orga_ai.integrations.aws_lambda import handler
         response = handler(json.load(open({str(event_file)!r})), None)
         loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({NEVER_ON_THE_LAMBDA_PATH!r}))
-        print(json.dumps({{"status": response["statusCode"], "loaded": loaded}}))
+        servers = json.loads(response["body"])["iceServers"]
+        urls = sum(len(s["urls"]) if isinstance(s["urls"], list) else 1 for s in servers)
+        print(json.dumps({{"status": response["statusCode"], "loaded": loaded, "urls": urls}}))
         """
     )
     env = _env(
@@ -442,6 +444,7 @@ def test_the_default_handler_imports_nothing_it_does_not_use(emulator: RunningEm
         ORGA_BASE_URL=emulator.base_url,
         ORGA_PROXY_SHARED_SECRET=FUNCTION_SECRET,
         ORGA_PROXY_RATE_LIMIT="none",
+        ORGA_PROXY_ICE_MAX_SERVERS="1",  # every ORGA_PROXY_* setting of the policy applies to the function
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -450,7 +453,7 @@ def test_the_default_handler_imports_nothing_it_does_not_use(emulator: RunningEm
     canary.add(FUNCTION_SECRET, "shared secret")
     canary.scan(result.stderr, "stderr")
     assert not canary.hits
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": []}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "loaded": [], "urls": 1}
 
 
 def test_the_default_handler_refuses_a_bad_configuration_at_import(tmp_path: Path) -> None:

@@ -156,4 +156,17 @@ def test_a_policy_in_code_or_in_the_environment(emulator: RunningEmulator, monke
     monkeypatch.setenv("ORGA_PROXY_REDIS_URL", "redis://127.0.0.1:1/0")
     app = wsgi_app(orga_options={"api_key": emulator.api_key})
     assert app.core.rate_limiter.distributed
+    # A refused origin is told which setting allows it: the variable, for a policy from the environment.
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {
+        "PATH_INFO": ROUTE,
+        "HTTP_ORIGIN": "https://elsewhere.example",
+        "HTTP_AUTHORIZATION": AUTH["Authorization"],
+    }
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+    body = b"".join(app(environ, lambda status, headers: statuses.append(status)))
     app.close()
+    assert statuses == ["403 Forbidden"]
+    assert "ORGA_PROXY_CORS_ORIGIN" in body.decode()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FunctionConfigurationError",
     "FunctionRoute",
+    "core_from_env",
     "function_core",
     "platform_peer",
     "policy_from_env",
@@ -124,6 +125,7 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "max_body_bytes": settings["max_body_bytes"],
         "breaker": CircuitBreaker(settings["breaker_threshold"], settings["breaker_cooldown"]),
         "deny_file": settings["deny_file"],
+        "max_header_bytes": settings["max_header_bytes"],
         "ice_policy": ice,
     }
 
@@ -145,6 +147,14 @@ def platform_peer(pairs: list[tuple[str, str]], fallback: str | None) -> tuple[s
     if hops:
         kept.append(("x-forwarded-for", ", ".join(hops)))
     return peer, kept
+
+
+def core_from_env(extra: str, environ: Mapping[str, str] | None = None) -> ProxyCore:
+    """The function's :class:`ProxyCore` from the ``ORGA_PROXY_*`` variables (see :func:`policy_from_env`); a refused
+    origin's 403 names ``ORGA_PROXY_CORS_ORIGIN`` as the setting to change."""
+    core = function_core(extra=extra, **policy_from_env(environ))
+    core.cors_setting = "ORGA_PROXY_CORS_ORIGIN"
+    return core
 
 
 class FunctionRoute:

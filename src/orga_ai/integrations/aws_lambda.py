@@ -39,7 +39,14 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..proxy._core import ProxyRequest, ProxyResponse, json_error, new_request_id, sane_request_id
-from ._function import FunctionConfigurationError, FunctionRoute, function_core, platform_peer, policy_from_env
+from ._function import (
+    FunctionConfigurationError,
+    FunctionRoute,
+    core_from_env,
+    function_core,
+    platform_peer,
+    policy_from_env,
+)
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
@@ -372,7 +379,7 @@ def make_handler(
 
 def handler_from_env() -> LambdaHandler:
     """The handler that ``ORGA_PROXY_*``, ``ORGA_API_KEY`` / ``ORGA_API_KEY_SECRET_ARN`` describe."""
-    return make_handler(**policy_from_env())
+    return make_handler(core=core_from_env("aws-lambda"))
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..proxy._core import DEFAULT_PATH, ProxyRequest, ProxyResponse, json_error, new_request_id
-from ._function import FunctionConfigurationError, FunctionRoute, function_core, platform_peer, policy_from_env
+from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
@@ -140,7 +140,7 @@ def _route(
     orga: OrgaAI | None, orga_options: Mapping[str, Any] | None, core: ProxyCore | None, policy: dict[str, Any]
 ) -> FunctionRoute:
     if core is None and not policy:
-        policy = policy_from_env()
+        core = core_from_env("functions")
     route = FunctionRoute(function_core(core, extra="functions", **policy), orga=orga, orga_options=orga_options)
     route.core.announce()
     return route

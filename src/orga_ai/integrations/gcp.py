@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     raise ImportError("orga_ai.integrations.gcp needs Flask: pip install 'orga-ai[gcp]'") from None
 
 from ..proxy._core import ProxyRequest, json_error, new_request_id
-from ._function import FunctionConfigurationError, FunctionRoute, function_core, platform_peer, policy_from_env
+from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 from .flask import _body_within, _to_flask
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def make_function(
 def __getattr__(name: str) -> Any:
     # Made when main.py imports it (the instance's start), from the environment: a bad configuration fails there.
     if name == "client_secrets":
-        made = make_function(**policy_from_env())
+        made = make_function(core=core_from_env("gcp"))
         globals()["client_secrets"] = made
         return made
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,43 @@ def test_serve_takes_allowed_hosts() -> None:
     assert build_app(settings).state.orga_proxy.allowed_hosts == {"demo.example.test"}
     anonymous = build_app(resolve({"allow_anonymous": True}, {}))
     assert anonymous.state.orga_proxy.allowed_hosts == {"localhost", "127.0.0.1", "[::1]"}
+
+
+# -- deny file -------------------------------------------------------------------------------------------------------
+
+
+def test_deny_file_that_disappears_or_breaks_keeps_the_last_good_list(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    deny = tmp_path / "deny.txt"
+    deny.write_text("mallory\n")
+    client = proxy(deny_file=str(deny))
+    client.app.state.orga_proxy.kill_switch.recheck_interval = 0
+    mallory, alice = bearer(make_jwt("mallory")), bearer(make_jwt("alice"))
+    assert client.get(ROUTE, headers=mallory).status_code == 403
+    assert client.get("/readyz").status_code == 200
+
+    deny.rename(tmp_path / "deny.txt.moved")
+    with caplog.at_level(logging.ERROR, logger="orga_ai.proxy"):
+        for _ in range(3):
+            assert client.get(ROUTE, headers=mallory).status_code == 403  # still denied
+    assert sum("deny file is missing" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR) >= 3
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["denyFile"] == "missing"
+
+    deny.write_bytes(b"\xff\xfe not text\n")  # fails to parse: still the last good list
+    assert client.get(ROUTE, headers=mallory).status_code == 403
+    assert client.get("/readyz").json()["checks"]["denyFile"].startswith("unreadable")
+
+    deny.write_text("*\n")
+    assert client.get(ROUTE, headers=alice).status_code == 503
+    assert client.get("/readyz").status_code == 200  # minting stopped on purpose: ready, and says so
+    assert client.get("/readyz").json()["checks"]["minting"] == "stopped"
+
+
+def test_deny_file_missing_at_start_up_is_not_ready(proxy: ProxyFactory, tmp_path: Path) -> None:
+    client = proxy(deny_file=str(tmp_path / "absent.txt"))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["denyFile"] == "missing"

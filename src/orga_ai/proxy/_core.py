@@ -1089,10 +1089,13 @@ class ProxyCore:
             # Each worker answers for its own storage connection and breaker: say which one answered.
             "worker": str(os.getpid()),
         }
+        deny_problem = self.kill_switch.problem
+        if deny_problem is not None:
+            checks["denyFile"] = deny_problem
         last = self.last_upstream_success
         if last is not None:
             checks["lastUpstreamSuccessSecondsAgo"] = str(round(time.monotonic() - last, 1))
-        ready = storage_ok and breaker != "open"
+        ready = storage_ok and breaker != "open" and deny_problem is None
         body = _dumps({"status": "ready" if ready else "unavailable", "checks": checks})
         return ProxyResponse(200 if ready else 503, {"Content-Type": "application/json", **security_headers()}, body)
 

@@ -7,6 +7,8 @@ Two ways to flip it, both live:
 * a deny file (``--deny-file`` / ``ORGA_PROXY_DENY_FILE``), re-read when it changes. One entry per line: ``*`` stops
   all minting; any other line is a principal id, or a principal's fingerprint (``fp:...``) exactly as the access log
   shows it; ``#`` starts a comment. Mount one file on every replica (a Kubernetes ConfigMap, say) to flip them all.
+  A file that disappears or cannot be read keeps the last good list (fail closed), logs an ERROR at every recheck
+  and makes ``/readyz`` answer 503 until it is back.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class KillSwitch:
         self._file_denied: frozenset[str] = frozenset()
         self._file_stamp: tuple[int, int] | None = None
         self._checked_at = -float("inf")
+        self.problem: str | None = None
+        """Why the deny file could not be (re)loaded, or None; ``/readyz`` reports it and answers 503."""
         self._reload()
 
     # -- in code ---------------------------------------------------------------------------------------------------
@@ -105,29 +109,33 @@ class KillSwitch:
         self._reload()
 
     def _reload(self) -> None:
+        # Fail closed: a deny file that disappears, cannot be read or is not UTF-8 text keeps the last good list (a
+        # denied principal or a `*` must not be lifted by a broken deploy), logs an ERROR at every recheck until it
+        # is fixed, and makes /readyz answer 503.
         if self.deny_file is None:
             return
         try:
             st = os.stat(self.deny_file)
-        except FileNotFoundError:
-            stamp = None
-        else:
             stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._file_stamp and stamp is not None:
-            return
-        entries: set[str] = set()
-        if stamp is not None:
-            try:
-                with open(self.deny_file, encoding="utf-8") as handle:
-                    for line in handle:
-                        entry = line.split("#", 1)[0].strip()
-                        if entry:
-                            entries.add(entry)
-            except OSError as exc:
-                # Keep the last good list: an unreadable file must not silently re-enable a denied principal.
-                logger.error("orga proxy: cannot read the deny file: %s", type(exc).__name__)
+            if stamp == self._file_stamp and self.problem is None:
                 return
+            entries: set[str] = set()
+            with open(self.deny_file, encoding="utf-8") as handle:
+                for line in handle:
+                    entry = line.split("#", 1)[0].strip()
+                    if entry:
+                        entries.add(entry)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
+            logger.error(
+                "orga proxy: the deny file is %s; keeping the last good list (%d principal(s), minting %s)",
+                self.problem,
+                len(self._file_denied),
+                "stopped" if self._file_all_off else "on",
+            )
+            return
         with self._lock:
+            self.problem = None
             self._file_stamp = stamp
             self._file_all_off = "*" in entries
             self._file_denied = frozenset(entries - {"*"})

@@ -11,6 +11,7 @@ URL has no credentials), so one bad entry would break every call: :func:`apply_i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -90,7 +91,20 @@ def parse_ice_url(url: str) -> IceUrl | None:
     brackets, a port that is not 1-65535, a query on a STUN URL, a query other than ``transport=udp|tcp``, and
     ``transport=udp`` on ``turns:`` (DTLS to a TURN server, which browsers do not speak).
     """
-    if not isinstance(url, str) or not url or len(url) > 512 or not url.isascii() or not url.isprintable():
+    try:
+        return _parse_cached(url)
+    except TypeError:  # not a string (an unhashable value, or one without a length): not a URL at all
+        return None
+
+
+# Orga hands out the same few URLs on every request: the route parses each once (results are immutable).
+@functools.lru_cache(maxsize=512)
+def _parse_cached(url: str) -> IceUrl | None:
+    return _parse(url)
+
+
+def _parse(url: str) -> IceUrl | None:
+    if not url or len(url) > 512 or not url.isascii() or not url.isprintable():
         return None
     scheme, sep, rest = url.partition(":")
     scheme = scheme.lower()
@@ -272,8 +286,8 @@ def filter_ice_servers(servers: Iterable[IceServer], policy: IcePolicy) -> tuple
                 budget -= 1
         if not kept:
             continue
-        if isinstance(server.urls, str):
-            out.append(server)
+        if isinstance(server.urls, str) or len(kept) == len(urls):
+            out.append(server)  # unchanged: the same object, no copy
         else:
             out.append(dataclasses.replace(server, urls=tuple(kept)))
     return tuple(out)
@@ -289,8 +303,9 @@ def apply_ice_policy(config: SessionConfig, policy: IcePolicy | None) -> Session
     if policy is None:
         return config
     servers = filter_ice_servers(config.ice_servers, policy)
-    if servers == config.ice_servers:
-        return config
+    before = config.ice_servers
+    if len(servers) == len(before) and all(a is b for a, b in zip(servers, before, strict=True)):
+        return config  # nothing dropped: no copy
     if not servers:
         from ._exceptions import OrgaAIConfigurationError
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._secret import Secret
+from ._jwks import JWKSKeys, UnknownKey
 
 if TYPE_CHECKING:
     from ._core import ProxyRequest
@@ -181,9 +182,10 @@ class SharedSecretAuth:
 class JWTAuth:
     """Verify your application's own JWT, from ``Authorization: Bearer`` or a named cookie.
 
-    Exactly one of ``secret`` (HMAC) or ``jwks_url`` (asymmetric keys, fetched and cached by PyJWT's
-    ``PyJWKClient``) is given. The algorithms are pinned (``alg: none`` and algorithm confusion are refused), and
-    ``exp`` is always required; ``audience`` and ``issuer`` are checked when given (and you should give them).
+    Exactly one of ``secret`` (HMAC) or ``jwks_url`` (asymmetric keys, fetched and cached with bounds: one fetch at
+    a time, at most one per 30 s whatever ``kid`` callers send, ``jwks_timeout`` each; see ``_jwks.py``) is given.
+    The algorithms are pinned (``alg: none`` and algorithm confusion are refused), and ``exp`` is always required;
+    ``audience`` and ``issuer`` are checked when given (and you should give them).
 
     Args:
         secret: the HMAC key your app signs its tokens with.
@@ -210,7 +212,7 @@ class JWTAuth:
         subject_claim: str = "sub",
         jwks_timeout: float = 2.0,
     ) -> None:
-        import jwt
+        import jwt  # noqa: F401 - a missing PyJWT fails here, at configuration, not at the first caller
 
         if (secret is None) == (jwks_url is None):
             raise ValueError("JWTAuth needs exactly one of secret= or jwks_url=")
@@ -234,9 +236,7 @@ class JWTAuth:
         if not (isinstance(leeway, (int, float)) and 0 <= leeway <= _MAX_LEEWAY):
             raise ValueError(f"leeway must be between 0 and {_MAX_LEEWAY:g} seconds")
         self._secret = Secret(secret) if secret is not None else None
-        self._jwks = (
-            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=jwks_timeout) if jwks_url else None
-        )
+        self._jwks = JWKSKeys(jwks_url, timeout=jwks_timeout) if jwks_url else None
         self.jwks_url = jwks_url
         self.audience = audience if audience is None or isinstance(audience, str) else list(audience)
         self.issuer = issuer
@@ -278,7 +278,7 @@ class JWTAuth:
                 raise jwt.InvalidAlgorithmError("algorithm not allowed")
             key: Any
             if self._jwks is not None:
-                key = self._jwks.get_signing_key_from_jwt(token).key
+                key = self._jwks.key(header.get("kid"))
             else:
                 assert self._secret is not None
                 key = self._secret.reveal()
@@ -292,6 +292,8 @@ class JWTAuth:
                 leeway=self.leeway,
                 options={"require": required},
             )
+        except UnknownKey:
+            raise AuthenticationError("Invalid credentials.", code="invalid_token", detail="unknown kid") from None
         except jwt.ExpiredSignatureError:
             raise AuthenticationError(
                 "Token expired: sign in again.", code="token_expired", detail="exp in the past"

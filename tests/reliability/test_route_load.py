@@ -80,7 +80,13 @@ async def test_redis_down_fails_closed_fast_and_recovers(
     with redis_server(port) as redis, route(emulator.base_url, emulator.api_key, rate_limit="10000/minute",
                                             storage_uri=f"redis://127.0.0.1:{port}", deadline=2.0) as url:
         async with aiohttp.ClientSession() as session:
-            up, _, problems = await _burst(session, url, 20)
+            # The route's first Redis connections are opened by this burst; on a loaded machine one of them may
+            # outlast the storage timeout and fail closed (correctly): what is checked here is the steady state.
+            for _ in range(20):
+                up, _, problems = await _burst(session, url, 20)
+                if set(up) == {200}:
+                    break
+                await asyncio.sleep(0.1)
             assert set(up) == {200} and not problems
 
             redis.send_signal(signal.SIGSTOP)  # a hung Redis: connections accepted, nothing answered
@@ -125,6 +131,7 @@ FAULTS: list[dict[str, Any]] = [{"status": 500}, {"drop": True}, {"body": "html"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~60 s on a quiet machine; several times that when its two cores are shared
 async def test_ten_thousand_route_requests_one_in_five_faulted_leak_nothing(
     emulator: RunningEmulator, canary: Canary, report: Report
 ) -> None:

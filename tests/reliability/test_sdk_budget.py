@@ -2,21 +2,20 @@
 
 The budget (orga_ai._retry.RetryBudget) has no clock. Retries are bounded by ``capacity + ratio * successes``; in
 an outage successes are zero, so over any window of N calls the upstream sees at most N + capacity requests, however
-long the window. That makes the figure time-independent, and the outage here lasts RELIABILITY_OUTAGE_SECONDS
-(3 s by default; set it to 30 for the issue's full-length run: the ratio must not move).
+long the window. That makes the figure time-independent; the outage here is RELIABILITY_OUTAGE_CALLS calls per
+worker (15 by default; set it to 300 for a long run: the ratio must not move).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 from orga_ai import AsyncOrgaAI, OrgaAI, RetryBudget
 from orga_ai.testing import RunningEmulator
 from tests.reliability.support import Canary, Report, timed
 
-OUTAGE_SECONDS = float(os.environ.get("RELIABILITY_OUTAGE_SECONDS", "3"))
+OUTAGE_CALLS = int(os.environ.get("RELIABILITY_OUTAGE_CALLS", "15"))  # per worker: 10 async, 1 sync
 TOKEN_PATH = "/v1/realtime/client-secrets"
 
 
@@ -44,12 +43,12 @@ async def test_outage_drains_the_budget_then_recovery_refills_it(
         assert drain_upstream == drain_calls + 10  # exactly the capacity was spent on retries
 
         # The outage goes on: 10 async workers and one thread on the sync client, sharing the drained budget.
+        # A count, not a duration: how many calls fit in some seconds depends on the machine's load.
         calls = 0
-        stop = time.monotonic() + OUTAGE_SECONDS
 
         async def async_worker() -> None:
             nonlocal calls, worst
-            while time.monotonic() < stop:
+            for _ in range(OUTAGE_CALLS):
                 result = await timed(lambda: aclient.get_session_config(deadline=2.0), canary)
                 assert result.error is not None
                 calls += 1
@@ -57,7 +56,7 @@ async def test_outage_drains_the_budget_then_recovery_refills_it(
 
         def sync_worker() -> int:
             n = 0
-            while time.monotonic() < stop:
+            for _ in range(OUTAGE_CALLS):
                 try:
                     sclient.get_session_config(deadline=2.0)
                 except Exception:  # noqa: BLE001 - every call fails in an outage; we count them
@@ -72,14 +71,14 @@ async def test_outage_drains_the_budget_then_recovery_refills_it(
         ratio = outage_upstream / calls
         total_ratio = (drain_upstream + outage_upstream) / (drain_calls + calls)
         report.add(
-            f"retry budget: Orga 503 on every request for {OUTAGE_SECONDS:g} s (SDK, shared budget)",
+            f"retry budget: Orga 503 on every request, 11 workers x {OUTAGE_CALLS} calls (SDK, shared budget)",
             requests=drain_calls + calls,
             outcome=f"all fail; upstream/call {ratio:.3f} once drained ({total_ratio:.3f} overall)",
             worst_s=worst,
             deadline_s=2.0,
             upstream=f"{drain_upstream + outage_upstream} (drain: {drain_upstream} for {drain_calls} calls)",
         )
-        assert calls > 100, "the outage window produced too few calls to measure"
+        assert calls == 11 * OUTAGE_CALLS
         assert ratio <= 1.2
         assert budget.tokens < 1.0
 

@@ -4,7 +4,7 @@ one set-up per process); each test clears what the previous one recorded."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,23 @@ class Recorded:
 
 
 _RECORDED: Recorded | None = None
+_RECORDING = False  # only the tests that ask for the `otel` fixture record spans
+
+
+def _switch_sampler() -> Any:
+    """A sampler that records while a test holds the ``otel`` fixture and drops every span otherwise: the global
+    provider outlives those tests, and recording the rest of the suite's traffic (the reliability suite's tens of
+    thousands of calls) would weigh on its RSS and latency figures."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
+
+    class Switch(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            return (ALWAYS_ON if _RECORDING else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+        def get_description(self) -> str:
+            return "tests.otel_support.Switch"
+
+    return Switch()
 
 
 def install() -> Recorded:
@@ -72,7 +89,7 @@ def install() -> Recorded:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
         exporter = InMemorySpanExporter()
-        provider = TracerProvider()
+        provider = TracerProvider(sampler=_switch_sampler())
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         reader = InMemoryMetricReader()
@@ -82,11 +99,17 @@ def install() -> Recorded:
 
 
 @pytest.fixture
-def otel() -> Recorded:
-    """The in-memory OpenTelemetry SDK, emptied of earlier tests' spans."""
+def otel() -> Iterator[Recorded]:
+    """The in-memory OpenTelemetry SDK, recording for this test only and emptied before and after it."""
+    global _RECORDING
     recorded = install()
     recorded.exporter.clear()
-    return recorded
+    _RECORDING = True
+    try:
+        yield recorded
+    finally:
+        _RECORDING = False
+        recorded.exporter.clear()
 
 
 def attributes(span: Any) -> dict[str, Any]:

@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from orga_ai import AsyncOrgaAI, OrgaAI, OrgaAIError
 from orga_ai.telemetry import configure
 from orga_ai.testing import RunningEmulator
-from tests.otel_support import install
+from tests.otel_support import install, otel  # noqa: F401 - otel: the fixture, recording for this test
 from tests.reliability.support import CANARY_SHARED_SECRET, Canary, app_jwt
 from tests.reliability.test_route_faults import ROUTE_PATH, feed, route
 
 
+@pytest.mark.usefixtures("otel")
 def test_exported_spans_hold_no_canary(emulator: RunningEmulator, canary: Canary) -> None:
     recorded = install()
-    recorded.exporter.clear()
     configure(propagate_to_orga=True)  # the propagated headers are built beside the secrets: scan that path too
     try:
         with OrgaAI(api_key=emulator.api_key, base_url=emulator.base_url, max_retries=2) as orga:

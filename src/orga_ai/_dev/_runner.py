@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -22,6 +23,8 @@ __all__ = ["run_dev"]
 
 SHUTDOWN_GRACE = 2
 """Seconds open requests get to finish after Ctrl-C before uvicorn cancels them."""
+LIFESPAN_SHUTDOWN_LIMIT = 5
+"""Seconds the apps' own shutdown (closing WebRTC peers and clients) may take after a forced stop."""
 
 
 class _Server(uvicorn.Server):
@@ -33,6 +36,31 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:
+            # uvicorn skips the app's lifespan shutdown when forced. Here that shutdown is what closes the
+            # emulator's WebRTC peers and the SDK client: skipped, their tasks are cancelled by asyncio.run at the
+            # very end ("Task was destroyed but it is pending!", a CancelledError traceback from the lifespan).
+            # Run it anyway, bounded.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.lifespan.shutdown(), LIFESPAN_SHUTDOWN_LIMIT)
+
+
+class _QuietCutOff(logging.Filter):
+    """On Ctrl-C, a request still open after the grace period is cancelled by uvicorn, which then logs the
+    cancellation as an error with its traceback. Here that is the expected end of a dev server: one plain line
+    instead, and no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        if isinstance(record.msg, str) and record.msg.startswith("Cancel %s running task"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "orga-ai dev: cut off %s request(s) still open after the %s s grace period"
+            record.args = (record.args[0] if isinstance(record.args, tuple) and record.args else "?", SHUTDOWN_GRACE)
+        return True
 
 
 def _server(app: Any, log_level: str) -> _Server:
@@ -70,15 +98,28 @@ async def _serve(
 async def _serve_http(servers: list[tuple[str, _Server, socket.socket]], ready_lines: list[str]) -> int:
     loop = asyncio.get_running_loop()
 
+    signals = 0
+
     def stop() -> None:
         for _, server, _ in servers:
-            # A second Ctrl-C while shutting down means "now": skip the grace period.
-            if server.should_exit:
-                server.force_exit = True
             server.should_exit = True
 
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop()
+        if signals > 1:
+            # A second Ctrl-C while shutting down means "now": skip the wait for open connections (the apps' own
+            # shutdown still runs, see _Server.shutdown). Only a signal escalates: a server ending on its own
+            # stops the others gracefully.
+            for _, server, _ in servers:
+                server.force_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, on_signal)
+    quiet = _QuietCutOff()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(quiet)
     try:
         tasks = {asyncio.create_task(server.serve(sockets=[sock]), name=name): (name, server)
                  for name, server, sock in servers}
@@ -89,6 +130,7 @@ async def _serve_http(servers: list[tuple[str, _Server, socket.socket]], ready_l
         announce.cancel()
         await asyncio.gather(announce, *tasks, return_exceptions=True)
     finally:
+        uvicorn_log.removeFilter(quiet)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     failed = [name for name, server, _ in servers if not server.started]

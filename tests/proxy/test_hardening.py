@@ -197,3 +197,55 @@ def test_deny_file_missing_at_start_up_is_not_ready(proxy: ProxyFactory, tmp_pat
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["denyFile"] == "missing"
+
+
+# -- keyed fingerprints ----------------------------------------------------------------------------------------------
+
+
+def _fingerprint_in_fresh_process(principal: str, env: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = f"from orga_ai.proxy import principal_fingerprint; print(principal_fingerprint({principal!r}))"
+    clean = {k: v for k, v in os.environ.items() if k != "ORGA_PROXY_FINGERPRINT_KEY"}
+    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def test_principal_fingerprints_are_keyed_random_per_process_by_default() -> None:
+    import hashlib
+    import hmac
+
+    from orga_ai import fingerprint
+
+    a = _fingerprint_in_fresh_process("203.0.113.9", {})
+    b = _fingerprint_in_fresh_process("203.0.113.9", {})
+    assert a.startswith("fp:") and a != b  # nobody without the key can rebuild it, not even another run
+    assert a != fingerprint("203.0.113.9")  # the unkeyed SHA-256 a dictionary attack reverses
+    key = {"ORGA_PROXY_FINGERPRINT_KEY": "deployment-fingerprint-key-0123"}
+    c = _fingerprint_in_fresh_process("203.0.113.9", key)
+    assert c == _fingerprint_in_fresh_process("203.0.113.9", key)  # one key, every replica agrees
+    expected = hmac.new(key["ORGA_PROXY_FINGERPRINT_KEY"].encode(), b"203.0.113.9", hashlib.sha256).hexdigest()
+    assert c == "fp:" + expected[:16]
+
+
+def test_access_log_and_deny_file_use_the_keyed_fingerprint(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orga_ai import fingerprint
+    from orga_ai.proxy import principal_fingerprint
+
+    deny = tmp_path / "deny.txt"
+    deny.write_text("# nobody yet\n")
+    client = proxy(deny_file=str(deny), fingerprint_key="test-fingerprint-key-0123456789")
+    client.app.state.orga_proxy.kill_switch.recheck_interval = 0
+    deny.write_text(principal_fingerprint("mallory") + "  # as the access log shows it\n")
+    keyed = principal_fingerprint("alice")
+    with caplog.at_level(logging.INFO, logger="orga_ai.proxy.access"):
+        assert client.get(ROUTE, headers=bearer(make_jwt("alice"))).status_code == 200
+        assert client.get(ROUTE, headers=bearer(make_jwt("mallory"))).status_code == 403
+    log = caplog.text
+    assert keyed in log
+    assert fingerprint("alice") not in log and "alice" not in log

@@ -403,14 +403,14 @@ def test_kill_switch_denies_one_principal(proxy: ProxyFactory, emulator: Running
 
 
 def test_deny_file_is_reread_without_restart(proxy: ProxyFactory, tmp_path: Any) -> None:
-    from orga_ai import fingerprint
+    from orga_ai.proxy import principal_fingerprint
 
     deny = tmp_path / "deny"
     deny.write_text("# nobody yet\n")
     client = proxy(deny_file=str(deny))
     client.app.state.orga_proxy.kill_switch.recheck_interval = 0  # type: ignore[attr-defined]
     assert client.get(ROUTE, headers=bearer(make_jwt("mallory"))).status_code == 200
-    deny.write_text(f"{fingerprint('mallory')}  # seen in the access log\n")
+    deny.write_text(f"{principal_fingerprint('mallory')}  # seen in the access log\n")
     assert_error(client.get(ROUTE, headers=bearer(make_jwt("mallory"))), 403, "principal_denied")
     assert client.get(ROUTE, headers=bearer(make_jwt("alice"))).status_code == 200
     deny.write_text("*\n")

@@ -28,6 +28,7 @@ from ._core import (
     ProxyResponse,
     error_for,
 )
+from ._fingerprint import principal_fingerprint
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
@@ -61,6 +62,7 @@ __all__ = [
     "SharedSecretAuth",
     "create_app",
     "error_for",
+    "principal_fingerprint",
 ]
 
 

@@ -175,6 +175,7 @@ def create_app(
     metrics_enabled: bool = True,
     ice_policy: IcePolicy | Mapping[str, Any] | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    fingerprint_key: str | None = None,
     events: bool = False,
 ) -> Starlette:
     """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
@@ -198,6 +199,8 @@ def create_app(
         core: a ready :class:`ProxyCore`, instead of the policy arguments above.
         ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
         allowed_hosts: the ``Host`` names the route answers (default: any; loopback only with ``allow_anonymous``).
+        fingerprint_key: the key of the principals' fingerprints in logs (default ``ORGA_PROXY_FINGERPRINT_KEY``, else
+            random per process).
         events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
             (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
     """
@@ -229,6 +232,7 @@ def create_app(
             max_body_bytes=max_body_bytes,
             ice_policy=ice_policy,
             allowed_hosts=allowed_hosts,
+            fingerprint_key=fingerprint_key,
         )
     policy = core
     clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)

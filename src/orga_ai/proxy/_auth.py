@@ -57,9 +57,9 @@ class Principal:
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
-        from .._secret import fingerprint
+        from ._fingerprint import principal_fingerprint
 
-        return f"Principal({fingerprint(self.id)}, kind={self.kind!r})"
+        return f"Principal({principal_fingerprint(self.id)}, kind={self.kind!r})"
 
 
 class AuthenticationError(Exception):

@@ -89,6 +89,7 @@ def build_app(settings: Mapping[str, Any]) -> Starlette:
         events=bool(settings["events"]),
         ice_policy=ice_policy(settings),
         allowed_hosts=settings["allowed_host"] or None,
+        fingerprint_key=settings["fingerprint_key"],
     )
     app.state.orga_proxy.cors_setting = "--cors-origin (ORGA_PROXY_CORS_ORIGIN)"
     return app

@@ -43,6 +43,7 @@ from .._ice import IcePolicy, apply_ice_policy
 from .._secret import fingerprint
 from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
 from ._breaker import CircuitBreaker
+from ._fingerprint import principal_fingerprint, set_fingerprint_key
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
@@ -545,7 +546,7 @@ def _principal_key(kind: str, principal_id: str) -> str:
     return hashlib.sha256(f"{kind}:{principal_id}".encode()).hexdigest()[:32]
 
 
-_principal_fingerprint = functools.lru_cache(maxsize=4096)(fingerprint)
+_principal_fingerprint = principal_fingerprint  # keyed: logs cannot be reversed to IPs or user ids
 
 
 # -- the core --------------------------------------------------------------------------------------------------------
@@ -578,6 +579,8 @@ class ProxyCore:
         allowed_hosts: the ``Host`` names (``name`` or ``name:port``) the route answers; another gets 400
             ``host_not_allowed`` (DNS rebinding: a page whose name resolves to this server). Default: any for an
             authenticated route, loopback names only with ``allow_anonymous``.
+        fingerprint_key: the key of the principals' fingerprints in logs (process-wide; default
+            ``ORGA_PROXY_FINGERPRINT_KEY``, else random per process; see docs/security.md).
     """
 
     def __init__(
@@ -601,6 +604,7 @@ class ProxyCore:
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         ice_policy: IcePolicy | Mapping[str, Any] | None = None,
         allowed_hosts: Iterable[str] | None = None,
+        fingerprint_key: str | None = None,
     ) -> None:
         if isinstance(authenticate, str):  # the type says callable; settings files and env vars give strings
             authenticate = _import_hook(authenticate)
@@ -638,6 +642,8 @@ class ProxyCore:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.ice_policy = IcePolicy.coerce(ice_policy)
+        if fingerprint_key is not None:
+            set_fingerprint_key(fingerprint_key)
         if isinstance(allowed_hosts, (str, bytes)):
             raise ValueError(f"allowed_hosts takes a list, not one string: allowed_hosts=[{allowed_hosts!r}]")
         if allowed_hosts is None and self.anonymous:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from .._secret import fingerprint
+from ._fingerprint import principal_fingerprint
 
 __all__ = ["KillSwitch"]
 
@@ -90,7 +90,7 @@ class KillSwitch:
             if principal_id is None or not (self._denied or self._file_denied):
                 return None  # nobody denied: no set union, no fingerprint (a SHA-256) on every request
             denied = self._denied | self._file_denied
-        if principal_id in denied or fingerprint(principal_id) in denied:
+        if principal_id in denied or principal_fingerprint(principal_id) in denied:
             return "principal"
         return None
 

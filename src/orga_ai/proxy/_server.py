@@ -114,6 +114,8 @@ def serve_forever(settings: Mapping[str, Any], graceful_timeout: float) -> None:
     limits = limits_from_settings(settings)
     max_connections = _fit_descriptor_limit(limits.max_connections)
     workers = int(settings["workers"])
+    # One random fingerprint key per run, shared by the workers, unless configured: their logs then agree.
+    settings = {**settings, "fingerprint_key": settings["fingerprint_key"] or os.urandom(24).hex()}
     os.environ.update(to_environ(settings))
     server = Server(
         WORKER_APP,

@@ -132,6 +132,14 @@ OPTIONS: tuple[Option, ...] = (
         "`Host` name (or `name:port`) the route answers (repeatable); others get 400. Default: any, or "
         "loopback names only with --allow-anonymous.",
     ),
+    Option(
+        "fingerprint_key",
+        "str",
+        None,
+        "Key of the principals' fingerprints in logs (HMAC; 16+ characters). Set the same on every replica to "
+        "correlate their logs and use `fp:` lines in a deny file; default: random per run.",
+        secret=True,
+    ),
     Option("deadline", "float", DEFAULT_DEADLINE, "Seconds for the whole request before 504."),
     Option("max_concurrency", "int", DEFAULT_MAX_CONCURRENCY, "Upstream calls in flight before shedding with 503."),
     Option("max_body_bytes", "int", DEFAULT_MAX_BODY_BYTES, "Largest request body accepted (413 above)."),

@@ -24,18 +24,28 @@ third party learns nothing of our traces unless the operator says so.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._protocol import Request, Response, TransportFailure
 from ._secret import fingerprint
 
-__all__ = ["configure", "instrument", "otel_available", "propagate_to_orga", "record_pool_take"]
+__all__ = [
+    "Observer",
+    "configure",
+    "instrument",
+    "otel_available",
+    "propagate_to_orga",
+    "record_pool_take",
+    "reset_observer",
+    "set_observer",
+]
 
 T = TypeVar("T")
 
@@ -102,6 +112,13 @@ class _Api:
         self.pool_takes = self.meter.create_counter(
             "orga_pool_takes", unit="{take}", description="Warm-pool lookups of AsyncOrgaAI, by result (hit/miss)."
         )
+        self.instruments: dict[str, Any] = {
+            "orga_upstream_attempts": self.attempts,
+            "orga_upstream_retries": self.retries,
+            "orga_upstream_rate_limited": self.rate_limited,
+            "orga_upstream_step_duration_seconds": self.step_latency,
+            "orga_pool_takes": self.pool_takes,
+        }
 
     def tracing_configured(self) -> bool:
         # The same for traces: the API's global provider is a proxy until the application sets one.
@@ -118,6 +135,9 @@ class _Api:
 _API: _Api | None = None
 _API_MISSING = False
 _PROVIDER_ENV = frozenset({"OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"})
+# Read once: a launcher sets these before the process starts, and a lookup of a missing variable costs several µs
+# (os.environ raises and catches KeyError), on every SDK call.
+_PROVIDER_IN_ENV = any(name in os.environ for name in _PROVIDER_ENV)
 
 
 def _api(*, load: bool = False) -> _Api | None:
@@ -127,7 +147,7 @@ def _api(*, load: bool = False) -> _Api | None:
     API (tens of ms) would only lengthen a cold start. Checked per call: telemetry set up later is picked up."""
     global _API, _API_MISSING
     if _API is None and not _API_MISSING:
-        if not load and "opentelemetry" not in sys.modules and not _PROVIDER_ENV.intersection(os.environ):
+        if not load and not _PROVIDER_IN_ENV and "opentelemetry" not in sys.modules:
             return None
         try:
             _API = _Api()
@@ -143,26 +163,114 @@ def otel_available() -> bool:
 
 def record_pool_take(hit: bool) -> None:
     """Count one warm-pool lookup (``orga_pool_takes``)."""
+    labels = {"result": "hit" if hit else "miss"}
+    observer = _OBSERVER.get()
+    if observer is not None:
+        observer("orga_pool_takes", labels, 1.0)
     api = _api()
     if api is not None and api.metrics_configured():
-        api.pool_takes.add(1, {"result": "hit" if hit else "miss"})
+        api.pool_takes.add(1, labels)
 
 
 def instrument(flow: Generator[Any, Any, T]) -> Generator[Any, Any, T]:
     """``flow``, watched: spans and metrics for its steps and attempts. Returns ``flow`` itself when there is
-    nothing to record into (no ``opentelemetry-api``, or neither a recording tracer nor a meter provider)."""
+    nothing to record into (no ``opentelemetry-api``, or neither a recording tracer nor a meter provider, and no
+    :func:`observing` observer)."""
+    observer = _OBSERVER.get()
     api = _api()
     if api is None:
-        return flow
+        return flow if observer is None else _observed(flow, observer)
     metrics = api.metrics_configured()
     if not metrics and not api.tracing_configured() and not _settings["propagate_to_orga"]:
-        return flow
+        return flow if observer is None else _observed(flow, observer)
     name = _FLOW_SPANS.get(getattr(flow, "__name__", ""), "orga.call")
     root = api.tracer.start_span(name)
-    if not root.is_recording() and not metrics and not _settings["propagate_to_orga"]:
+    if not root.is_recording() and not metrics and observer is None and not _settings["propagate_to_orga"]:
         root.end()
         return flow
-    return _traced(flow, api, root, name, metrics)
+    return _traced(flow, api, root, name, metrics, observer)
+
+
+Observer = Callable[[str, dict[str, str], float], None]
+"""Receives what the SDK measured: ``(metric name, labels, value)`` with the names of the OpenTelemetry metrics."""
+
+_OBSERVER: contextvars.ContextVar[Observer | None] = contextvars.ContextVar("orga_ai_observer", default=None)
+
+
+def set_observer(observer: Observer | None) -> contextvars.Token[Observer | None]:
+    """Send the measurements of the SDK calls made in this context to ``observer`` too (the proxy's Prometheus
+    metrics use it); undo with :func:`reset_observer`."""
+    return _OBSERVER.set(observer)
+
+
+def reset_observer(token: contextvars.Token[Observer | None]) -> None:
+    _OBSERVER.reset(token)
+
+
+def _observed(flow: Generator[Any, Any, T], observer: Observer) -> Generator[Any, Any, T]:
+    """The metrics of :func:`_traced` alone, for an observer without OpenTelemetry: per attempt only the step, the
+    status or failure kind and the clock (the route pays this on every call, so nothing more)."""
+    step: str | None = None
+    started = 0.0
+    reason: str | None = None
+    outcome: Any = None
+    try:
+        while True:
+            try:
+                action = flow.send(outcome)
+            except StopIteration as stop:
+                if step is not None:
+                    observer(_STEP_SECONDS, {"step": step, "result": "ok"}, time.perf_counter() - started)
+                result: T = stop.value
+                return result
+            if not isinstance(action, Request):
+                outcome = yield action
+                continue
+            if action.step != step:
+                if step is not None:
+                    observer(_STEP_SECONDS, {"step": step, "result": "ok"}, time.perf_counter() - started)
+                step, started, reason = action.step, time.perf_counter(), None
+            elif reason is not None:
+                observer("orga_upstream_retries", {"step": step, "reason": reason}, 1.0)
+            outcome = yield action
+            if isinstance(outcome, Response):
+                label = str(outcome.status)
+                reason = label if outcome.status >= 400 else None
+                if outcome.status == 429:
+                    observer("orga_upstream_rate_limited", {"step": step}, 1.0)
+            else:
+                label = reason = outcome.kind.value if isinstance(outcome, TransportFailure) else "none"
+            observer("orga_upstream_attempts", {"step": step, "result": label}, 1.0)
+    except GeneratorExit:
+        raise
+    except BaseException:
+        if step is not None:
+            observer(_STEP_SECONDS, {"step": step, "result": "error"}, time.perf_counter() - started)
+        raise
+    finally:
+        flow.close()
+
+
+_STEP_SECONDS = "orga_upstream_step_duration_seconds"
+
+
+class _NullSpan:
+    """A span for when only metrics are recorded: takes everything, keeps nothing."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def set_status(self, status: Any) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+_NULL_SPAN = _NullSpan()
 
 
 def _outcome_attributes(outcome: Any) -> tuple[dict[str, Any], str | None]:
@@ -194,9 +302,28 @@ def _result_fingerprint(result: Any) -> str | None:
     return None
 
 
-def _traced(flow: Generator[Any, Any, T], api: _Api, root: Any, name: str, metrics: bool) -> Generator[Any, Any, T]:
-    trace = api.trace
-    root_context = trace.set_span_in_context(root)
+def _traced(
+    flow: Generator[Any, Any, T],
+    api: _Api | None,
+    root: Any,
+    name: str,
+    otel_metrics: bool,
+    observer: Observer | None,
+) -> Generator[Any, Any, T]:
+    trace = api.trace if api is not None else None
+    root_context = trace.set_span_in_context(root) if trace is not None else None
+    metrics = otel_metrics or observer is not None
+
+    def record(metric: str, labels: dict[str, str], value: float = 1.0) -> None:
+        if otel_metrics and api is not None:
+            instrument = api.instruments[metric]
+            if metric.endswith("_seconds"):
+                instrument.record(value, labels)
+            else:
+                instrument.add(value, labels)
+        if observer is not None:
+            observer(metric, labels, value)
+
     step: str | None = None
     step_span: Any = None
     step_context: Any = None
@@ -208,7 +335,8 @@ def _traced(flow: Generator[Any, Any, T], api: _Api, root: Any, name: str, metri
     def close_step(result: str) -> None:
         nonlocal step_span
         if step is not None and metrics:
-            api.step_latency.record(time.perf_counter() - step_started, {"step": step, "result": result})
+            seconds = time.perf_counter() - step_started
+            record("orga_upstream_step_duration_seconds", {"step": step, "result": result}, seconds)
         if step_span is not None and step_span is not root:
             step_span.end()
         step_span = None
@@ -235,9 +363,14 @@ def _traced(flow: Generator[Any, Any, T], api: _Api, root: Any, name: str, metri
                 close_step("ok")
                 step, attempt, reason, step_started = action.step, 0, None, time.perf_counter()
                 step_name = _STEP_SPANS.get(step, f"orga.{step}")
-                step_span = root if step_name == name else api.tracer.start_span(step_name, context=root_context)
+                if api is None:
+                    step_span = _NULL_SPAN
+                elif step_name == name:
+                    step_span = root
+                else:
+                    step_span = api.tracer.start_span(step_name, context=root_context)
                 step_span.set_attribute("orga.step", step)
-                step_context = trace.set_span_in_context(step_span)
+                step_context = trace.set_span_in_context(step_span) if trace is not None else None
                 if step == "ice":
                     token_fp = _bearer_fingerprint(action)
                     if token_fp is not None:
@@ -255,9 +388,14 @@ def _traced(flow: Generator[Any, Any, T], api: _Api, root: Any, name: str, metri
             if reason is not None:
                 attributes["orga.retry_reason"] = reason
                 if metrics:
-                    api.retries.add(1, {"step": step, "reason": reason})
-            span = api.tracer.start_span(action.method, context=step_context, kind=api.client, attributes=attributes)
-            if _settings["propagate_to_orga"]:
+                    record("orga_upstream_retries", {"step": step, "reason": reason})
+            if api is None:
+                span: Any = _NULL_SPAN
+            else:
+                span = api.tracer.start_span(
+                    action.method, context=step_context, kind=api.client, attributes=attributes
+                )
+            if _settings["propagate_to_orga"] and api is not None and trace is not None:
                 carrier: dict[str, str] = {}
                 api.propagate.inject(carrier, context=trace.set_span_in_context(span))
                 if carrier:
@@ -268,21 +406,21 @@ def _traced(flow: Generator[Any, Any, T], api: _Api, root: Any, name: str, metri
             finally:
                 found, reason = _outcome_attributes(outcome)
                 span.set_attributes(found)
-                if reason is not None:
+                if reason is not None and api is not None:
                     span.set_status(api.error)
                 span.end()
                 if metrics:
                     result_label = str(found.get("http.response.status_code") or found.get("error.type") or "none")
-                    api.attempts.add(1, {"step": step, "result": result_label})
+                    record("orga_upstream_attempts", {"step": step, "result": result_label})
                     if found.get("http.response.status_code") == 429:
-                        api.rate_limited.add(1, {"step": step})
+                        record("orga_upstream_rate_limited", {"step": step})
     except GeneratorExit:
         close_step("cancelled")
         raise
     except BaseException as exc:
         error_type = type(exc).__name__
         for failed in (step_span, root):
-            if failed is not None:
+            if failed is not None and trace is not None:
                 failed.set_attribute("error.type", error_type)
                 failed.set_status(trace.Status(trace.StatusCode.ERROR, error_type))
         close_step("error")

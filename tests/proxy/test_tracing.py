@@ -204,3 +204,40 @@ def test_opentelemetry_instrument_with_the_console_exporter_prints_the_route_tra
         out.close()
 
 
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    found = re.search(rf"^{name}\{{{wanted}\}} ([0-9.e+]+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_the_sdk_measurements_reach_prometheus_and_opentelemetry_once(
+    proxy: ProxyFactory, emulator: RunningEmulator, otel: Recorded
+) -> None:
+    before = otel.total("orga_upstream_attempts", step="token", result="503")
+    client = proxy(orga_options={"max_retries": 2}, prefetch=0)
+    emulator.arm("client-secrets", count=1, status=503)
+    assert client.get(ROUTE, headers=bearer(make_jwt("user-12"))).status_code == 200
+    emulator.arm("client-secrets", count=1, status=429, retry_after="0")
+    assert client.get(ROUTE, headers=bearer(make_jwt("user-13"))).status_code == 200
+    metrics = client.get("/metrics").text
+    assert _sample(metrics, "orga_upstream_attempts_total", step="token", result="503") == 1
+    assert _sample(metrics, "orga_upstream_attempts_total", step="token", result="200") == 2
+    assert _sample(metrics, "orga_upstream_attempts_total", step="ice", result="200") == 2
+    assert _sample(metrics, "orga_upstream_retries_total", step="token", reason="503") == 1
+    assert _sample(metrics, "orga_upstream_retries_total", step="token", reason="429") == 1
+    assert _sample(metrics, "orga_upstream_rate_limited_total", step="token") == 1
+    assert _sample(metrics, "orga_upstream_step_duration_seconds_count", step="ice", result="ok") == 2
+    # Recorded once into OpenTelemetry (by the SDK), not a second time by the Prometheus mirror.
+    assert otel.total("orga_upstream_attempts", step="token", result="503") == before + 1
+
+
+def test_warm_pool_lookups_are_counted(proxy: ProxyFactory) -> None:
+    client = proxy(prefetch=1)
+    for user in ("user-14", "user-15", "user-16"):
+        assert client.get(ROUTE, headers=bearer(make_jwt(user))).status_code == 200
+    metrics = client.get("/metrics").text
+    hits = _sample(metrics, "orga_pool_takes_total", result="hit")
+    misses = _sample(metrics, "orga_pool_takes_total", result="miss")
+    assert hits + misses == 3

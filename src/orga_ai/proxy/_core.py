@@ -41,6 +41,7 @@ from .._exceptions import (
 )
 from .._ice import IcePolicy, apply_ice_policy
 from .._secret import fingerprint
+from .._telemetry import reset_observer, set_observer
 from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
 from ._breaker import CircuitBreaker
 from ._fingerprint import principal_fingerprint, set_fingerprint_key
@@ -739,10 +740,14 @@ class ProxyCore:
             return await self.rate_limiter.hit(effect.key)
         # The SDK keeps to its own deadline; this is the backstop should a step ever ignore it. asyncio.timeout
         # (3.11+) acts on the running task; wait_for wraps the call in a second task.
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(effect.deadline + 0.25):
-                return await orga.get_session_config(deadline=effect.deadline)
-        return await asyncio.wait_for(orga.get_session_config(deadline=effect.deadline), effect.deadline + 0.25)
+        observing = set_observer(self.metrics.observe_sdk)  # the SDK's per-step measurements into our metrics
+        try:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(effect.deadline + 0.25):
+                    return await orga.get_session_config(deadline=effect.deadline)
+            return await asyncio.wait_for(orga.get_session_config(deadline=effect.deadline), effect.deadline + 0.25)
+        finally:
+            reset_observer(observing)
 
     def handle_sync(self, request: ProxyRequest, orga: OrgaAI, *, deadline: float | None = None) -> ProxyResponse:
         """Serve one request from sync code (Flask, Django-sync); safe to call from many threads.
@@ -772,7 +777,11 @@ class ProxyCore:
                 elif isinstance(effect, _Limit):
                     value = self.rate_limiter.hit_sync(effect.key)
                 else:
-                    value = orga.get_session_config(deadline=effect.deadline)
+                    observing = set_observer(self.metrics.observe_sdk)
+                    try:
+                        value = orga.get_session_config(deadline=effect.deadline)
+                    finally:
+                        reset_observer(observing)
             except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
                 error = exc
 

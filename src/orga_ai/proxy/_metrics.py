@@ -68,6 +68,35 @@ class Metrics:
             "orga_proxy_circuit_rejected", "Requests refused fast because the circuit breaker was open.", registry=r
         )
 
+        # What the SDK measures of its calls for this proxy (see observe_sdk), under the names the SDK also uses for
+        # its OpenTelemetry metrics.
+        self.sdk_attempts = Counter(
+            "orga_upstream_attempts", "HTTP attempts to Orga Cloud, by step and result.", ["step", "result"], registry=r
+        )
+        self.sdk_retries = Counter(
+            "orga_upstream_retries", "Attempts that were retries, by step and reason.", ["step", "reason"], registry=r
+        )
+        self.sdk_rate_limited = Counter(
+            "orga_upstream_rate_limited", "HTTP 429 answers from Orga Cloud, by step.", ["step"], registry=r
+        )
+        self.sdk_step_latency = Histogram(
+            "orga_upstream_step_duration_seconds",
+            "Time to finish one step (token or ice), retries and backoff included, by step and result.",
+            ["step", "result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sdk_pool_takes = Counter(
+            "orga_pool_takes", "Warm-pool lookups of the proxy's SDK client, by result.", ["result"], registry=r
+        )
+        self._sdk: dict[str, Any] = {
+            "orga_upstream_attempts": self.sdk_attempts,
+            "orga_upstream_retries": self.sdk_retries,
+            "orga_upstream_rate_limited": self.sdk_rate_limited,
+            "orga_upstream_step_duration_seconds": self.sdk_step_latency,
+            "orga_pool_takes": self.sdk_pool_takes,
+        }
+        self._sdk_children: dict[tuple[str, tuple[str, ...]], Any] = {}
         # Set by `serve --workers N` (see _multiprocess): /metrics then sums every worker's values.
         self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
@@ -83,6 +112,20 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(value)
         return found
+
+    def observe_sdk(self, metric: str, labels: dict[str, str], value: float) -> None:
+        """Record one measurement the SDK reported (an :data:`orga_ai._telemetry.Observer`)."""
+        key = (metric, tuple(labels.values()))
+        child = self._sdk_children.get(key)
+        if child is None:
+            found = self._sdk.get(metric)
+            if found is None:
+                return
+            child = self._sdk_children[key] = found.labels(**labels)
+        if metric.endswith("_seconds"):
+            child.observe(value)
+        else:
+            child.inc(value)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
@@ -139,9 +182,17 @@ class NullMetrics(Metrics):
             "breaker_state",
             "breaker_transitions",
             "breaker_rejected",
+            "sdk_attempts",
+            "sdk_retries",
+            "sdk_rate_limited",
+            "sdk_step_latency",
+            "sdk_pool_takes",
         ):
             setattr(self, name, _NULL_METRIC)
         self._children = {}
+
+    def observe_sdk(self, metric: str, labels: dict[str, str], value: float) -> None:
+        return None
 
     def child(self, metric: Any, value: str) -> Any:
         return _NULL_METRIC

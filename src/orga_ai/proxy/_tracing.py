@@ -168,6 +168,8 @@ def mirror_metrics(metrics: Metrics) -> None:
         name = getattr(value, "_name", None)
         if kind not in {"Counter", "Gauge", "Histogram"} or not isinstance(name, str):
             continue
+        if attribute.startswith("sdk_"):
+            continue  # the SDK records these into OpenTelemetry itself, under the same names
         description = getattr(value, "_documentation", "")
         otel: Any
         if kind == "Counter":

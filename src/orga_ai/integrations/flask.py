@@ -148,15 +148,14 @@ def create_blueprint(
     policy_core.announce()
     adopted = threading.Event()
 
-    def adopt_app_cors(app: Any) -> None:
+    def adopt_app_cors(app: Any, full_path: str) -> None:
         # flask-cors may be set up before or after the blueprint is registered: look at registration, and once more
         # at the first request, when the app is complete.
-        full_path = (blueprint.url_prefix or "") + path
         own = "create_blueprint(cors_origins=[...])"
         adopt(policy_core, flask_cors(app, full_path, own=own, explicit=explicit_cors))
 
     def on_register(state: Any) -> None:
-        adopt_app_cors(state.app)
+        adopt_app_cors(state.app, (state.url_prefix or "") + path)
 
     blueprint.record_once(on_register)
 
@@ -166,7 +165,7 @@ def create_blueprint(
 
             with _adopt_lock:
                 if not adopted.is_set():
-                    adopt_app_cors(current_app)
+                    adopt_app_cors(current_app, request.path)
                     adopted.set()
         if request.method == "POST" and not _body_within(policy_core.max_body_bytes):
             return _to_flask(json_error(413, "body_too_large", "Request body too large.", new_request_id()))

@@ -30,12 +30,74 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> No
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+_TLS_PORTS: dict[int, str] = {}
+"""Ports that speak TLS only -> the CA file that signed their certificate."""
+
+
 def ask(port: int, command: Callable[[redis.Redis], Any], password: str | None = None) -> Any:
     """Run ``command`` on a fresh connection to the server (or Sentinel) on ``port``, then close it."""
+    ca = _TLS_PORTS.get(port)
+    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": ca} if ca else {}
     with redis.Redis(
-        host="127.0.0.1", port=port, password=password, socket_timeout=2, socket_connect_timeout=2
+        host="127.0.0.1", port=port, password=password, socket_timeout=2, socket_connect_timeout=2, **tls
     ) as connection:
         return command(connection)
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A throw-away CA and a server certificate for 127.0.0.1 that it signed (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server flags: TLS only, on ``port``, replication over TLS too."""
+        _TLS_PORTS[port] = str(self.ca)
+        return [
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+
+def make_certificates(directory: Path) -> Certificates:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem_key(key: Any) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orga-tests-ca")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    found = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    found.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    found.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    found.key.write_bytes(pem_key(key))
+    return found
 
 
 class Processes:
@@ -68,8 +130,10 @@ class Processes:
             process.wait(timeout=10)
 
 
-def _server_args(port: int, password: str | None) -> list[str]:
+def _server_args(port: int, password: str | None, tls: Certificates | None = None) -> list[str]:
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if tls is not None:
+        args += tls.server_args(port)
     if password:
         args += ["--requirepass", password, "--masterauth", password]
     return args
@@ -85,10 +149,14 @@ class SentinelGroup:
     password: str | None
     primary: subprocess.Popen[bytes]
     processes: Processes = field(repr=False)
+    tls: Certificates | None = None
 
     @property
     def uri(self) -> str:
+        """The storage URI (over TLS, its query names the CA: append further parameters with ``&``)."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        if self.tls is not None:
+            return f"rediss+sentinel://{hosts}/{SERVICE}?ssl_ca_certs={self.tls.ca}"
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
     def master_port(self) -> int:
@@ -118,14 +186,16 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path, *, password: str | None = None) -> Iterator[SentinelGroup]:
-    """Start the group and wait until the Sentinels know the replica and each other (what a failover needs)."""
+def sentinel_group(directory: Path, *, password: str | None = None, tls: bool = False) -> Iterator[SentinelGroup]:
+    """Start the group and wait until the Sentinels know the replica and each other (what a failover needs).
+    ``tls``: every server and Sentinel speaks TLS only (replication and Sentinel links included)."""
     processes = Processes(directory)
+    certificates = make_certificates(directory) if tls else None
     try:
         primary_port, replica_port = free_port(), free_port()
-        primary = processes.start(*_server_args(primary_port, password), name="primary")
+        primary = processes.start(*_server_args(primary_port, password, certificates), name="primary")
         processes.start(
-            *_server_args(replica_port, password),
+            *_server_args(replica_port, password, certificates),
             "--replicaof",
             "127.0.0.1",
             str(primary_port),
@@ -152,8 +222,18 @@ def sentinel_group(directory: Path, *, password: str | None = None) -> Iterator[
             ]
             if password:
                 lines += [f"sentinel auth-pass {SERVICE} {password}", f"requirepass {password}"]
+            if certificates is not None:
+                _TLS_PORTS[port] = str(certificates.ca)
+                lines[0] = f"port 0\ntls-port {port}"
+                lines += [
+                    f"tls-cert-file {certificates.cert}",
+                    f"tls-key-file {certificates.key}",
+                    f"tls-ca-cert-file {certificates.ca}",
+                    "tls-auth-clients no",
+                    "tls-replication yes",
+                ]
             processes.start("--sentinel", config="\n".join(lines) + "\n", name=f"sentinel{index}")
-        group = SentinelGroup(primary_port, replica_port, sentinel_ports, password, primary, processes)
+        group = SentinelGroup(primary_port, replica_port, sentinel_ports, password, primary, processes, certificates)
         for port in sentinel_ports:
             _wait(lambda p=port: len(ask(p, lambda s: s.sentinel_slaves(SERVICE), password)) == 1, "the replica")
             _wait(lambda p=port: len(ask(p, lambda s: s.sentinel_sentinels(SERVICE), password)) == 2, "the Sentinels")

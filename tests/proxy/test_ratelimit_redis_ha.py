@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orga_ai.proxy._ratelimit import RateLimiter, StorageConfig, storage_config
+from orga_ai.proxy._ratelimit import RateLimiter, RateLimiterUnavailable, StorageConfig, storage_config
 from orga_ai.testing import RunningEmulator
 
 from .conftest import AUDIENCE, ISSUER, JWT_SECRET, make_jwt
@@ -153,3 +153,36 @@ def test_replicas_share_an_exact_limit_through_a_redis_cluster(emulator: Running
                 assert_exact(burst(urls, f"cluster-run-{run}"))
             for replica in running:
                 assert httpx.get(replica.url + "/readyz", timeout=10).status_code == 200
+
+
+# -- TLS ---------------------------------------------------------------------------------------------------------------
+
+
+async def test_sentinel_over_tls_with_a_password_file_counts_exactly(tmp_path: Path) -> None:
+    secret = tmp_path / "redis-password"
+    secret.write_text(PASSWORD + "\n")
+    with sentinel_group(tmp_path, password=PASSWORD, tls=True) as group:
+        uri = f"{group.uri}&password_file={secret}&{TIMEOUT}"
+        assert uri.startswith("rediss+sentinel://")
+        limiter = RateLimiter(f"{LIMIT}/minute", storage_uri=uri)
+        try:
+            # Sequential: concurrency is the other tests' subject, and a burst of fresh TLS connections (each loading
+            # its CA) is slow on a loaded machine.
+            decisions = [await limiter.hit("tls-principal") for _ in range(LIMIT + 3)]
+            assert [d.allowed for d in decisions if d is not None] == [True] * LIMIT + [False] * 3
+            assert await limiter.check()
+        finally:
+            await limiter.aclose()
+        sync = RateLimiter(f"{LIMIT}/minute", storage_uri=uri)
+        try:
+            assert sync.hit_sync("tls-principal").allowed is False  # type: ignore[union-attr]
+            assert sync.hit_sync("another-principal").allowed is True  # type: ignore[union-attr]
+        finally:
+            sync.close()
+        # Without the CA the server's certificate is not trusted: refused, never sent in clear.
+        untrusted = RateLimiter(f"{LIMIT}/minute", storage_uri=group.uri.split("?")[0] + f"?{TIMEOUT}")
+        try:
+            with pytest.raises(RateLimiterUnavailable):
+                await untrusted.hit("tls-principal")
+        finally:
+            await untrusted.aclose()

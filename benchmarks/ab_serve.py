@@ -47,7 +47,8 @@ def main() -> int:
                 sport = run.free_port()
                 src = str(Path(getattr(args, side)).resolve())
                 cmd = [sys.executable, "-m", "orga_ai.cli", "serve", "--host", "127.0.0.1", "--port", str(sport)]
-                cmd += ["--allow-anonymous", "--rate-limit", run.HIGH_RATE_LIMIT, *args.serve_args]
+                cmd += ["--allow-anonymous", "--rate-limit", run.HIGH_RATE_LIMIT]
+                cmd += ["--global-rate-limit", run.HIGH_RATE_LIMIT, *args.serve_args]
                 cmd += getattr(args, f"{side}_args").split()
                 proc = procs.spawn(f"ab-{side}", cmd, env={**env_base, "PYTHONPATH": src})
                 run.wait_ready(proc, sport, run.ROUTE, timeout=30)

@@ -482,7 +482,8 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         " server's log land in `benchmarks/results/` (git-ignored). The Node contender is `benchmarks/node/server.js`,"
         " pointed at the stand-in with @orga-ai/node's own `baseUrl` constructor option (1.0.0-beta.1 also requires"
         " `userEmail` and sends `?email=`, which the stand-in ignores). The Python contender is `orga-ai serve"
-        f" --allow-anonymous --rate-limit {s['high_rate_limit']}` with every other setting at its default (access"
+        f" --allow-anonymous --rate-limit {s['high_rate_limit']} --global-rate-limit {s['high_rate_limit']}` with"
+        " every other setting at its default (access"
         " log at INFO to stderr, which the harness writes to a file).",
         "",
         "![benchmark chart](benchmarks.png)",

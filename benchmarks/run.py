@@ -372,7 +372,7 @@ class Bench:
         env = self.upstream_env(latency)
         if self.python_contender == "orga-ai serve":
             cmd = [self.orga_cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--allow-anonymous"]
-            cmd += ["--rate-limit", rate_limit, *extra]
+            cmd += ["--rate-limit", rate_limit, "--global-rate-limit", HIGH_RATE_LIMIT, *extra]
             if prefetch:
                 cmd += ["--prefetch", str(prefetch)]
         else:

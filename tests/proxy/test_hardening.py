@@ -249,3 +249,44 @@ def test_access_log_and_deny_file_use_the_keyed_fingerprint(
     log = caplog.text
     assert keyed in log
     assert fingerprint("alice") not in log and "alice" not in log
+
+
+# -- secrets from files, not flags; anonymous ceiling ----------------------------------------------------------------
+
+
+def test_secrets_come_from_files_and_flags_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orga_ai.cli import main
+    from orga_ai.proxy._settings import ServeSettingsError, resolve, secrets_on_command_line
+
+    secret_file = tmp_path / "shared"
+    secret_file.write_text(SHARED + "\n")
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_text(JWT_SECRET)
+    settings = resolve({"shared_secret_file": str(secret_file)}, {"ORGA_PROXY_JWT_SECRET_FILE": str(jwt_file)})
+    assert settings["shared_secret"] == [SHARED]
+    assert settings["jwt_secret"] == JWT_SECRET
+    assert settings["shared_secret_file"] is None  # read once; workers get the value
+    with pytest.raises(ServeSettingsError, match="not both"):
+        resolve({"shared_secret": [SHARED], "shared_secret_file": str(secret_file)}, {})
+    with pytest.raises(ServeSettingsError, match="cannot read"):
+        resolve({"jwt_secret_file": str(tmp_path / "absent")}, {})
+    assert secrets_on_command_line({"shared_secret": [SHARED], "jwt_secret": None}) == ["--shared-secret"]
+    # The real command: a flag works, with a warning; the value itself is never printed.
+    monkeypatch.delenv("ORGA_API_KEY", raising=False)
+    assert main(["serve", "--shared-secret", SHARED]) == 2  # stops at the missing API key, after the warning
+    err = capsys.readouterr().err
+    assert "--shared-secret was given on the command line" in err and SHARED not in err
+
+
+def test_anonymous_route_has_a_global_ceiling_by_default() -> None:
+    from orga_ai.proxy._core import ANONYMOUS_GLOBAL_RATE_LIMIT
+
+    anonymous = ProxyCore(allow_anonymous=True)
+    assert ANONYMOUS_GLOBAL_RATE_LIMIT in anonymous.rate_limiter.describe().replace(" per 1 ", "/")
+    assert "global none" not in anonymous.rate_limiter.describe()
+    explicit = ProxyCore(allow_anonymous=True, global_rate_limit="1000/minute")
+    assert "1000" in explicit.rate_limiter.describe()
+    authenticated = ProxyCore(authenticate=SharedSecretAuth(SHARED))
+    assert "global none" in authenticated.rate_limiter.describe()

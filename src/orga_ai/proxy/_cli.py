@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve
+from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, secrets_on_command_line
 
 if TYPE_CHECKING:
     import argparse
@@ -217,6 +217,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = resolve(args)
         configure_logging(settings["log_level"], settings["log_format"])
+        for flag in secrets_on_command_line(args):
+            logging.getLogger("orga_ai.proxy").warning(
+                "orga proxy: %s was given on the command line, where every local user can read it (ps, /proc); "
+                "use its ORGA_PROXY_* variable or %s-file",
+                flag,
+                flag,
+            )
         prepare_shared_metrics(settings["workers"])  # before the first build imports prometheus_client
         build_app(settings)  # validated here, once; every worker rebuilds it from the environment
         limits_from_settings(settings)

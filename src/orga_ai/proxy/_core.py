@@ -457,6 +457,9 @@ class _ConcurrencyCap:
             self.in_flight -= 1
 
 
+ANONYMOUS_GLOBAL_RATE_LIMIT = "120/minute"
+"""The ceiling across all callers of an anonymous route when ``global_rate_limit`` is not given."""
+
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 """The ``Host`` names an anonymous route answers unless told otherwise (any port)."""
 
@@ -562,7 +565,8 @@ class ProxyCore:
             ``allow_anonymous=True``. A dotted path (``"myapp.auth.hook"``) is imported at once.
         allow_anonymous: explicit opt-in to serve anyone (principal = client IP); announced with a warning.
         rate_limit: per-principal limit such as ``"10/minute"``; None for none.
-        global_rate_limit: a ceiling across all callers, such as ``"600/minute"``; None for none.
+        global_rate_limit: a ceiling across all callers, such as ``"600/minute"``; None for none (with
+            ``allow_anonymous``, None means :data:`ANONYMOUS_GLOBAL_RATE_LIMIT`, 120 a minute).
         storage_uri: rate-limit storage, ``memory://`` or ``redis://host:port/db``.
         cors_origins: exact origins allowed to call cross-origin (never ``*``).
         trusted_proxies: addresses or CIDR networks whose ``X-Forwarded-For`` is believed.
@@ -626,6 +630,9 @@ class ProxyCore:
         self.authenticate: Callable[[ProxyRequest], Principal | str] = authenticate  # type: ignore[assignment]
         self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
         self.metrics = metrics if metrics is not None else Metrics()
+        if self.anonymous and global_rate_limit is None and rate_limiter is None:
+            # Per-IP limits alone let a botnet (or an IPv6 host's many /64s) mint without end: a ceiling by default.
+            global_rate_limit = ANONYMOUS_GLOBAL_RATE_LIMIT
         self.rate_limiter = rate_limiter or RateLimiter(rate_limit, global_rate_limit, storage_uri=storage_uri)
         self._unlimited = rate_limiter is None and rate_limit is None
         for name, value in (("cors_origins", cors_origins), ("trusted_proxies", trusted_proxies)):

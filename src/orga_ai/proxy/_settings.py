@@ -188,7 +188,45 @@ OPTIONS: tuple[Option, ...] = (
     Option("ice_max_servers", "int", None, "Hand out at most this many ICE URLs, in Orga's order."),
 )
 
+# Every secret also comes from a file (`--shared-secret-file`, `ORGA_PROXY_SHARED_SECRET_FILE`): a flag's value is
+# visible to every local user in `ps`, and a mounted secret (Kubernetes, Docker) is a file.
+OPTIONS += tuple(
+    Option(
+        option.name + "_file",
+        "str",
+        None,
+        f"File holding the value of `{option.flag}` (surrounding whitespace stripped); keeps it out of `ps`.",
+    )
+    for option in OPTIONS
+    if option.secret
+)
+SECRET_OPTIONS = tuple(option for option in OPTIONS if option.secret)
+
 _BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def _read_secret_files(out: dict[str, Any]) -> None:
+    for option in SECRET_OPTIONS:
+        path = out.get(option.name + "_file")
+        if not path:
+            continue
+        if out[option.name]:
+            raise ServeSettingsError(f"give {option.flag} or {option.flag}-file, not both")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ServeSettingsError(f"{option.flag}-file: cannot read {path!r} ({type(exc).__name__})") from None
+        if not text:
+            raise ServeSettingsError(f"{option.flag}-file: {path!r} is empty")
+        out[option.name] = option.parse(text)
+        out[option.name + "_file"] = None  # read once: workers get the value, not the path again
+
+
+def secrets_on_command_line(args: argparse.Namespace | Mapping[str, Any] | None) -> list[str]:
+    """The secret options given as flags (visible in `ps`), for a warning at start-up."""
+    given = dict(args or {}) if args is None or isinstance(args, Mapping) else vars(args)
+    return [option.flag for option in SECRET_OPTIONS if given.get(option.name)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,6 +266,7 @@ def resolve(
     # "none" is the command line's spelling of rate_limit=None (a flag cannot say None); "0" is refused later.
     if isinstance(out["rate_limit"], str) and out["rate_limit"].strip().lower() in {"none", "off"}:
         out["rate_limit"] = None
+    _read_secret_files(out)
     if "workers" in out and (not isinstance(out["workers"], int) or out["workers"] < 1):
         raise ValueError(f"--workers / ORGA_PROXY_WORKERS must be 1 or more, not {out['workers']!r}")
     return out

@@ -193,3 +193,25 @@ def test_body_shorter_than_its_content_length_logs_no_traceback(emulator: Runnin
     log = "".join(replica.stderr)
     assert log.count("client went away") == 3
     assert "Traceback" not in log and " ERROR " not in log
+
+
+def test_connection_cap_fits_the_open_file_limit() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import resource
+from orga_ai.proxy._server import _fit_descriptor_limit
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 8192))
+print(_fit_descriptor_limit(4096), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+print(_fit_descriptor_limit(4096), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 8192:
+        pytest.skip(f"the hard open-file limit ({hard}) is below 8192")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    raised, lowered = done.stdout.split("\n")[:2]
+    assert raised == "4096 4352"  # the soft limit raised so 4,096 connections fit beside 256 other descriptors
+    assert lowered == "768 1024"  # a hard limit of 1,024: the cap comes down instead, with a warning
+    assert "does not fit the open-file limit" in done.stderr

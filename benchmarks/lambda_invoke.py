@@ -9,6 +9,7 @@ calls ``OrgaAI().get_session_config()`` instead of the handler: the floor the po
 """
 
 import json
+import os
 import resource
 import sys
 import time
@@ -29,6 +30,8 @@ else:
 
     with open(event_path, "rb") as file:
         event = json.load(file)
+    if "BENCH_BEARER" in os.environ:  # the function's shared secret, as its caller sends it
+        event["headers"]["authorization"] = "Bearer " + os.environ["BENCH_BEARER"]
 
     def invoke() -> int:
         status: int = handler(event, None)["statusCode"]

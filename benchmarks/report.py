@@ -401,10 +401,10 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             f" response, as the parent sees it. The same process then answers {s.get('serverless_warm', '?')} warm"
             " invocations (each timed, median) and reports its peak RSS (`ru_maxrss` / `process.resourceUsage()`)."
             f" {len(sl['python'])} spawns of each, interleaved, order flipped each spawn; medians, ratios paired per"
-            " spawn. orga-ai: `orga_ai.integrations.aws_lambda.handler` (anonymous, `ORGA_PROXY_RATE_LIMIT=none`: the"
-            " whole policy path, on `OrgaAI` over http.client; `benchmarks/lambda_invoke.py`). Node: a minimal handler"
-            " on @orga-ai/node with no policy layer at all (`benchmarks/node/lambda.js`). The bare rows call the SDK"
-            " alone in a fresh process: the floor each handler adds to.",
+            " spawn. orga-ai: `orga_ai.integrations.aws_lambda.handler` (shared secret, `ORGA_PROXY_RATE_LIMIT=none`:"
+            " the whole policy path, on `OrgaAI` over http.client; `benchmarks/lambda_invoke.py`). Node: a minimal"
+            " handler on @orga-ai/node with no policy layer at all (`benchmarks/node/lambda.js`). The bare rows call"
+            " the SDK alone in a fresh process: the floor each handler adds to.",
             "",
             "| Contender | cold start (ms) | warm invocation (µs) | peak RSS (MiB) | cold samples (ms) |",
             "|---|---:|---:|---:|---|",

@@ -634,7 +634,10 @@ def phase_cold_start(bench: Bench, trials: int) -> dict[str, list[float]]:
 
 
 LAMBDA_EVENT = ROOT / "tests" / "fixtures" / "aws_lambda" / "apigw-http-v2.json"
-LAMBDA_ENV = {"ORGA_PROXY_ALLOW_ANONYMOUS": "1", "ORGA_PROXY_RATE_LIMIT": "none"}
+LAMBDA_SECRET = "bench-shared-secret-0123456789abcdef"
+# A shared secret, as a deployed function would have (anonymous access answers loopback Host names only); no rate
+# limit: memory:// is refused on a function, and Redis would measure Redis.
+LAMBDA_ENV = {"ORGA_PROXY_SHARED_SECRET": LAMBDA_SECRET, "ORGA_PROXY_RATE_LIMIT": "none", "BENCH_BEARER": LAMBDA_SECRET}
 
 
 def invoke_fresh(cmd: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> dict[str, Any]:
@@ -931,6 +934,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: stopping every child process")
         return 130
+    except Exception as exc:  # noqa: BLE001 - keep what was measured before the failure
+        log(f"phase failed: {exc!r}; partial results kept")
+        results["failed"] = repr(exc)
+        args.no_report = True
     finally:
         procs.stop_all()
     results["elapsed_s"] = round(time.perf_counter() - began, 1)

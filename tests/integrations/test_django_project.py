@@ -188,3 +188,17 @@ def test_django_cors_allow_all_is_refused_at_start_up(tmp_path: Path, emulator: 
     result = manage(_env(emulator, tmp_path / "db.sqlite3", TEST_CORS="all"), "check")
     assert result.returncode != 0
     assert "orga_ai.E002" in result.stderr and "CORS_ALLOW_ALL_ORIGINS" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_without_the_app_a_missing_key_is_the_routes_json_not_an_html_500(
+    server: str, database: Path, emulator: RunningEmulator
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in _env(emulator, database, TEST_NO_ORGA_APP="1").items() if not k.startswith("ORGA_")}
+    with running(SERVERS[server](port), env, port) as url, httpx.Client() as alice:
+        log_in(alice, url, "alice")
+        response = alice.get(url + ROUTE)
+        assert response.status_code == 500
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] == "proxy_misconfigured"

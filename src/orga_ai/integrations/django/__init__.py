@@ -23,12 +23,14 @@ refuses any cross-site ``Origin`` that is not allowed.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
 from ...proxy._clients import AsyncClientHolder, SyncClientHolder
-from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse
+from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse, error_for, json_error, new_request_id
 from .._cors import adopt, django_cors
 from .._hooks import not_logged_in
 
@@ -61,6 +63,7 @@ def authenticated_user(request: ProxyRequest, /) -> Principal:
         raise not_logged_in("anonymous Django user")
     return Principal(str(user.pk), kind="user")
 
+logger = logging.getLogger("orga_ai.proxy")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -158,9 +161,23 @@ def _proxy_request(request: HttpRequest) -> ProxyRequest:
     )
 
 
+def _misconfigured(exc: OrgaAIConfigurationError) -> HttpResponse:
+    # Without the app in INSTALLED_APPS nothing checked the settings at start-up: answer in the route's JSON, not
+    # with Django's HTML 500, and say in the log which setting is missing.
+    problem = error_for(exc)
+    request_id = new_request_id()
+    logger.error("orga proxy: %s (request_id=%s); add 'orga_ai.integrations.django' to INSTALLED_APPS to catch "
+                 "this at start-up", exc, request_id)
+    return _to_django(json_error(problem.status, problem.code, problem.message, request_id))
+
+
 def _client_secrets(request: HttpRequest) -> HttpResponse:
     core = get_core()
-    return _to_django(core.handle_sync(_proxy_request(request), _clients().get()))
+    try:
+        orga = _clients().get()
+    except OrgaAIConfigurationError as exc:
+        return _misconfigured(exc)
+    return _to_django(core.handle_sync(_proxy_request(request), orga))
 
 
 async def _offload(authenticate: Any, request: ProxyRequest) -> Any:
@@ -174,7 +191,11 @@ async def _async_client_secrets(request: HttpRequest) -> HttpResponse:
     from asgiref.sync import sync_to_async
 
     core = await sync_to_async(get_core, thread_sensitive=True)()
-    response = await core.handle(_proxy_request(request), _aclients().get(), offload=_offload)
+    try:
+        orga = _aclients().get()
+    except OrgaAIConfigurationError as exc:
+        return _misconfigured(exc)
+    response = await core.handle(_proxy_request(request), orga, offload=_offload)
     return _to_django(response)
 
 

@@ -45,3 +45,6 @@ if os.environ.get("TEST_CORS"):  # the app's own CORS, by django-cors-headers; t
     CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
     CORS_ALLOW_CREDENTIALS = True
     CORS_ALLOW_ALL_ORIGINS = os.environ["TEST_CORS"] == "all"
+
+if os.environ.get("TEST_NO_ORGA_APP"):  # a project that only includes the URLs, without the app's start-up checks
+    INSTALLED_APPS.remove("orga_ai.integrations.django")

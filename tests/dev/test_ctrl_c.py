@@ -81,7 +81,9 @@ async def test_ctrl_c_mid_call_exits_cleanly(when: str, tmp_path: Path) -> None:
             # servers finish at different times, and the first to finish must not rush the other.
             await _live_call(server.url, server.emulator_url, peer)
             httpx.post(
-                server.emulator_url + "/_emulator/faults", json={"path": "client-secrets", "latency_ms": 3000}
+                server.emulator_url + "/_emulator/faults",
+                json={"path": "client-secrets", "latency_ms": 3000},
+                headers={"X-Orga-Emulator-Admin": "1"},
             ).raise_for_status()
             offering = asyncio.ensure_future(asyncio.to_thread(httpx.get, server.url + "/api/orga-client-secrets"))
             await _wait_for_fault_taken(server.emulator_url)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from orga_ai.cli import _SUBCOMMANDS
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS_MODULES = (
     "starlette", "uvicorn", "jwt", "limits", "redis", "prometheus_client", "orjson", "fastapi", "flask", "django",
-    "aiortc", "av", "uvloop", "httptools",
+    "aiortc", "av", "uvloop", "httptools", "aioice",
 )
 BLOCKER = f"""
 import importlib.abc, sys
@@ -50,7 +52,7 @@ def test_the_blocker_really_blocks() -> None:
     assert result.returncode == 1 and "No module named 'starlette'" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["session", "emulator", "serve", "dev"])
+@pytest.mark.parametrize("command", ["session", *(command for command, _, _ in _SUBCOMMANDS)])
 def test_help_works_for_every_subcommand(command: str) -> None:
     result = run_base(command, "--help")
     assert result.returncode == 0, result.stderr

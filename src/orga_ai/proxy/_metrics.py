@@ -98,7 +98,12 @@ class Metrics:
         }
         self._sdk_children: dict[tuple[str, tuple[str, ...]], Any] = {}
         # Set by `serve --workers N` (see _multiprocess): /metrics then sums every worker's values.
-        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # Only when prometheus_client really writes there (the variable was set before its import): otherwise the
+        # directory holds none of this process's values and /metrics would show nothing.
+        from prometheus_client import values
+
+        shared = getattr(values.ValueClass, "__name__", "") == "MmapedValue"
+        self._multiprocess_dir = (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None) if shared else None
         # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
         self._children: dict[tuple[int, str], Any] = {}
         from ._tracing import mirror_metrics

@@ -54,6 +54,11 @@ def test_serve_writes_every_line_as_json_and_logs_the_beacon(emulator: RunningEm
 def test_the_beacon_is_off_unless_asked(proxy: ProxyFactory) -> None:
     client = proxy()
     assert_error(client.post(EVENTS, headers=bearer(make_jwt()), json={}), 404, "not_found")
+    assert EVENTS not in client.get("/openapi.json").json()["paths"]
+    described = proxy(events=True).get("/openapi.json").json()["paths"][EVENTS]["post"]
+    assert described["requestBody"]["content"]["application/json"]["schema"]["required"] == [
+        "request_id", "conversation_id", "state"
+    ]
 
 
 def test_the_beacon_refuses_like_the_route(proxy: ProxyFactory, emulator: RunningEmulator) -> None:

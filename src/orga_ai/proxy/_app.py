@@ -301,7 +301,7 @@ def create_app(
         if openapi is None:
             import orjson
 
-            openapi = orjson.dumps(openapi_document(path))
+            openapi = orjson.dumps(openapi_document(path, events=beacon is not None))
         return Response(openapi, headers={"Content-Type": "application/json"})
 
     def _request_id(request: Request) -> str:

@@ -39,8 +39,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 }
 
 
-def openapi_document(path: str) -> dict[str, Any]:
-    """The OpenAPI document of the route mounted at ``path``."""
+def openapi_document(path: str, *, events: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of the route mounted at ``path`` (with ``events``: its ``/events`` beacon too)."""
     error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     by_status: dict[int, list[str]] = {}
     for code, (status, _) in ERROR_CODES.items():
@@ -64,7 +64,7 @@ def openapi_document(path: str) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "responses": responses,
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Orga AI client-secrets proxy", "version": __version__},
         "paths": {
@@ -125,6 +125,37 @@ def openapi_document(path: str) -> dict[str, Any]:
             },
         },
     }
+    if events:
+        identifier = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"}
+        refused = {str(status): {"description": "refused", **error_ref} for status in (400, 401, 403, 413, 429, 503)}
+        document["paths"][path.rstrip("/") + "/events"] = {
+            "post": {
+                "operationId": "postSessionEvent",
+                "summary": "Log {request_id, conversation_id, state} to join a minted session to its Orga call",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["request_id", "conversation_id", "state"],
+                                "properties": {
+                                    "request_id": identifier,
+                                    "conversation_id": identifier,
+                                    "state": {"type": "string", "pattern": "^[a-z][a-z_]{0,31}$"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Logged."},
+                    **refused,
+                },
+            }
+        }
+    return document
 
 
 def route_responses() -> dict[int | str, dict[str, Any]]:

@@ -186,9 +186,12 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path, *, password: str | None = None, tls: bool = False) -> Iterator[SentinelGroup]:
+def sentinel_group(
+    directory: Path, *, password: str | None = None, tls: bool = False, down_after_ms: int = 1000
+) -> Iterator[SentinelGroup]:
     """Start the group and wait until the Sentinels know the replica and each other (what a failover needs).
-    ``tls``: every server and Sentinel speaks TLS only (replication and Sentinel links included)."""
+    ``tls``: every server and Sentinel speaks TLS only (replication and Sentinel links included).
+    ``down_after_ms``: how long the primary must be silent before the Sentinels fail over."""
     processes = Processes(directory)
     certificates = make_certificates(directory) if tls else None
     try:
@@ -216,7 +219,7 @@ def sentinel_group(directory: Path, *, password: str | None = None, tls: bool = 
                 "bind 127.0.0.1",
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2",
                 # Short so the test sees a failover within seconds; production keeps the defaults (30 s, 3 min).
-                f"sentinel down-after-milliseconds {SERVICE} 1000",
+                f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
                 f"sentinel failover-timeout {SERVICE} 4000",
                 f"sentinel parallel-syncs {SERVICE} 1",
             ]

@@ -101,7 +101,8 @@ def test_replicas_share_an_exact_limit_through_sentinel_and_fail_closed_only_unt
 ) -> None:
     secret = tmp_path / "redis-password"
     secret.write_text(PASSWORD + "\n")
-    with sentinel_group(tmp_path, password=PASSWORD) as group:
+    # 3 s before the failover: the first request after the kill lands inside it even on a stalled machine.
+    with sentinel_group(tmp_path, password=PASSWORD, down_after_ms=3000) as group:
         uri = f"{group.uri}?password_file={secret}&{TIMEOUT}"
         args = (*JWT_ARGS, "--rate-limit", f"{LIMIT}/minute", "--redis-url", uri)
         with replicas(emulator, 3, *args) as running:
@@ -113,7 +114,7 @@ def test_replicas_share_an_exact_limit_through_sentinel_and_fail_closed_only_unt
             group.wait_replica_in_sync()
             group.kill_primary()
             # Until Sentinel promotes the replica, every replica refuses (503 with Retry-After): it never mints
-            # without its limit. The first request after the kill comes well inside down-after-milliseconds (1 s).
+            # without its limit. The first request after the kill comes well inside down-after-milliseconds (3 s).
             headers = {"Authorization": f"Bearer {make_jwt('across-failover')}"}
             refused = assert_error(httpx.get(urls[0], headers=headers, timeout=10), 503, "rate_limiter_unavailable")
             assert refused["error"]["requestId"]

@@ -125,3 +125,9 @@ async def test_builtin_stun_responder_answers_binding_requests() -> None:
     assert response.message_class == stun.Class.RESPONSE
     assert response.transaction_id == request.transaction_id
     assert response.attributes["XOR-MAPPED-ADDRESS"] == (client_address[0], client_address[1])
+
+
+def test_the_emulator_stamps_one_date_header_from_its_clock(dev_server: DevServer) -> None:
+    # The emulator's clock can be moved (clock-skew checks read Date): the server must not add a second, real one.
+    response = httpx.get(dev_server.emulator_url + "/_emulator/faults")
+    assert len(response.headers.get_list("date")) == 1

@@ -63,7 +63,7 @@ class _QuietCutOff(logging.Filter):
         return True
 
 
-def _server(app: Any, log_level: str) -> _Server:
+def _server(app: Any, log_level: str, *, date_header: bool = True) -> _Server:
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -71,6 +71,7 @@ def _server(app: Any, log_level: str) -> _Server:
         lifespan="on",
         ws="none",
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        date_header=date_header,
     )
     return _Server(config)
 
@@ -187,7 +188,7 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
                 ice = _ice_setup(args)
                 config = _emulator_config(args, ice, EmulatorConfig, page_url)
                 emulator_app = create_emulator_app(config)
-                servers.append(("emulator", _server(emulator_app, args.log_level), sockets[1]))
+                servers.append(("emulator", _server(emulator_app, args.log_level, date_header=False), sockets[1]))
                 orga = AsyncOrgaAI(api_key=DEV_API_KEY, base_url=emulator_url)
                 print(f"orga-ai dev: emulator (local stand-in for Orga Cloud) on {emulator_url}; "
                       "set ORGA_API_KEY to use the real Orga Cloud instead")

@@ -10,7 +10,6 @@ calls ``OrgaAI().get_session_config()`` instead of the handler: the floor the po
 
 import json
 import os
-import resource
 import sys
 import time
 
@@ -48,5 +47,7 @@ for _ in range(warm):
     samples.append(time.perf_counter_ns() - t0)
 samples.sort()
 median_us = samples[len(samples) // 2] / 1000 if samples else None
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+# VmHWM, this process's own peak: ru_maxrss would also count the parent's RSS at fork (Linux carries it over exec).
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 sys.stdout.write(json.dumps({"warm_median_us": median_us, "peak_rss_kib": peak}) + "\n")

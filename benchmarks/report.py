@@ -399,7 +399,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             f"Each spawn is a fresh process that imports the function and answers one API Gateway HTTP API (2.0) event"
             f" (`tests/fixtures/aws_lambda/apigw-http-v2.json`) with the upstream at 0 ms; cold start is spawn to the"
             f" response, as the parent sees it. The same process then answers {s.get('serverless_warm', '?')} warm"
-            " invocations (each timed, median) and reports its peak RSS (`ru_maxrss` / `process.resourceUsage()`)."
+            " invocations (each timed, median) and reports its own peak RSS (`VmHWM` of `/proc/self/status`)."
             f" {len(sl['python'])} spawns of each, interleaved, order flipped each spawn; medians, ratios paired per"
             " spawn. orga-ai: `orga_ai.integrations.aws_lambda.handler` (shared secret, `ORGA_PROXY_RATE_LIMIT=none`:"
             " the whole policy path, on `OrgaAI` over http.client; `benchmarks/lambda_invoke.py`). Node: a minimal"
@@ -422,6 +422,15 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             )
         lines += [
             "",
+            *(
+                [
+                    f"This section was measured again right after the run ({r['serverless_rerun']['started'][:16]},"
+                    f" `run.py --only serverless`, merged into the run's JSON): {r['serverless_rerun']['reason']}.",
+                    "",
+                ]
+                if r.get("serverless_rerun")
+                else []
+            ),
             f"Bare SDK ratios (Python / Node): cold {ratio_fmt(f['sl.python_bare.cold_ms.ratio'])}, warm"
             f" {ratio_fmt(f['sl.python_bare.warm_median_us.ratio'])}, peak RSS"
             f" {ratio_fmt(f['sl.python_bare.peak_rss_kib.ratio'])}.",

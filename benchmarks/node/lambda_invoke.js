@@ -3,7 +3,7 @@
 //   node lambda_invoke.js EVENT.json --warm 200 [--bare]
 //
 // First stdout line as soon as the first invocation has its response; then --warm invocations timed in-process;
-// the last line reports their median and the process's peak RSS (maxRSS, KiB). --bare calls getSessionConfig()
+// the last line reports their median and the process's own peak RSS (VmHWM, KiB). --bare calls getSessionConfig()
 // on a bare client instead of the handler.
 "use strict";
 
@@ -41,7 +41,9 @@ async function main() {
   }
   samples.sort((a, b) => a - b);
   const median = samples.length ? samples[Math.floor(samples.length / 2)] : null;
-  process.stdout.write(JSON.stringify({ warm_median_us: median, peak_rss_kib: process.resourceUsage().maxRSS }) + "\n");
+  // VmHWM, this process's own peak (maxRSS would also count the parent's RSS at fork).
+  const hwm = /VmHWM:\s+(\d+)/.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  process.stdout.write(JSON.stringify({ warm_median_us: median, peak_rss_kib: Number(hwm[1]) }) + "\n");
 }
 
 main().catch((error) => {

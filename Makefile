@@ -32,8 +32,9 @@ pytest: setup system-deps
 
 test: lint typecheck pytest
 
+BENCH_BASELINE ?= 0d0512c
 bench: setup system-deps
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --baseline $(BENCH_BASELINE)
 
 reliability: setup system-deps
 	$(BIN)/pytest tests/reliability -p no:randomly -q

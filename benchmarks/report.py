@@ -63,6 +63,17 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
         node = [row["node"][c].get("cpu_us_per_req", float("nan")) for row in w0]
         py = [row["python"][c].get("cpu_us_per_req", float("nan")) for row in w0]
         out[f"0ms.{c}.cpu"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
+    if "python_before" in w0[0]:  # run.py --baseline: the earlier build, same rounds
+        for c in ("1", "16", "64"):
+            for metric in ("rps", "cpu_us_per_req"):
+                py = [row["python"][c][metric] for row in w0]
+                before = [row["python_before"][c][metric] for row in w0]
+                out[f"0ms.{c}.{metric}.before"] = (
+                    med(py),
+                    med(before),
+                    med([p / b for p, b in zip(py, before, strict=True)]),
+                )
+        out["rss.before"] = med([row["rss_kib"]["python_before"] / 1024 for row in w0])
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
     out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
@@ -140,6 +151,7 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
             med([row[name].get("cpu_us_per_req", float("nan")) for row in r["variants"]]),
         )
     out["variants"] = variants
+    out["baseline"] = r.get("baseline", "")
     return out
 
 
@@ -161,6 +173,18 @@ def targets(f: dict[str, Any]) -> list[Row]:
             f"≥ {goal}x Node",
             lambda x, g=goal: x >= g,
         )
+    for c in ("1", "16", "64"):
+        if f"0ms.{c}.rps.before" in f:
+            py, before, ratio = f[f"0ms.{c}.rps.before"]
+            add(
+                f"Route req/s, {c} conn, upstream 0 ms, against orga-ai before (`{f['baseline']}`)",
+                fmt(py, 0),
+                fmt(before, 0),
+                ratio,
+                "≥ 0.95x before",
+                lambda x: x >= 0.95,
+                "issue 11; the Node column holds the earlier build",
+            )
     py, node, ratio = f["0ms.64.p99_ms"]
     add("Route p99, 64 conn, upstream 0 ms (ms)", fmt(py), fmt(node), ratio, "≤ 0.5x Node", lambda x: x <= 0.5)
     for c in ("1", "16"):
@@ -321,6 +345,25 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             f" {fmt(f[f'0ms.{c}.p99_ms'][0], 2)} | {fmt(f[f'0ms.{c}.p50_ms'][1], 2)} /"
             f" {fmt(f[f'0ms.{c}.p99_ms'][1], 2)} | {fmt(f[f'0ms.{c}.cpu'][0], 0)} / {fmt(f[f'0ms.{c}.cpu'][1], 0)} |"
         )
+    if "0ms.1.rps.before" in f:
+        lines += [
+            "",
+            f"The same rounds against `orga-ai serve` as built at `{f['baseline']}` (before issue 11 moved it to"
+            " granian and added its per-request checks), interleaved with the two above:",
+            "",
+            "| Connections | orga-ai now req/s | orga-ai before req/s | Now / before |"
+            " now / before CPU per request (µs) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for c in ("1", "16", "64"):
+            py, before, ratio = f[f"0ms.{c}.rps.before"]
+            cpu_now, cpu_before, _ = f[f"0ms.{c}.cpu_us_per_req.before"]
+            lines.append(
+                f"| {c} | {fmt(py, 0)} | {fmt(before, 0)} | {ratio_fmt(ratio)} |"
+                f" {fmt(cpu_now, 0)} / {fmt(cpu_before, 0)} |"
+            )
+        lines.append("")
+        lines.append(f"RSS after load: now {fmt(f['rss'][0])} MiB, before {fmt(f['rss.before'])} MiB.")
     up = r["upstream"]
     lines += [
         "",

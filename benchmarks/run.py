@@ -12,7 +12,9 @@ What runs, in order (each server is its own process, started afresh each round, 
 4. The proxy route under ``wrk -t1 -c{1,16,64} --latency``: Node (Express + @orga-ai/node) against
    ``orga-ai serve`` (production defaults, anonymous access, a rate limit too high to bite), upstream 0 ms; RSS
    after the 64-connection run; and, for the profile, serve with its access log off, with its rate limiter off too,
-   and a bare Starlette route over AsyncOrgaAI (16 connections only).
+   and a bare Starlette route over AsyncOrgaAI (16 connections only). With ``--baseline REV`` (``make bench``
+   passes the last build before issue 11's hardening), that earlier build of ``orga-ai serve`` runs as a third
+   contender in the same rounds, so before and after are measured side by side.
 5. The same at 20 ms of upstream latency, with ``orga-ai serve --prefetch`` (warm pool) too; then the pool rows
    with the open-loop generator (benchmarks/load.py) at a rate below the pool's refill capacity.
 6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
@@ -349,6 +351,8 @@ class Bench:
     upstreams: dict[int, str] = field(default_factory=dict)
     orga_cli: str = ""
     python_contender: str = "orga-ai serve"
+    baseline_src: str = ""
+    """Source tree of an earlier orga-ai build (``--baseline``): a third contender in the 0 ms route phase."""
 
     def upstream_env(self, latency: int) -> dict[str, str]:
         return {"ORGA_API_KEY": API_KEY, "ORGA_BASE_URL": self.upstreams[latency]}
@@ -367,11 +371,16 @@ class Bench:
         extra: Sequence[str] = (),
         name: str = "python",
         rate_limit: str = HIGH_RATE_LIMIT,
+        src: str = "",
     ) -> tuple[Proc, int]:
+        """The Python contender; with ``src``, ``orga-ai serve`` of that source tree (an earlier build)."""
         port = free_port()
         env = self.upstream_env(latency)
-        if self.python_contender == "orga-ai serve":
-            cmd = [self.orga_cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--allow-anonymous"]
+        if src:
+            env["PYTHONPATH"] = src
+        if src or self.python_contender == "orga-ai serve":
+            cli = [sys.executable, "-m", "orga_ai.cli"] if src else [self.orga_cli]
+            cmd = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port), "--allow-anonymous"]
             cmd += ["--rate-limit", rate_limit, "--global-rate-limit", HIGH_RATE_LIMIT, *extra]
             if prefetch:
                 cmd += ["--prefetch", str(prefetch)]
@@ -470,37 +479,62 @@ def phase_floors(bench: Bench, latencies: Sequence[int], calls: int) -> dict[str
 
 
 def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> list[dict[str, Any]]:
+    """wrk at 1, 16 and 64 connections against each contender, interleaved; with ``--baseline``, the earlier build
+    of orga-ai too (``python_before``), so before and after are measured side by side in one run."""
+    names = ["node", "python", *(["python_before"] if bench.baseline_src else [])]
     out = []
     for r in range(rounds):
-        row: dict[str, Any] = {"node": {}, "python": {}, "rss_kib": {}}
-        node = bench.start_node(0)
-        python = bench.start_python(0)
+        row: dict[str, Any] = {name: {} for name in names}
+        row["rss_kib"] = {}
+        started = {"node": bench.start_node(0), "python": bench.start_python(0)}
+        if bench.baseline_src:
+            started["python_before"] = bench.start_python(0, name="before", src=bench.baseline_src)
         try:
-            wait_ready(*node, ROUTE)
-            wait_ready(*python, ROUTE)
-            pairs = {"node": node, "python": python}
-            order = ["node", "python"] if r % 2 == 0 else ["python", "node"]
+            for proc, port in started.values():
+                wait_ready(proc, port, ROUTE)
+            order = names if r % 2 == 0 else list(reversed(names))
             for who in order:
-                wrk(url_of(pairs[who][1]), 16, warm)
+                wrk(url_of(started[who][1]), 16, warm)
             for c in (1, 16, 64):
                 for who in order:
-                    row[who][str(c)] = wrk_cpu(pairs[who][0], url_of(pairs[who][1]), c, duration)
+                    row[who][str(c)] = wrk_cpu(started[who][0], url_of(started[who][1]), c, duration)
             for who in order:
-                row["rss_kib"][who] = rss_kib(pairs[who][0].pid)
+                row["rss_kib"][who] = rss_kib(started[who][0].pid)
         finally:
-            bench.procs.stop(node[0])
-            bench.procs.stop(python[0])
+            for proc, _ in started.values():
+                bench.procs.stop(proc)
         log(
-            "  0 ms round {}: req/s node {} / python {} (c=1,16,64); RSS {} / {} MiB".format(
+            "  0 ms round {}: req/s {} (c=1,16,64); RSS {} MiB".format(
                 r + 1,
-                "/".join(f"{row['node'][c]['rps']:.0f}" for c in ("1", "16", "64")),
-                "/".join(f"{row['python'][c]['rps']:.0f}" for c in ("1", "16", "64")),
-                row["rss_kib"]["node"] // 1024,
-                row["rss_kib"]["python"] // 1024,
+                " / ".join(
+                    f"{who} " + "/".join(f"{row[who][c]['rps']:.0f}" for c in ("1", "16", "64")) for who in names
+                ),
+                " / ".join(str(row["rss_kib"][who] // 1024) for who in names),
             )
         )
         out.append(row)
     return out
+
+
+def export_baseline(rev: str) -> tuple[str, str]:
+    """``git archive`` the ``src`` tree of ``rev`` under benchmarks/results; returns (source tree, short commit)."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if commit.returncode != 0:
+        raise RuntimeError(f"--baseline {rev}: not a commit of this clone ({commit.stderr.strip()})")
+    short = commit.stdout.strip()
+    dest = RESULTS / f"baseline-{short}"
+    if not (dest / "src" / "orga_ai").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", short, "src"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return str(dest / "src"), short
 
 
 def phase_variants(bench: Bench, rounds: int, duration: float, warm: float) -> list[dict[str, Any]]:
@@ -644,7 +678,11 @@ def invoke_fresh(cmd: Sequence[str], env: dict[str, str], cwd: Path, timeout: fl
     """Spawn one function process; ms from spawn to its first response line, then its warm figures and peak RSS."""
     started = time.perf_counter()
     popen = subprocess.Popen(
-        list(cmd), cwd=cwd, env={**CHILD_ENV, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        list(cmd),
+        cwd=cwd,
+        env={**CHILD_ENV, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
@@ -678,7 +716,9 @@ def phase_serverless(bench: Bench, spawns: int, warm: int) -> dict[str, list[dic
         "python": ([sys.executable, str(BENCH / "lambda_invoke.py"), event, "--warm", str(warm)], py_env, ROOT),
         "node": (["node", "lambda_invoke.js", event, "--warm", str(warm)], env, NODE_DIR),
         "python_bare": (
-            [sys.executable, str(BENCH / "lambda_invoke.py"), event, "--warm", str(warm), "--bare"], env, ROOT
+            [sys.executable, str(BENCH / "lambda_invoke.py"), event, "--warm", str(warm), "--bare"],
+            env,
+            ROOT,
         ),
         "node_bare": (["node", "lambda_invoke.js", event, "--warm", str(warm), "--bare"], env, NODE_DIR),
     }
@@ -783,6 +823,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="serve",
         help="the Python proxy: `orga-ai serve` (the product; default) or the bare Starlette stand-in",
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="REV",
+        help="also run the route phase against orga-ai serve as built at git REV (before and after in one run)",
+    )
     parser.add_argument("--no-report", action="store_true", help="write the JSON only, not docs/benchmarks.*")
     parser.add_argument(
         "--wait-quiet",
@@ -858,6 +904,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serverless_spawns": serverless_spawns,
             "serverless_warm": serverless_warm,
         }
+        if args.baseline and want("route"):
+            try:
+                bench.baseline_src, results["baseline"] = export_baseline(args.baseline)
+                log(f"baseline: orga-ai serve as of {results['baseline']} in the route phase")
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                log(f"baseline skipped: {exc}")
         log(f"python contender: {bench.python_contender}; rounds {rounds}; logs in {log_dir.relative_to(ROOT)}")
 
         if args.wait_quiet > 0:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 __all__ = ["ConnectPhaseError", "ConnectTimeout", "HTTPException", "SyncPool", "reset_deadline", "set_deadline"]
 
@@ -176,7 +176,7 @@ class SyncPool:
                 since, conn = idle.pop()
             sock = conn.sock
             # Readable while idle means the server closed it (or sent something unasked): never reuse that one.
-            if now - since < self._keepalive and sock is not None and not select.select([sock], [], [], 0)[0]:
+            if now - since < self._keepalive and sock is not None and not _readable(sock):
                 return conn
             conn.close()
 
@@ -189,8 +189,9 @@ class SyncPool:
                     return
         conn.close()
 
-    def _open(self, scheme: str, host: str, port: int, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        """A new connection to the origin, or to the proxy the environment names; True when it is absolute-form."""
+    def _open(self, scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        """A new connection to the origin, or to the proxy the environment names (absolute-form requests to a plain
+        http proxy are marked by its ``orga_proxy_headers``)."""
         proxy = _proxy_for(scheme, host)
         conn: http.client.HTTPConnection
         if proxy is None:
@@ -199,7 +200,7 @@ class SyncPool:
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
             conn._create_connection = _connect  # type: ignore[attr-defined]  # http.client's documented-in-code hook
-            return conn, False
+            return conn
         parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if parts.scheme != "http" or not parts.hostname:
             raise ProxyConfigurationError(
@@ -214,11 +215,11 @@ class SyncPool:
             conn = http.client.HTTPSConnection(parts.hostname, proxy_port, timeout=timeout, context=self._ssl_context())
             conn.set_tunnel(host, port, headers=auth)
             conn._create_connection = _connect  # type: ignore[attr-defined]
-            return conn, False
+            return conn
         conn = http.client.HTTPConnection(parts.hostname, proxy_port, timeout=timeout)
         conn._create_connection = _connect  # type: ignore[attr-defined]
         conn.orga_proxy_headers = auth  # type: ignore[attr-defined]
-        return conn, True
+        return conn
 
     # -- one exchange -----------------------------------------------------------------------------------------------
 
@@ -244,25 +245,59 @@ class SyncPool:
         port = parts.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)
         conn = self._take(key)
-        absolute = False
-        if conn is None:
+        if conn is not None:
             try:
-                conn, absolute = self._open(scheme, host, port, timeout)
-                conn.connect()
-            except Exception as exc:
-                if conn is not None:
-                    conn.close()
-                raise ConnectPhaseError(exc) from exc
-        else:
-            absolute = hasattr(conn, "orga_proxy_headers")
+                return self._attempt(conn, key, parts, method, url, headers, content, cap)
+            except _Dropped as exc:
+                if not _replayable(method, headers):
+                    raise exc.cause from None
+                # The server closed the idle connection as this request reached it, and answered nothing: what
+                # every client does, once, on a fresh connection (bounded by the same deadline).
+        try:
+            conn = self._open(scheme, host, port, timeout)
+        except Exception as exc:
+            raise ConnectPhaseError(exc) from exc
+        try:
+            conn.connect()
+        except Exception as exc:
+            conn.close()
+            raise ConnectPhaseError(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return self._attempt(conn, key, parts, method, url, headers, content, cap, fresh=True)
+
+    def _attempt(
+        self,
+        conn: http.client.HTTPConnection,
+        key: tuple[str, str, int],
+        parts: SplitResult,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes,
+        cap: int,
+        *,
+        fresh: bool = False,
+    ) -> tuple[int, dict[str, str], bytes, bool]:
+        """One request on ``conn``, which goes back to the pool only if its answer was read to the end.
+
+        On a reused connection, a failure before any answer arrived is raised as :class:`_Dropped`."""
+        absolute = hasattr(conn, "orga_proxy_headers")
         reusable = False
+        response: http.client.HTTPResponse | None = None
         try:
             target = url if absolute else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             send_headers = dict(headers)
             if absolute:
                 send_headers.update(conn.orga_proxy_headers)  # type: ignore[attr-defined]
-            conn.request(method, target, body=content if content or method != "GET" else None, headers=send_headers)
-            response = conn.getresponse()
+            try:
+                conn.request(method, target, body=content if content or method != "GET" else None, headers=send_headers)
+                response = conn.getresponse()
+            except ConnectionError as exc:  # RemoteDisconnected, reset, broken pipe: no status line came back
+                if fresh:
+                    raise
+                raise _Dropped(exc) from None
             declared = response.getheader("content-length", "")
             truncated = False
             body = bytearray()
@@ -290,6 +325,10 @@ class SyncPool:
                 self._give_back(key, conn)
             else:
                 conn.close()
+                if response is not None:
+                    # On `Connection: close` http.client hands the socket to the response: close it now, not when
+                    # the response is collected (an exception's traceback, kept by a caller, would keep it open).
+                    response.close()
 
     def close(self) -> None:
         """Close every idle connection; one in use is closed when its exchange ends."""
@@ -299,6 +338,33 @@ class SyncPool:
         for conns in idle.values():
             for _, conn in conns:
                 conn.close()
+
+
+class _Dropped(Exception):
+    """A reused connection failed before any answer arrived: the server had closed it as the request came."""
+
+    def __init__(self, cause: ConnectionError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _replayable(method: str, headers: Mapping[str, str]) -> bool:
+    """Whether sending the request again cannot do anything twice: a GET, or a request carrying an idempotency key."""
+    return method in ("GET", "HEAD", "OPTIONS") or any(name.lower() == "idempotency-key" for name in headers)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read (the server closed it, or sent what nobody asked for).
+
+    poll(), not select(): select() cannot watch a descriptor numbered 1,024 or more, as a busy process has.
+    """
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # Windows: no poll(), and no such limit on select()
 
 
 class ConnectPhaseError(Exception):

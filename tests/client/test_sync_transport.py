@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import http.server
 import ipaddress
+import json
+import os
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from orga_ai import OrgaAI, OrgaAIConnectionError
+from orga_ai import OrgaAI, OrgaAIConnectionError, OrgaAITimeoutError
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -213,25 +217,63 @@ def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> N
     assert json.loads(done.stdout) == []
 
 
+TOKEN = json.dumps({"ephemeral_token": "eph_transport_0123456789", "token_type": "bearer"}).encode()
+ICE = json.dumps({"iceServers": [{"urls": "stun:stun.example.com:3478"}]}).encode()
+
+
+class FakeOrga(http.server.BaseHTTPRequestHandler):
+    """Orga's two routes over HTTP/1.1 keep-alive; subclasses change how an answer goes out."""
+
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[list[FakeOrga]]  # each connection's handler, in order (set per server by ``running``)
+
+    def setup(self) -> None:
+        super().setup()
+        self.handled = 0
+        self.connections.append(self)
+
+    def answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.handled += 1
+        self.answer(TOKEN)
+
+    def do_GET(self) -> None:
+        self.handled += 1
+        self.answer(ICE)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def running(handler: type[FakeOrga]) -> Iterator[tuple[str, list[FakeOrga]]]:
+    """Serve ``handler`` on 127.0.0.1 in a thread; yields the base URL and the list of its connections."""
+    connections: list[FakeOrga] = []
+    bound = type(handler.__name__, (handler,), {"connections": connections})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), bound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", connections
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_chunked_answers_are_read_whole_and_the_connection_reused(emulator: Any) -> None:
     """An HTTP/1.1 server that streams its JSON in chunks: each body is read to its end, on one kept-alive
     connection (a response left half-read would have to close it)."""
-    import http.server
-    import json
-    import threading
 
-    connections: list[int] = []
-    token = json.dumps({"ephemeral_token": "eph_chunked_0123456789", "token_type": "bearer"}).encode()
-    ice = json.dumps({"iceServers": [{"urls": "stun:stun.example.com:3478"}]}).encode()
-
-    class Chunked(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            connections.append(1)
-
-        def _answer(self, body: bytes) -> None:
+    class Chunked(FakeOrga):
+        def answer(self, body: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
@@ -241,27 +283,95 @@ def test_chunked_answers_are_read_whole_and_the_connection_reused(emulator: Any)
                 self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer(token)
+    with running(Chunked) as (base, connections), OrgaAI(
+        api_key=emulator.api_key, base_url=base, max_retries=0
+    ) as orga:
+        for _ in range(2):
+            config = orga.get_session_config()
+            assert config.ephemeral_token == "eph_transport_0123456789"
+            assert config.ice_servers[0].urls == "stun:stun.example.com:3478"
+    assert len(connections) == 1
+    assert connections[0].handled == 4
 
-        def do_GET(self) -> None:
-            self._answer(ice)
 
-        def log_message(self, *args: object) -> None:
-            pass
+def test_a_pooled_connection_on_a_high_file_descriptor_is_reused(emulator: Any) -> None:
+    """A busy process holds more than 1,024 files: the idle check must not use select(), whose sets stop there."""
+    import resource
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip("cannot open 1,200 files here")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        with running(FakeOrga) as (base, connections), OrgaAI(
+            api_key=emulator.api_key, base_url=base, max_retries=0
+        ) as orga:
+            assert orga.get_session_config().ice_servers
+            assert orga.get_session_config().ice_servers
+        assert [c.handled for c in connections] == [4]  # one socket, above fd 1,024, reused for all four requests
+    finally:
+        for fd in filler:
+            os.close(fd)
+        if soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_idle_connection_the_server_drops_as_it_is_reused_is_replayed_on_a_new_one(emulator: Any) -> None:
+    """The server closes a kept-alive connection just as the next request arrives (its idle timeout racing ours):
+    nothing was answered, so a GET, or a POST carrying an Idempotency-Key, goes once more on a fresh connection,
+    within the same attempt, without using a retry."""
+
+    class DropsSecond(FakeOrga):
+        def answer(self, body: bytes) -> None:
+            if self.handled == 2 and self is self.connections[0]:
+                self.close_connection = True  # closed without a byte of answer
+                return
+            super().answer(body)
+
+    with running(DropsSecond) as (base, connections), OrgaAI(
+        api_key=emulator.api_key, base_url=base, max_retries=0
+    ) as orga:
+        assert orga.get_session_config().ice_servers  # the GET of ICE servers met the dropped connection
+        assert orga.fetch_ephemeral_token().value == "eph_transport_0123456789"
+    assert [c.handled for c in connections] == [2, 2]
+
+
+def test_a_body_cut_short_on_a_closing_connection_releases_its_socket_at_once(emulator: Any) -> None:
+    """``Connection: close``, and the body stalls: the attempt times out and its socket is closed then, not when
+    the error (which a caller may keep, with its traceback) is collected."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, bool] = {}
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: 100\r\n\r\n{\"ephemeral"
+            )
+            try:
+                seen["closed"] = conn.recv(65536) == b""
+            except OSError:
+                seen["closed"] = False
+
+    thread = threading.Thread(target=serve_one, daemon=True)
     thread.start()
     try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        with OrgaAI(api_key=emulator.api_key, base_url=base, max_retries=0) as orga:
-            for _ in range(2):
-                config = orga.get_session_config()
-                assert config.ephemeral_token == "eph_chunked_0123456789"
-                assert config.ice_servers[0].urls == "stun:stun.example.com:3478"
-        assert len(connections) == 1
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with OrgaAI(api_key=emulator.api_key, base_url=base, max_retries=0, timeout=0.5) as orga, pytest.raises(
+            OrgaAITimeoutError
+        ) as info:
+            orga.fetch_ephemeral_token()
+        thread.join(15)
+        assert seen == {"closed": True}, "the client kept the socket open"
+        assert info.value.__cause__ is not None  # the error, and what it refers to, is still alive here
     finally:
-        server.shutdown()
-        server.server_close()
+        listener.close()

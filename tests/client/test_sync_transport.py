@@ -77,6 +77,8 @@ class Servers:
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.load_cert_chain(cert, key)
         self.tunnels: list[str] = []
+        self.proxy_heads: list[bytes] = []
+        self.proxy_password: str | None = None  # set: CONNECT without these Basic credentials gets a 407
         self.tls_connections = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -90,7 +92,16 @@ class Servers:
 
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        self.proxy_heads.append(head)
         method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if self.proxy_password is not None:
+            import base64
+
+            expected = base64.b64encode(f"user:{self.proxy_password}".encode()).decode()
+            if f"proxy-authorization: basic {expected}".lower().encode() not in head.lower():
+                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                writer.close()
+                return
         if method != "CONNECT":
             writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             writer.close()
@@ -187,6 +198,61 @@ def test_https_proxy_from_the_environment_tunnels_and_no_proxy_bypasses_it(
     with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
         assert orga.get_session_config().ice_servers
     assert running.tunnels == [origin]  # bypassed: no new tunnel
+
+
+def test_through_a_proxy_the_origin_certificate_is_still_verified(
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, _ = servers
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{running.proxy_port}")
+    origin = f"127.0.0.1:{running.tls_port}"
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0) as orga, pytest.raises(
+        OrgaAIConnectionError
+    ) as info:
+        orga.get_session_config()
+    assert running.tunnels == [origin]
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value.__cause__)
+    assert emulator.requests() == []
+
+
+def test_a_trusted_certificate_for_another_host_name_is_refused(
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate names 127.0.0.1 only: reached as ``localhost`` it must fail the host name check."""
+    running, cert = servers
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with OrgaAI(
+        api_key=emulator.api_key, base_url=f"https://localhost:{running.tls_port}", max_retries=0
+    ) as orga, pytest.raises(OrgaAIConnectionError) as info:
+        orga.get_session_config()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value.__cause__)
+    assert "localhost" in str(info.value.__cause__)  # "Hostname mismatch, certificate is not valid for 'localhost'"
+    assert emulator.requests() == []
+
+
+def test_proxy_credentials_go_to_the_proxy_only_and_a_refused_tunnel_does_not_show_them(
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, cert = servers
+    running.proxy_password = "pr0xy-s3cret"
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    origin = f"127.0.0.1:{running.tls_port}"
+
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:wrong-pr0xy-pass@127.0.0.1:{running.proxy_port}")
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0) as orga, pytest.raises(
+        OrgaAIConnectionError, match="407"
+    ) as info:
+        orga.get_session_config()
+    shown = f"{info.value!s} {info.value!r} {info.value.__cause__!s} {info.value.__cause__!r}"
+    assert "wrong-pr0xy-pass" not in shown and "user:" not in shown
+    assert emulator.requests() == []  # a refused tunnel is a connect failure: nothing reached the origin
+
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:pr0xy-s3cret@127.0.0.1:{running.proxy_port}")
+    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
+        assert orga.get_session_config().ice_servers
+    assert running.tunnels == [origin]
+    assert len(emulator.requests()) == 2
+    assert [head.lower().count(b"proxy-authorization") for head in running.proxy_heads] == [1, 1]  # CONNECTs only
 
 
 def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,10 @@ def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> 
     data = json.loads(result.stdout)
     assert data["ephemeralToken"].startswith("<masked fp:")
     assert data["iceServers"]
+    turn = [entry for entry in data["iceServers"] if "credential" in entry]
+    assert turn, "the emulator hands out TURN servers: their credentials must be masked"
+    for entry in turn:  # a TURN username with its credential is the pair a relay accepts: neither in clear
+        assert entry["username"].startswith("<masked fp:") and entry["credential"].startswith("<masked")
     assert "expires:" in result.stderr and "latency: token" in result.stderr
     assert emulator.api_key not in result.stdout + result.stderr
 
@@ -27,7 +31,10 @@ def test_session_prints_the_client_json_with_the_token_masked(emulator: Any) -> 
 def test_session_show_token(emulator: Any) -> None:
     result = run(["session", "--show-token"], ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["ephemeralToken"].count(".") == 2
+    data = json.loads(result.stdout)
+    assert data["ephemeralToken"].count(".") == 2
+    turn = [entry for entry in data["iceServers"] if "credential" in entry]
+    assert turn and all(":" in e["username"] and not e["credential"].startswith("<masked") for e in turn)
 
 
 def test_session_with_a_bad_key_exits_non_zero_with_the_typed_error(emulator: Any) -> None:

@@ -49,7 +49,11 @@ def _session(args: argparse.Namespace) -> int:
         return 1
     ice = [server.to_dict() for server in servers]
     if not args.show_token:
-        for entry in ice:
+        from ._secret import fingerprint
+
+        for entry in ice:  # a TURN username and its credential are the pair a relay accepts: mask both
+            if "username" in entry:
+                entry["username"] = f"<masked {fingerprint(str(entry['username']))}>"
             if "credential" in entry:
                 entry["credential"] = "<masked>"
     payload = {"ephemeralToken": token.value if args.show_token else _mask(token.value), "iceServers": ice}
@@ -91,7 +95,9 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="fetch one session config with ORGA_API_KEY and print it (check your key)",
         description="Fetch one session config (token + ICE servers) with the environment's ORGA_* settings.",
     )
-    session.add_argument("--show-token", action="store_true", help="print the token and TURN credentials in clear")
+    session.add_argument(
+        "--show-token", action="store_true", help="print the token and TURN usernames and credentials in clear"
+    )
     session.add_argument("--timeout", type=float, default=None, help="seconds per request (default ORGA_TIMEOUT or 10)")
     session.add_argument("--base-url", default=None, help="Orga Cloud URL (default ORGA_BASE_URL)")
     session.set_defaults(handler=_session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,8 +149,15 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
         stderr=subprocess.STDOUT,
     )
     try:
-        time.sleep(0.3)
-        assert process.poll() is None, "turnserver exited at start-up"
+        deadline = time.monotonic() + 10
+        while True:  # ready when its listener (TCP as well as UDP on the same port) accepts
+            assert process.poll() is None, "turnserver exited at start-up"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "turnserver did not listen within 10 s"
+                time.sleep(0.05)
         yield Coturn(port, secret, process)
     finally:
         process.terminate()

@@ -147,7 +147,10 @@ def test_env_configured_serve_drains_in_flight_requests_on_sigterm(emulator: Run
             pending = pool.submit(
                 httpx.get, replica.url + ROUTE, headers={"Authorization": f"Bearer {SECRET}"}, timeout=10
             )
-            time.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while emulator.stats()["in_flight"] == 0:  # the route's token request is at the emulator: in flight
+                assert time.monotonic() < deadline and not pending.done(), "the request never reached Orga"
+                time.sleep(0.02)
             replica.process.send_signal(signal.SIGTERM)
             response = pending.result()
         assert response.status_code == 200, response.text

@@ -113,6 +113,8 @@ class _EmulatorMiddleware:
                 stamped["date"] = _http_date(int(self.state.now()))
             await send(message)
 
+        if recorded:
+            self.state.begin()
         try:
             if api_name is None:
                 await self.app(scope, receive, send_stamped)
@@ -139,7 +141,10 @@ class _EmulatorMiddleware:
                 await response(scope, receive, send_stamped)
         finally:
             if recorded:
-                self._record(scope, headers, path, status, request_id, fault, generation)
+                try:
+                    self._record(scope, headers, path, status, request_id, fault, generation)
+                finally:
+                    self.state.end()
 
     def _record(
         self,

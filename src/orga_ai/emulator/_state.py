@@ -29,6 +29,7 @@ class EmulatorState:
         self.faults = FaultQueue()
         self.generation = 0
         """Bumped by every reset: a request that began before a reset (a stalled one, say) is not logged after it."""
+        self._in_flight = 0  # API requests begun and not yet logged; a reset does not change what is running
         self._reset_locked()
 
     def _reset_locked(self) -> None:
@@ -105,6 +106,16 @@ class EmulatorState:
         with self._lock:
             self._rejected[reason] += 1
 
+    def begin(self) -> None:
+        """An API request began: it is in flight until :meth:`record` (or :meth:`end`) is called for it."""
+        with self._lock:
+            self._in_flight += 1
+
+    def end(self) -> None:
+        """An API request begun with :meth:`begin` is over (logged or dropped)."""
+        with self._lock:
+            self._in_flight -= 1
+
     def record(self, entry: dict[str, Any], generation: int | None = None) -> None:
         """Log one API request (method, path, status, ...) and count its path and status.
 
@@ -130,7 +141,8 @@ class EmulatorState:
             self._requests.clear()
 
     def stats(self) -> dict[str, Any]:
-        """Counters as JSON: tokens_issued, ice_configs_served, calls, faults_applied, statuses, paths, rejected."""
+        """Counters as JSON: tokens_issued, ice_configs_served, calls, faults_applied, statuses, paths, rejected, and
+        in_flight (API requests begun and not yet logged: what a test waits for before reading the log)."""
         with self._lock:
             out: dict[str, Any] = {
                 name: self._counters[name]
@@ -139,6 +151,7 @@ class EmulatorState:
             out["statuses"] = dict(sorted(self._statuses.items()))
             out["paths"] = dict(sorted(self._paths.items()))
             out["rejected"] = dict(sorted(self._rejected.items()))
+            out["in_flight"] = self._in_flight
             out["clock_offset"] = self._offset
             out["now"] = self._clock() + self._offset
             return out

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._auth import Authenticator, Principal
 from ._breaker import CircuitBreaker
-from ._clients import AsyncClientHolder
+from ._clients import AsyncClientHolder, preload_transport
 from ._core import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -323,6 +323,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         policy.announce()
         clients.get()  # fail at start-up, not at the first caller, when the API key is missing
+        preload_transport()
         # With a warm pool, the first callers are served from it: fill it before taking traffic, within bounds (an
         # Orga outage must not hold the start-up for long; the pool keeps refilling in the background).
         filled = await clients.warm_up(min(5.0, policy.deadline))

@@ -10,7 +10,13 @@ from typing import Any
 from .._client import AsyncOrgaAI, OrgaAI
 from ._metrics import CountingRetryBudget, Metrics
 
-__all__ = ["AsyncClientHolder", "SyncClientHolder"]
+__all__ = ["AsyncClientHolder", "SyncClientHolder", "preload_transport"]
+
+
+def preload_transport() -> None:
+    """Import the async SDK client's HTTP library (aiohttp, about 0.1 s) now, at start-up: the client imports it on
+    first use, which would otherwise be the first caller's request."""
+    import aiohttp  # noqa: F401
 
 
 def _kwargs(metrics: Metrics, options: Mapping[str, Any], cls: type[Any], prefetch: int) -> dict[str, Any]:

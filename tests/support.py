@@ -32,6 +32,25 @@ def require_binary(name: str) -> str:
     return path
 
 
+def npm_project(folder: Path, package: str, *flags: str) -> Path:
+    """``folder`` made a throwaway npm project with ``package`` installed from the registry (needs node and npm).
+
+    A failed install skips the test locally (no registry here) and fails it in CI."""
+    require_binary("node")
+    npm = require_binary("npm")
+    (folder / "package.json").write_text(f'{{"name": "{folder.name.lower()}", "private": true}}')
+    result = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *flags, package],
+        cwd=folder, capture_output=True, text=True, timeout=180, check=False,
+    )
+    if result.returncode != 0:
+        message = f"npm install {package} failed (is the npm registry reachable?):\n{result.stderr[-2000:]}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from orga_ai.emulator import ADMIN_HEADER
-from tests.support import free_port, require_binary
+from tests.support import Coturn, free_port, run_coturn
 
 ADMIN = {ADMIN_HEADER: "1"}
 
@@ -117,53 +116,8 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     assert code == 0, f"orga-ai dev exited with {code} after SIGINT:\n{server.output()}"
 
 
-@dataclass
-class Coturn:
-    """A coturn on loopback with a TURN REST secret."""
-
-    port: int
-    secret: str
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"turn:127.0.0.1:{self.port}?transport=udp"
-
-
 @pytest.fixture(scope="session")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
-    """coturn with the flags that work here (WEBRTC_NOTES.md), on free ports, stopped by PID at the end."""
-    binary = require_binary("turnserver")
-    port = free_port()
-    low = 40000 + (port % 200) * 100
-    secret = "orga-ai-test-" + os.urandom(8).hex()
-    log = (tmp_path_factory.mktemp("coturn") / "turnserver.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
-            f"--min-port={low}", f"--max-port={low + 99}", "--use-auth-secret", f"--static-auth-secret={secret}",
-            "--realm=orga-ai-test", "--no-tls", "--no-dtls", "--no-tcp-relay", "--allow-loopback-peers", "--no-cli",
-            "--fingerprint", "--log-file=stdout", "--simple-log",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # ready when its listener (TCP as well as UDP on the same port) accepts
-            assert process.poll() is None, "turnserver exited at start-up"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "turnserver did not listen within 10 s"
-                time.sleep(0.05)
-        yield Coturn(port, secret, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    """coturn with a TURN REST secret on free loopback ports (UDP), stopped at the end."""
+    with run_coturn(tmp_path_factory.mktemp("coturn")) as running:
+        yield running

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.dev.conftest import ARTIFACTS, CHROMIUM_ARGS, Coturn, DevServer, start_dev
-from tests.support import require_binary
+from tests.dev.conftest import ARTIFACTS, CHROMIUM_ARGS, DevServer, start_dev
+from tests.support import Coturn, require_binary
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -167,7 +167,7 @@ def relay_dev_server(coturn: Coturn, tmp_path_factory: pytest.TempPathFactory) -
     """``orga-ai dev`` whose emulator hands out STUN and TURN for the test's coturn, and whose route's ICE policy
     (``--ice-relay-only``) passes on the TURN URL only."""
     server = start_dev(
-        tmp_path_factory.mktemp("relay"), "--turn-url", coturn.url, "--turn-secret", coturn.secret,
+        tmp_path_factory.mktemp("relay"), "--turn-url", coturn.turn_urls()[0], "--turn-secret", coturn.secret,
         "--stun-url", f"stun:127.0.0.1:{coturn.port}", "--ice-relay-only",
     )
     try:
@@ -185,7 +185,7 @@ def test_relay_only_connects_through_turn(page: Any, relay_dev_server: DevServer
     wait_connected(page)
     # The emulator listed a STUN URL too; the route's relay_only policy kept it from the page.
     servers = config_response.value.json()["iceServers"]
-    assert [server["urls"] for server in servers] == [[coturn.url]]
+    assert [server["urls"] for server in servers] == [[coturn.turn_urls()[0]]]
     assert int(text(page, "#count-relay")) > 0
     # iceTransportPolicy "relay" gathers nothing else, and the pair in use starts at our TURN allocation.
     assert text(page, "#count-host") == "0" and text(page, "#count-srflx") == "0"

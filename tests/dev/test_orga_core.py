@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from tests.dev.conftest import DevServer
-from tests.support import IN_CI, require_binary
+from tests.support import npm_project
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 CORE_PACKAGE = "@orga-ai/core@1.0.0"
-NPM_TIMEOUT = 180
 
 # Calls the package's own fetchSessionConfig on each URL given and prints one JSON line per call.
 SCRIPT = """
@@ -40,20 +39,7 @@ const core = require("@orga-ai/core");
 @pytest.fixture(scope="module")
 def orga_core(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory with ``@orga-ai/core`` installed from the npm registry."""
-    require_binary("node")
-    npm = require_binary("npm")
-    root = tmp_path_factory.mktemp("orga-core")
-    (root / "package.json").write_text('{"name": "orga-core-check", "private": true}')
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", CORE_PACKAGE],
-        cwd=root, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False,
-    )
-    if result.returncode != 0:
-        message = f"npm install {CORE_PACKAGE} failed (is the npm registry reachable?):\n{result.stderr}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
+    return npm_project(tmp_path_factory.mktemp("orga-core"), CORE_PACKAGE)
 
 
 def fetch_session_config(orga_core: Path, *urls: str) -> list[dict[str, Any]]:

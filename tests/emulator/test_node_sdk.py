@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from orga_ai.testing import RunningEmulator
-from tests.support import require_binary
+from tests.support import npm_project, require_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.node]
 
@@ -43,21 +43,9 @@ main().catch((error) => { console.error(error); process.exit(1); });
 @pytest.fixture(scope="module")
 def node_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway npm project with the published package installed."""
-    require_binary("node")
-    npm = require_binary("npm")
-    folder = tmp_path_factory.mktemp("orga-node")
-    (folder / "package.json").write_text('{"name": "orga-emulator-check", "private": true}')
     # --legacy-peer-deps: the package lists `node` itself as a peer dependency, which npm would otherwise install
     # (a Node binary download). --ignore-scripts: nothing here needs install scripts.
-    result = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--legacy-peer-deps", PACKAGE],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    folder = npm_project(tmp_path_factory.mktemp("orga-node"), PACKAGE, "--ignore-scripts", "--legacy-peer-deps")
     (folder / "check.js").write_text(SCRIPT)
     return folder
 

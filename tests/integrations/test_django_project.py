@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import upstream_calls
-from tests.support import free_port
+from tests.support import free_port, serving_process
 
 from .cors_checks import check_cors_cooperates
 
@@ -46,32 +45,9 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def running(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited: {process.stdout.read() if process.stdout else ''}")
-            try:
-                httpx.get(url + "/login/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the server did not start within 20 s") from None
-                time.sleep(0.05)
+    """The project served by ``command`` on ``port``, once it answers HTTP; stopped afterwards."""
+    with serving_process(command, env, f"http://127.0.0.1:{port}", [], cwd=PROJECT) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
 
 
 @pytest.fixture

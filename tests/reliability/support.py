@@ -263,16 +263,20 @@ class Timed:
         return type(self.error).__name__
 
 
+def _failed(started: float, exc: Exception, canary: Canary | None, source: str) -> Timed:
+    elapsed = time.monotonic() - started
+    if canary is not None:
+        canary.scan("".join(traceback.format_exception(exc)) + repr(exc), source)
+    return Timed(elapsed, error=exc)
+
+
 async def timed(call: Callable[[], Any], canary: Canary | None = None, source: str = "exception") -> Timed:
     """Run one client call (sync or async), catching any exception; its texts go to the canary scanner."""
     started = time.monotonic()
     try:
         result = await resolve(call())
     except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
-        elapsed = time.monotonic() - started
-        if canary is not None:
-            canary.scan("".join(traceback.format_exception(exc)) + repr(exc), source)
-        return Timed(elapsed, error=exc)
+        return _failed(started, exc, canary, source)
     return Timed(time.monotonic() - started, result=result)
 
 
@@ -282,10 +286,7 @@ def timed_sync(call: Callable[[], Any], canary: Canary | None = None, source: st
     try:
         result = call()
     except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
-        elapsed = time.monotonic() - started
-        if canary is not None:
-            canary.scan("".join(traceback.format_exception(exc)) + repr(exc), source)
-        return Timed(elapsed, error=exc)
+        return _failed(started, exc, canary, source)
     return Timed(time.monotonic() - started, result=result)
 
 

@@ -192,6 +192,27 @@ def test_deny_file_that_disappears_or_breaks_keeps_the_last_good_list(
     assert client.get("/readyz").json()["checks"]["minting"] == "stopped"
 
 
+def test_deny_file_swapped_for_one_of_the_same_size_and_time_is_reloaded(proxy: ProxyFactory, tmp_path: Path) -> None:
+    """A ConfigMap-style update (a new file moved in place) whose size and modification time match the old one."""
+    import os
+
+    deny = tmp_path / "deny.txt"
+    deny.write_text("mallory\n")
+    client = proxy(deny_file=str(deny))
+    client.app.state.orga_proxy.kill_switch.recheck_interval = 0
+    mallory, alice = bearer(make_jwt("mallory")), bearer(make_jwt("alice"))
+    assert client.get(ROUTE, headers=mallory).status_code == 403
+    assert client.get(ROUTE, headers=alice).status_code == 200
+
+    old = deny.stat()
+    swapped = tmp_path / "deny.next"
+    swapped.write_text("alice  \n")  # the same 8 bytes long
+    os.utime(swapped, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(swapped, deny)
+    assert client.get(ROUTE, headers=alice).status_code == 403
+    assert client.get(ROUTE, headers=mallory).status_code == 200
+
+
 def test_deny_file_missing_at_start_up_is_not_ready(proxy: ProxyFactory, tmp_path: Path) -> None:
     client = proxy(deny_file=str(tmp_path / "absent.txt"))
     ready = client.get("/readyz")

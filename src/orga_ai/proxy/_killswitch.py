@@ -49,7 +49,7 @@ class KillSwitch:
         self._denied: set[str] = set()
         self._file_all_off = False
         self._file_denied: frozenset[str] = frozenset()
-        self._file_stamp: tuple[int, int] | None = None
+        self._file_stamp: tuple[int, int, int, int] | None = None
         self._checked_at = -float("inf")
         self.problem: str | None = None
         """Why the deny file could not be (re)loaded, or None; ``/readyz`` reports it and answers 503."""
@@ -116,7 +116,9 @@ class KillSwitch:
             return
         try:
             st = os.stat(self.deny_file)
-            stamp = (st.st_mtime_ns, st.st_size)
+            # The inode tells a file moved in place (a ConfigMap update) and ctime an in-place rewrite, even when
+            # size and mtime (which anyone can set back) stay the same.
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
             if stamp == self._file_stamp and self.problem is None:
                 return
             entries: set[str] = set()

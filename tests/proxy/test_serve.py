@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -72,6 +73,62 @@ def test_serve_refuses_a_wildcard_origin(capsys: pytest.CaptureFixture[str], mon
     monkeypatch.setenv("ORGA_PROXY_SHARED_SECRET", SECRET)
     assert main(["serve", "--cors-origin", "*"]) == 2
     assert "not allowed" in capsys.readouterr().err
+
+
+# -- start-up --------------------------------------------------------------------------------------------------------
+
+# Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses.
+NOT_IN_THIS_CONFIGURATION = ("limits", "redis", "jwt", "opentelemetry", "httpx", "uvicorn")
+
+_STARTUP_SCRIPT = """
+import asyncio, json, sys
+
+from orga_ai.proxy._cli import app_from_env
+
+def loaded():
+    return sorted({name.split(".")[0] for name in sys.modules} & set(WATCHED))
+
+app = app_from_env()  # what each worker of orga-ai serve runs
+after_build = loaded()
+
+async def lifespan():
+    events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent, seen = [], {}
+
+    async def receive():
+        if sent and sent[-1]["type"] == "lifespan.startup.complete" and "started" not in seen:
+            seen["started"] = loaded()
+        return next(events)
+
+    async def send(message):
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return [m["type"] for m in sent], seen["started"]
+
+messages, after_startup = asyncio.run(lifespan())
+print(json.dumps({"build": after_build, "startup": after_startup, "messages": messages}))
+"""
+
+
+def test_the_served_app_loads_its_http_client_at_start_up_and_nothing_its_configuration_does_not_use() -> None:
+    """In a fresh interpreter, a worker's app for a shared-secret, memory://-limited configuration: building it
+    loads none of the libraries of Redis, JWTs, OpenTelemetry or ``limits``; its start-up (the ASGI lifespan,
+    before any request) loads aiohttp, so the first caller does not wait for that import."""
+    watched = (*NOT_IN_THIS_CONFIGURATION, "aiohttp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "OTEL_"))}
+    env.update(
+        ORGA_API_KEY="sk_orga_ai_startup_test_0000000000000000",
+        ORGA_BASE_URL="http://127.0.0.1:9",  # never called: start-up opens no socket
+        ORGA_PROXY_SHARED_SECRET=SECRET,
+    )
+    script = f"WATCHED = {watched!r}\n" + _STARTUP_SCRIPT
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["messages"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert report["build"] == []
+    assert report["startup"] == ["aiohttp"]
 
 
 # -- real processes --------------------------------------------------------------------------------------------------

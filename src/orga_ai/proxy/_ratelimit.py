@@ -33,7 +33,6 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -214,7 +213,8 @@ class StorageConfig:
 
 def _read_password(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except OSError as exc:
         raise ValueError(f"cannot read the Redis password file {path!r}: {exc.strerror}") from None
     password = text.strip("\r\n")

@@ -255,6 +255,20 @@ def test_proxy_credentials_go_to_the_proxy_only_and_a_refused_tunnel_does_not_sh
     assert [head.lower().count(b"proxy-authorization") for head in running.proxy_heads] == [1, 1]  # CONNECTs only
 
 
+def test_a_proxy_that_never_answers_connect_is_a_connect_timeout_within_the_attempt(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers the CONNECT
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        with OrgaAI(
+            api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0, timeout=0.3
+        ) as orga, pytest.raises(OrgaAITimeoutError, match="timed out connecting"):
+            orga.get_session_config()
+    finally:
+        listener.close()
+
+
 def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:9")
     with OrgaAI(api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0) as orga, pytest.raises(

@@ -329,6 +329,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f"Non-200 answers in the unlimited run: {f['rel.py.non200']}. In the limited run: {f['rel.429.n']} x 429 and"
         f" {f['rel.429.ok']} x 200 over all rounds.",
         "",
+        *slowloris_lines(r),
         "## Proxy route, upstream 0 ms (wrk, closed loop)",
         "",
         "Server CPU per request is the server process's own CPU time over the run divided by the requests served:"
@@ -614,6 +615,30 @@ def chart(r: dict[str, Any], f: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def slowloris_lines(r: dict[str, Any]) -> list[str]:
+    rows = r.get("slowloris") or []
+    if not rows:
+        return []
+    first = rows[0]
+    return [
+        f"## Slowloris: /healthz with {first['sockets']:,} half-sent request heads open",
+        "",
+        f"Each round opens {first['sockets']:,} connections to `orga-ai serve --head-timeout"
+        f" {first['head_timeout_s']:g}` that send half a request head and stop, then times 20 `/healthz` requests"
+        " (issue 11: within 100 ms) and waits for the server to close every such socket (within the head timeout"
+        " + 1 s).",
+        "",
+        "| /healthz before (ms) | during, median / max (ms) | sockets closed | last closed after (s) |",
+        "|---:|---:|---:|---:|",
+        f"| {fmt(med([x['healthz_before_ms'] for x in rows]), 1)} |"
+        f" {fmt(med([x['healthz_during_median_ms'] for x in rows]), 1)} /"
+        f" {fmt(max(x['healthz_during_max_ms'] for x in rows), 1)} |"
+        f" {min(x['closed'] for x in rows):,} of {first['sockets']:,} |"
+        f" {fmt(max(x['last_closed_after_s'] for x in rows), 2)} |",
+        "",
+    ]
 
 
 def write(results: dict[str, Any], docs: Path) -> tuple[Path, Path]:

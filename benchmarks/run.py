@@ -640,6 +640,86 @@ def phase_reliability(bench: Bench, rounds: int, duration: float) -> list[dict[s
     return out
 
 
+SLOWLORIS_SOCKETS = 2000
+SLOWLORIS_HEAD_TIMEOUT = 2.0
+SLOWLORIS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a"
+
+
+def _healthz_ms(port: int, samples: int) -> list[float]:
+    out = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        status = http_get(port, "/healthz", timeout=30)
+        out.append((time.perf_counter() - started) * 1000 if status == 200 else float("inf"))
+    return out
+
+
+def phase_slowloris(bench: Bench, rounds: int) -> list[dict[str, Any]]:
+    """/healthz latency while 2,000 sockets hold half-sent request heads open (issue 11: within 100 ms), and how
+    long after its bytes the server closed the last of them (within the head timeout + 1 s)."""
+    import resource
+    import selectors
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = SLOWLORIS_SOCKETS + 512
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        log(f"  slowloris: skipped, the hard open-file limit ({hard}) is below {wanted}")
+        return []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    out = []
+    try:
+        for r in range(rounds):
+            extra = ["--head-timeout", f"{SLOWLORIS_HEAD_TIMEOUT:g}"]
+            with bench.running(bench.start_python(0, extra=extra, name="python-slowloris")) as (_, port):
+                before = _healthz_ms(port, 20)
+                sent: dict[socket.socket, float] = {}
+                closed: dict[socket.socket, float] = {}
+                try:
+                    for _ in range(SLOWLORIS_SOCKETS):
+                        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                        sock.sendall(SLOWLORIS_HEAD)
+                        sent[sock] = time.monotonic()
+                    during = _healthz_ms(port, 20)
+                    with selectors.DefaultSelector() as selector:
+                        for sock in sent:
+                            sock.setblocking(False)
+                            selector.register(sock, selectors.EVENT_READ)
+                        deadline = time.monotonic() + SLOWLORIS_HEAD_TIMEOUT + 10
+                        while len(closed) < len(sent) and time.monotonic() < deadline:
+                            for key, _ in selector.select(timeout=0.1):
+                                sock = key.fileobj
+                                assert isinstance(sock, socket.socket)
+                                try:
+                                    data = sock.recv(4096)
+                                except OSError:
+                                    data = b""
+                                if not data:
+                                    closed[sock] = time.monotonic() - sent[sock]
+                                    selector.unregister(sock)
+                finally:
+                    for sock in sent:
+                        sock.close()
+            row = {
+                "sockets": SLOWLORIS_SOCKETS,
+                "head_timeout_s": SLOWLORIS_HEAD_TIMEOUT,
+                "healthz_before_ms": statistics.median(before),
+                "healthz_during_median_ms": statistics.median(during),
+                "healthz_during_max_ms": max(during),
+                "closed": len(closed),
+                "last_closed_after_s": max(closed.values(), default=float("inf")),
+            }
+            out.append(row)
+            log(
+                f"  slowloris round {r + 1}: /healthz {row['healthz_before_ms']:.1f} ms before, during median"
+                f" {row['healthz_during_median_ms']:.1f} ms (max {row['healthz_during_max_ms']:.1f});"
+                f" {len(closed)} of {SLOWLORIS_SOCKETS} closed, the last {row['last_closed_after_s']:.2f} s after"
+                " its bytes"
+            )
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return out
+
+
 # The libraries each server stands on, imported and nothing else: the floor of its spawn-to-first-200.
 STACK_FLOORS = {
     "python_stack": [sys.executable, "-c", "import granian, starlette.applications, aiohttp, prometheus_client"],
@@ -840,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated phases to run alone (import,upstream,floors,inprocess,route,variants,20ms,"
-        "reliability,transport,cold,serverless); implies --no-report",
+        "reliability,slowloris,transport,cold,serverless); implies --no-report",
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -967,6 +1047,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"reliability: {RELIABILITY_RATE:g} req/s open loop, upstream 50 ms ...")
             results["reliability"] = phase_reliability(bench, rounds, rel_duration)
             phase_done("reliability")
+        if want("slowloris"):
+            log(f"slowloris: /healthz with {SLOWLORIS_SOCKETS} half-sent heads open ...")
+            results["slowloris"] = phase_slowloris(bench, rounds)
+            phase_done("slowloris")
         if want("transport"):
             log("sync transport candidates, in-process (httpx, urllib3, http.client, OrgaAI, @orga-ai/node) ...")
             sys.path.insert(0, str(BENCH))

@@ -206,11 +206,20 @@ class SyncPool:
             raise ProxyConfigurationError(
                 f"the {scheme} proxy from the environment must be an http:// URL, not {parts.scheme}://"
             )
+        try:
+            proxy_port = parts.port or 80
+        except ValueError:  # its text would show what stands where the port should: part of a password, say
+            proxy_port = -1
+        if proxy_port < 0 or "@" in f"{parts.path}{parts.query}{parts.fragment}":
+            # A "/", "?" or "#" in an unescaped password ends the authority early: the text after it is no port.
+            raise ProxyConfigurationError(
+                f"the {scheme} proxy URL from the environment cannot be read: write it as http://user:password@host:"
+                "port, with any of / ? # @ : in the user or password percent-encoded"
+            )
         auth: dict[str, str] = {}
         if parts.username is not None:
             raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             auth["Proxy-Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
-        proxy_port = parts.port or 80
         if scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, proxy_port, timeout=timeout, context=self._ssl_context())
             conn.set_tunnel(host, port, headers=auth)

@@ -277,6 +277,20 @@ def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypat
         orga.get_session_config()
 
 
+@pytest.mark.parametrize("password", ["s3cr/et", "s3cr?et", "s3cr#et"])
+def test_a_proxy_url_with_an_unescaped_password_is_refused_without_showing_it(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    """``/``, ``?`` or ``#`` in a password end the URL's authority: what follows must not surface as a "port"."""
+    monkeypatch.setenv("HTTPS_PROXY", f"http://bob:{password}@127.0.0.1:9")
+    with OrgaAI(api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0) as orga, pytest.raises(
+        OrgaAIConnectionError, match="proxy"
+    ) as info:
+        orga.get_session_config()
+    shown = f"{info.value!s} {info.value!r} {info.value.__cause__!s} {info.value.__cause__!r}"
+    assert "s3cr" not in shown and "bob" not in shown
+
+
 def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> None:
     """A fresh interpreter makes one call: the sync path stays on the standard library (cold start, memory)."""
     import json

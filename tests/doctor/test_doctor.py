@@ -246,6 +246,17 @@ def test_proxy_variables_are_listed_without_their_credentials(
     assert "proxyuser" not in run.out and "Pr0xyS3cret" not in run.out
 
 
+def test_a_proxy_url_with_an_unescaped_password_is_flagged_without_showing_it(
+    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, capsys: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:Pr0xy/S3cret@proxy.example.test:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", secrets=("S3cret",))
+    proxies = run.checks["proxy variables"]
+    assert proxies["verdict"] == "warn" and "percent-encode" in proxies["advice"]
+    assert "Pr0xy" not in run.out and "proxyuser" not in run.out
+
+
 def test_missing_key_and_bad_base_url_are_configuration_failures(
     monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:

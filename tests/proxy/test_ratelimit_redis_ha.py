@@ -85,6 +85,11 @@ def test_sentinel_and_cluster_uris_become_limits_uris_with_tls_and_timeouts(tmp_
         ("localhost:6379", "URI"),
         ("redis://r:6379?timeout=0", "give seconds"),
         ("redis+cluster://n1:7000?timeout=soon", "give seconds"),
+        # An unescaped / ? # in the password: what follows must not surface as a "port" (nor the URI be used).
+        ("redis://u:pw/ss@r:6379/0", "percent-encoded"),
+        ("rediss://:pw?ss@r:6379", "percent-encoded"),
+        ("redis://:pw#ss@r:6379", "percent-encoded"),
+        ("redis+sentinel://:pw/ss@h1:26379,h2:26379/main", "percent-encoded"),
     ],
 )
 def test_unusable_storage_uris_are_refused_with_the_reason(uri: str, message: str) -> None:

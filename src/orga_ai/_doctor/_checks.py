@@ -60,10 +60,21 @@ def _ms(seconds: float) -> str:
 # -- configuration ---------------------------------------------------------------------------------------------------
 
 
+_UNREADABLE_PROXY = "(unreadable URL)"
+
+
 def _strip_userinfo(value: str) -> str:
+    """The proxy URL's host and port only; :data:`_UNREADABLE_PROXY` when its authority cannot be read (an unescaped
+    / ? # in a password ends it early: the rest must not be shown as a host or a port)."""
     parts = urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        return _UNREADABLE_PROXY
+    if "@" in f"{parts.path}{parts.query}{parts.fragment}":
+        return _UNREADABLE_PROXY
     host = parts.hostname or "?"
-    return f"{host}:{parts.port}" if parts.port else host
+    return f"{host}:{port}" if port else host
 
 
 def check_config(report: Report, options: DoctorOptions) -> Settings | None:
@@ -93,8 +104,13 @@ def check_config(report: Report, options: DoctorOptions) -> Settings | None:
     used = [(name, value) for name, value in proxies if value.strip()]
     if used:
         shown = ", ".join(f"{name}={value if name == 'NO_PROXY' else _strip_userinfo(value)}" for name, value in used)
-        report.add(Check("config", "proxy variables", "ok", detail=f"{shown}; STUN/TURN traffic never uses them",
-                         blocking=False))
+        detail = f"{shown}; STUN/TURN traffic never uses them"
+        if _UNREADABLE_PROXY in shown:
+            report.add(Check("config", "proxy variables", "warn", detail=detail,
+                             advice="write proxy URLs as http://user:password@host:port, with any of / ? # @ : in "
+                                    "the user or password percent-encoded", blocking=False))
+        else:
+            report.add(Check("config", "proxy variables", "ok", detail=detail, blocking=False))
     else:
         report.add(Check("config", "proxy variables", "ok", detail="none set", blocking=False))
     if is_loopback_host(host) and settings.base_url.startswith("http:"):

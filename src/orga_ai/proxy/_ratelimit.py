@@ -253,6 +253,16 @@ def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> Sto
             f"redis+cluster://, not {scheme}://"
         )
     parts = urllib.parse.urlsplit(uri)
+    try:
+        port_ok = scheme not in {"redis", "rediss"} or parts.port is None or parts.port >= 0
+    except ValueError:  # its text would show what stands where the port should: part of a password, say
+        port_ok = False
+    if not port_ok or (scheme != "redis+unix" and "@" in f"{parts.path}{parts.query}{parts.fragment}"):
+        # A "/", "?" or "#" in an unescaped password ends the URI's authority early.
+        raise ValueError(
+            "the rate-limit storage URI cannot be read: write it as redis://user:password@host:port/db, with any of "
+            "/ ? # @ : in the user or password percent-encoded"
+        )
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     password_file = [value for key, value in query if key == "password_file"]
     timeouts = [value for key, value in query if key == "timeout"]

@@ -234,27 +234,33 @@ def test_wrong_api_key(
     assert "clock skew" not in run.checks  # nothing after the key is checked without a token
 
 
+@pytest.mark.parametrize(
+    ("proxy", "verdict", "shown"),
+    [
+        ("http://proxyuser:Pr0xyS3cret@proxy.example.test:3128", "ok", "proxy.example.test:3128"),
+        # An unescaped "/" ends the authority early: what follows is no port, and must not be shown as one.
+        ("http://proxyuser:Pr0xy/S3cret@proxy.example.test:3128", "warn", "(unreadable URL)"),
+    ],
+)
 def test_proxy_variables_are_listed_without_their_credentials(
-    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, capsys: Any, caplog: pytest.LogCaptureFixture
+    emulator: RunningEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    caplog: pytest.LogCaptureFixture,
+    proxy: str,
+    verdict: str,
+    shown: str,
 ) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:Pr0xyS3cret@proxy.example.test:3128")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", secrets=("Pr0xyS3cret",))
-    proxies = run.checks["proxy variables"]
-    assert "HTTPS_PROXY=proxy.example.test:3128" in proxies["detail"]
-    assert "NO_PROXY=127.0.0.1,localhost" in proxies["detail"]
-    assert "proxyuser" not in run.out and "Pr0xyS3cret" not in run.out
-
-
-def test_a_proxy_url_with_an_unescaped_password_is_flagged_without_showing_it(
-    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, capsys: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:Pr0xy/S3cret@proxy.example.test:3128")
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", secrets=("S3cret",))
     proxies = run.checks["proxy variables"]
-    assert proxies["verdict"] == "warn" and "percent-encode" in proxies["advice"]
-    assert "Pr0xy" not in run.out and "proxyuser" not in run.out
+    assert proxies["verdict"] == verdict
+    assert f"HTTPS_PROXY={shown}" in proxies["detail"]
+    assert "NO_PROXY=127.0.0.1,localhost" in proxies["detail"]
+    assert "proxyuser" not in run.out and "Pr0xy" not in run.out
+    if verdict == "warn":
+        assert "percent-encode" in proxies["advice"]
 
 
 def test_missing_key_and_bad_base_url_are_configuration_failures(

@@ -134,6 +134,14 @@ def validate_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise OrgaAIConfigurationError(f"base_url must be an absolute http(s) URL, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - read for its check: a port that is no number from 0 to 65535 raises
+    except ValueError:
+        port_ok = False
+    else:
+        port_ok = True
+    if not port_ok:
+        raise OrgaAIConfigurationError("base_url has a port that is not a number from 0 to 65535")
     if parts.username or parts.password:
         raise OrgaAIConfigurationError("base_url must not carry credentials; pass api_key instead")
     if parts.query or parts.fragment:

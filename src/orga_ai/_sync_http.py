@@ -13,7 +13,7 @@ and footprint. What a library would otherwise give us is kept here, small and ex
   own functions): https goes through a CONNECT tunnel, so TLS stays end to end and the deadline covers the tunnel.
 * **Keep-alive**: idle connections are pooled per origin (at most ``max_idle`` each, for ``keepalive`` seconds), a
   connection the server has closed meanwhile is dropped before reuse, and one that was not read to its end is never
-  reused. Thread safe: a connection belongs to one attempt at a time.
+  reused. Thread safe: a connection belongs to one attempt at a time. After a fork the child opens its own.
 * **No redirect is ever followed**: http.client does not follow them; a 3xx is an answer like any other.
 
 Nothing here opens a socket before the first request, and ``import orga_ai`` does not import this module.
@@ -154,6 +154,7 @@ class SyncPool:
         self._lock = threading.Lock()
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
+        self._pid = os.getpid()
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = self._ssl
@@ -167,6 +168,8 @@ class SyncPool:
     # -- connections ------------------------------------------------------------------------------------------------
 
     def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        if self._pid != os.getpid():
+            self._after_fork()
         now = time.monotonic()
         while True:
             with self._lock:
@@ -179,6 +182,17 @@ class SyncPool:
             if now - since < self._keepalive and sock is not None and not _readable(sock):
                 return conn
             conn.close()
+
+    def _after_fork(self) -> None:
+        """In a child process: the idle connections are the parent's too (one socket, two processes interleaving
+        requests and answers), so this process closes its copies (which leaves the parent's open) and opens its own.
+        The lock is replaced: a thread of the parent may have held it at the fork."""
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, {}
+        self._pid = os.getpid()
+        for conns in idle.values():
+            for _, conn in conns:
+                conn.close()
 
     def _give_back(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -291,6 +291,31 @@ def test_a_proxy_url_with_an_unescaped_password_is_refused_without_showing_it(
     assert "s3cr" not in shown and "bob" not in shown
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_never_reuses_its_parents_pooled_connections(emulator: Any) -> None:
+    """A client used before a fork (a preloading server's workers, say): one kept-alive socket shared by two
+    processes would interleave their requests and answers. Each process gets connections of its own."""
+    with OrgaAI(api_key=emulator.api_key, base_url=emulator.base_url, max_retries=0) as orga:
+        assert orga.get_session_config().ice_servers  # leaves one idle connection in the pool
+        parents = {call["client_port"] for call in emulator.requests()}
+        emulator.clear_requests()
+        pid = os.fork()
+        if pid == 0:  # the child: one call, then out, whatever happens (never back into pytest)
+            code = 1
+            try:
+                orga.get_session_config()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        child = {call["client_port"] for call in emulator.requests()}
+        assert len(child) == 1 and not child & parents  # the child opened its own connection
+        emulator.clear_requests()
+        assert orga.get_session_config().ice_servers  # and the parent's connection still works for the parent
+        assert {call["client_port"] for call in emulator.requests()} == parents
+
+
 def test_a_sync_call_loads_neither_httpx_nor_the_async_stack(emulator: Any) -> None:
     """A fresh interpreter makes one call: the sync path stays on the standard library (cold start, memory)."""
     import json

@@ -15,7 +15,7 @@ import functools
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._models import IceServer, SessionConfig, turn_username_expiry
 
@@ -40,8 +40,7 @@ _REG_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_\-.]{0,251}[A-Za-z0-9_])?$")
 _MAX_SERVERS_LIMIT = 64
 
 
-@dataclass(frozen=True, slots=True)
-class IceUrl:
+class IceUrl(NamedTuple):
     """One parsed STUN/TURN URL.
 
     Attributes:

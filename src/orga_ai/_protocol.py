@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ._config import USER_AGENT, Settings
 from ._exceptions import (
@@ -60,8 +60,9 @@ _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _MAX_MESSAGE = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# The records a flow and its driver exchange are NamedTuples: as immutable as frozen dataclasses, and defined about
+# seven times faster, which counts in a function's cold start (each frozen dataclass execs five generated methods).
+class Request(NamedTuple):
     """One HTTP request for a driver to send. ``timeout`` bounds this attempt, connect and read together."""
 
     method: str
@@ -75,8 +76,7 @@ class Request:
         return f"Request({self.method} {self.url}, step={self.step!r}, timeout={self.timeout:.3f})"
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """What a driver read back. Header names are lower case; ``truncated`` is set when the body passed the cap."""
 
     status: int
@@ -107,8 +107,7 @@ class FailureKind(enum.Enum):
     """The connection broke after the request was sent: ambiguous."""
 
 
-@dataclass(frozen=True, slots=True)
-class TransportFailure:
+class TransportFailure(NamedTuple):
     """A failed attempt, reported by a driver. ``detail`` is a short, secret-free description."""
 
     kind: FailureKind
@@ -117,8 +116,7 @@ class TransportFailure:
     elapsed: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     """Ask the driver to sleep before the next attempt."""
 
     seconds: float

@@ -25,7 +25,6 @@ third party learns nothing of our traces unless the operator says so.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import os
 import sys
 import time
@@ -399,7 +398,7 @@ def _traced(
                 carrier: dict[str, str] = {}
                 api.propagate.inject(carrier, context=trace.set_span_in_context(span))
                 if carrier:
-                    action = dataclasses.replace(action, headers={**action.headers, **carrier})
+                    action = action._replace(headers={**action.headers, **carrier})
             outcome = None  # what the finally below reports if the driver closes the flow mid-attempt
             try:
                 outcome = yield action

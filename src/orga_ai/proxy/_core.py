@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .._exceptions import (
@@ -398,18 +398,15 @@ def _is_upstream_failure(exc: BaseException) -> bool:
 # -- effects the flow asks its driver to perform ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Authenticate:
+class _Authenticate(NamedTuple):
     request: ProxyRequest
 
 
-@dataclass(frozen=True, slots=True)
-class _Limit:
+class _Limit(NamedTuple):
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Upstream:
+class _Upstream(NamedTuple):
     deadline: float
 
 

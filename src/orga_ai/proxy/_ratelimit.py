@@ -33,7 +33,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 if TYPE_CHECKING:
     import asyncio
@@ -122,8 +122,7 @@ _GRANULARITY_SECONDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Rate:
+class _Rate(NamedTuple):
     """A parsed limit, for the in-memory windows: the subset of a ``limits`` item they use."""
 
     amount: int

@@ -74,9 +74,15 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
                     med([p / b for p, b in zip(py, before, strict=True)]),
                 )
         out["rss.before"] = med([row["rss_kib"]["python_before"] / 1024 for row in w0])
+        if "pss_kib" in w0[0]:
+            out["pss.before"] = med([row["pss_kib"]["python_before"] / 1024 for row in w0])
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
     out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
+    if "pss_kib" in w0[0]:  # shared pages counted once (serve's parent and its forked worker share most of theirs)
+        pss_py = [row["pss_kib"]["python"] / 1024 for row in w0]
+        pss_node = [row["pss_kib"]["node"] / 1024 for row in w0]
+        out["pss"] = (med(pss_py), med(pss_node), med([p / n for p, n in zip(pss_py, pss_node, strict=True)]))
 
     floors = r["floors"]
     out["floor20"] = floors["20"]["median_ms"]
@@ -364,7 +370,17 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
                 f" {fmt(cpu_now, 0)} / {fmt(cpu_before, 0)} |"
             )
         lines.append("")
-        lines.append(f"RSS after load: now {fmt(f['rss'][0])} MiB, before {fmt(f['rss.before'])} MiB.")
+        memory = f"RSS after load: now {fmt(f['rss'][0])} MiB, before {fmt(f['rss.before'])} MiB"
+        if "pss.before" in f:
+            memory += f"; PSS now {fmt(f['pss'][0])} MiB, before {fmt(f['pss.before'])} MiB"
+        lines.append(memory + ".")
+    if "pss" in f:
+        lines += [
+            "",
+            f"Memory after load, PSS (each page shared by n processes counted 1/n): orga-ai {fmt(f['pss'][0])} MiB,"
+            f" Node {fmt(f['pss'][1])} MiB ({ratio_fmt(f['pss'][2])}). The RSS figures above add up serve's parent"
+            " and its forked worker, so the pages they share count twice.",
+        ]
     up = r["upstream"]
     lines += [
         "",

@@ -185,7 +185,39 @@ def wait_ready(proc: Proc, port: int, path: str, timeout: float = 20.0, want: in
 
 
 def rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` plus that of all its descendants (the server's workers), in KiB."""
+    """VmRSS of ``pid`` plus that of all its descendants (the server's workers), in KiB. Pages a forked worker
+    still shares with its parent count once per process here; :func:`pss_kib` counts them once."""
+    return sum(_status_kib(p, "VmRSS:") for p in _tree(pid))
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of ``pid`` and its descendants, in KiB: each page shared by n processes counts 1/n,
+    so the sum over a tree is the memory it really holds (RSS summed over a parent and its forked workers counts
+    their shared pages twice)."""
+    total = 0
+    for current in _tree(pid):
+        try:
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -196,17 +228,12 @@ def rss_kib(pid: int) -> int:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
+        tree.append(current)
         todo.extend(children.get(current, []))
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return tree
 
 
 def _tree_cpu_ticks(root: int) -> int:
@@ -486,6 +513,7 @@ def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> li
     for r in range(rounds):
         row: dict[str, Any] = {name: {} for name in names}
         row["rss_kib"] = {}
+        row["pss_kib"] = {}
         started = {"node": bench.start_node(0), "python": bench.start_python(0)}
         if bench.baseline_src:
             started["python_before"] = bench.start_python(0, name="before", src=bench.baseline_src)
@@ -500,16 +528,18 @@ def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> li
                     row[who][str(c)] = wrk_cpu(started[who][0], url_of(started[who][1]), c, duration)
             for who in order:
                 row["rss_kib"][who] = rss_kib(started[who][0].pid)
+                row["pss_kib"][who] = pss_kib(started[who][0].pid)
         finally:
             for proc, _ in started.values():
                 bench.procs.stop(proc)
         log(
-            "  0 ms round {}: req/s {} (c=1,16,64); RSS {} MiB".format(
+            "  0 ms round {}: req/s {} (c=1,16,64); RSS {} MiB; PSS {} MiB".format(
                 r + 1,
                 " / ".join(
                     f"{who} " + "/".join(f"{row[who][c]['rps']:.0f}" for c in ("1", "16", "64")) for who in names
                 ),
                 " / ".join(str(row["rss_kib"][who] // 1024) for who in names),
+                " / ".join(str(row["pss_kib"][who] // 1024) for who in names),
             )
         )
         out.append(row)

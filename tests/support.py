@@ -51,6 +51,18 @@ def npm_project(folder: Path, package: str, *flags: str) -> Path:
     return folder
 
 
+def wait_in_flight(emulator: Any, count: int, *, at_least: bool = False, timeout: float = 10) -> None:
+    """Until exactly ``count`` (or ``at_least`` that many) API requests are in flight at the emulator: begun, not yet
+    answered and logged (``GET /_emulator/stats``). What a test waits for instead of sleeping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = emulator.stats()["in_flight"]
+        if now == count or (at_least and now >= count):
+            return
+        assert time.monotonic() < deadline, f"{now} request(s) in flight at the emulator after {timeout} s, not {count}"
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import httpx
 import pytest
 
 from orga_ai.emulator import ADMIN_HEADER, EmulatorConfig
 from orga_ai.testing import RunningEmulator, run_emulator
+from tests.support import wait_in_flight
 
 from .conftest import auth, mint
 
@@ -113,12 +113,6 @@ def test_admin_rejects_oversized_bodies(http: httpx.Client, path: str) -> None:
 def test_a_request_begun_before_a_reset_is_not_logged_after_it(emulator: RunningEmulator) -> None:
     """A stalled request of one test must not show up in the next test's request log."""
 
-    def wait_in_flight(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while emulator.stats()["in_flight"] != count:
-            assert time.monotonic() < deadline, f"never {count} request(s) in flight"
-            time.sleep(0.02)
-
     emulator.arm(path="client-secrets", count=1, stall=True)
     host, port = emulator.base_url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as stalled:
@@ -126,9 +120,9 @@ def test_a_request_begun_before_a_reset_is_not_logged_after_it(emulator: Running
             b"POST /v1/realtime/client-secrets HTTP/1.1\r\nHost: emulator\r\n"
             + f"Authorization: Bearer {emulator.api_key}\r\nContent-Length: 0\r\n\r\n".encode()
         )
-        wait_in_flight(1)  # stalled inside the emulator...
+        wait_in_flight(emulator, 1)  # stalled inside the emulator...
         emulator.reset()  # ...when the next test's reset comes
-    wait_in_flight(0)  # the hang-up ends it, after the reset
+    wait_in_flight(emulator, 0)  # the hang-up ends it, after the reset
     assert emulator.requests() == []
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
+import socket
 import time
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from orga_ai import OrgaAI, OrgaAIConnectionError, OrgaAIInvalidResponseError, OrgaAIServerError, OrgaAITimeoutError
 from orga_ai.emulator import BODY_KINDS, DEV_API_KEY, EmulatedDrop, EmulatorConfig, create_app
 from orga_ai.testing import RunningEmulator, run_emulator
+from tests.support import wait_in_flight
 
 from .conftest import auth, mint
 
@@ -78,24 +79,17 @@ def test_latency_and_status_combine(emulator: RunningEmulator, http: httpx.Clien
 def test_stall_holds_until_the_client_gives_up_without_blocking_others(
     emulator: RunningEmulator, http: httpx.Client
 ) -> None:
-    outcome: list[BaseException] = []
-
-    def stalled() -> None:
-        with httpx.Client(base_url=emulator.base_url) as client:
-            try:
-                client.post(TOKEN_PATH, headers=fault(stall=True), timeout=1.0)
-            except httpx.ReadTimeout as exc:
-                outcome.append(exc)
-
-    thread = threading.Thread(target=stalled)
-    thread.start()
-    time.sleep(0.2)
-    started = time.perf_counter()
-    assert http.post(TOKEN_PATH, headers=auth(emulator.api_key)).status_code == 200
-    assert time.perf_counter() - started < 0.5
-    thread.join(5)
-    assert len(outcome) == 1
-    _wait_for_requests(emulator, 2)
+    host, port = emulator.base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as stalled:
+        head = "\r\n".join(f"{name}: {value}" for name, value in fault(stall=True).items())
+        stalled.sendall(f"POST {TOKEN_PATH} HTTP/1.1\r\nHost: emulator\r\nContent-Length: 0\r\n{head}\r\n\r\n".encode())
+        wait_in_flight(emulator, 1)
+        assert http.post(TOKEN_PATH, headers=auth(emulator.api_key)).status_code == 200  # not behind the stall
+        assert emulator.stats()["in_flight"] == 1  # still held: a stall ends when its client gives up
+        stalled.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            stalled.recv(1)  # not a byte of answer
+    wait_in_flight(emulator, 0)
     stalled_entry = next(entry for entry in emulator.requests() if entry["fault"])
     assert stalled_entry["status"] is None
     assert stalled_entry["fault"] == {"stall": True}

@@ -22,7 +22,7 @@ import pytest
 from orga_ai.cli import main
 from orga_ai.proxy._settings import OPTIONS, markdown_table, resolve, to_environ
 from orga_ai.testing import RunningEmulator
-from tests.support import free_port, require_binary
+from tests.support import free_port, require_binary, wait_in_flight
 
 from .conftest import upstream_calls
 from .test_route import ROUTE, assert_error
@@ -204,10 +204,7 @@ def test_env_configured_serve_drains_in_flight_requests_on_sigterm(emulator: Run
             pending = pool.submit(
                 httpx.get, replica.url + ROUTE, headers={"Authorization": f"Bearer {SECRET}"}, timeout=10
             )
-            deadline = time.monotonic() + 10
-            while emulator.stats()["in_flight"] == 0:  # the route's token request is at the emulator: in flight
-                assert time.monotonic() < deadline and not pending.done(), "the request never reached Orga"
-                time.sleep(0.02)
+            wait_in_flight(emulator, 1)  # the route's token request is at the emulator, in its latency
             replica.process.send_signal(signal.SIGTERM)
             response = pending.result()
         assert response.status_code == 200, response.text

@@ -6,12 +6,12 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import signal
-import time
 from pathlib import Path
 
 import httpx
 
 from orga_ai.testing import RunningEmulator
+from tests.support import wait_in_flight
 
 from .test_route import ROUTE
 from .test_serve import SECRET, replicas
@@ -65,10 +65,8 @@ def test_sigterm_drains_the_requests_in_flight_in_every_worker(emulator: Running
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             pending = [pool.submit(slow, i) for i in range(4)]
-            deadline = time.monotonic() + 10
-            while sum(1 for r in emulator.requests() if r["path"].endswith("client-secrets")) < 4:
-                assert time.monotonic() < deadline, "the four requests did not reach the upstream"
-                time.sleep(0.05)
+            # In flight at the upstream (in their latency), not yet answered: the request log has them only after.
+            wait_in_flight(emulator, 4)
             server.process.send_signal(signal.SIGTERM)
             codes = [future.result() for future in pending]
         assert codes == [200] * 4

@@ -104,6 +104,10 @@ def test_demo_page_runs_the_whole_flow(page: Any, dev_server: DevServer) -> None
     assert text(page, "#config-status") == "received"
     shown = text(page, "#config-json")
     assert session_config["ephemeralToken"] not in page.content()
+    turn = [server for server in session_config["iceServers"] if "credential" in server]
+    assert turn, "orga-ai dev hands out its coturn's TURN credentials"
+    for server in turn:  # the username and the credential: the pair a relay accepts
+        assert server["username"] not in page.content() and server["credential"] not in page.content()
     assert "masked" in shown and "iceServers" in shown
     assert text(page, "#expiry").startswith("in ")
     # 2. candidates were gathered and listed by type

@@ -81,7 +81,10 @@ function maskedConfig(config) {
   copy.ephemeralToken = maskSecret(copy.ephemeralToken);
   if (Array.isArray(copy.iceServers)) {
     for (const server of copy.iceServers) {
-      if (server && typeof server.credential === "string") server.credential = maskSecret(server.credential);
+      if (!server) continue;
+      // A TURN username and its credential are the pair a relay accepts: neither is shown in clear.
+      if (typeof server.username === "string") server.username = maskSecret(server.username);
+      if (typeof server.credential === "string") server.credential = maskSecret(server.credential);
     }
   }
   return copy;

@@ -413,6 +413,32 @@ def test_chunked_answers_are_read_whole_and_the_connection_reused(emulator: Any)
     assert connections[0].handled == 4
 
 
+def test_connection_close_answers_are_read_whole_and_never_pooled(emulator: Any) -> None:
+    """``Connection: close`` (each answer, content-length or read to the end): every request on a new connection,
+    each one closed by the client too (no socket left to the garbage collector)."""
+
+    class Closing(FakeOrga):
+        def answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if len(self.connections) % 2:  # a declared length, or none: the body ends with the connection
+                self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+    import gc
+
+    with running(Closing) as (base, connections), OrgaAI(
+        api_key=emulator.api_key, base_url=base, max_retries=0
+    ) as orga:
+        for _ in range(2):
+            assert orga.get_session_config().ephemeral_token == "eph_transport_0123456789"
+        gc.collect()  # an unclosed socket collected here is a ResourceWarning, an error in this suite
+    assert [c.handled for c in connections] == [1, 1, 1, 1]
+
+
 def test_a_pooled_connection_on_a_high_file_descriptor_is_reused(emulator: Any) -> None:
     """A busy process holds more than 1,024 files: the idle check must not use select(), whose sets stop there."""
     import resource

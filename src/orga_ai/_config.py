@@ -127,6 +127,18 @@ def validate_max_retries(max_retries: object) -> int:
     return max_retries
 
 
+# RFC 9110: a field name is a token; a value is visible characters, spaces, tabs and obs-text (what http.client sends).
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_name_ok(name: str) -> bool:
+    return bool(name) and all(ch in _TOKEN_CHARS for ch in name)
+
+
+def _header_value_ok(value: str) -> bool:
+    return all(ch == "\t" or " " <= ch <= "~" or "\x80" <= ch <= "\xff" for ch in value)
+
+
 def validate_base_url(url: str) -> str:
     """Check that ``url`` is an absolute https URL (http only to a loopback host) and strip its trailing slash."""
     if not isinstance(url, str) or not url:
@@ -202,6 +214,10 @@ def resolve_settings(
             raise OrgaAIConfigurationError(f"default_headers may not set {name!r}: the client manages it")
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise OrgaAIConfigurationError(f"default_headers[{name!r}] contains a line break")
+        if not _header_name_ok(name):
+            raise OrgaAIConfigurationError(f"default_headers: {name!r} is not a header name (letters, digits, -_.)")
+        if not _header_value_ok(value):  # the value may be a secret: named by its header only
+            raise OrgaAIConfigurationError(f"default_headers[{name!r}] holds a control character or non-Latin-1 text")
         headers[name] = value
 
     retry_after_cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after

@@ -105,6 +105,16 @@ def test_default_headers_cannot_take_over_managed_headers(header: str) -> None:
         OrgaAI(api_key=KEY, default_headers={header: "x"})
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"X:Y": "1"}, {" X": "1"}, {"": "1"}, {"X Y": "1"}, {"X-Gateway": "s3cret\x00"}, {"X-Gateway": "s3cret€"}],
+)
+def test_default_headers_that_http_cannot_carry_are_refused_when_the_client_is_made(headers: dict[str, str]) -> None:
+    with pytest.raises(OrgaAIConfigurationError) as info:
+        OrgaAI(api_key=KEY, default_headers=headers)
+    assert "s3cret" not in str(info.value)  # a header value may be a secret of its own
+
+
 def test_repr_shows_a_fingerprint_not_the_key() -> None:
     for client in (OrgaAI(api_key=KEY), AsyncOrgaAI(api_key=KEY)):
         text = repr(client) + str(client)

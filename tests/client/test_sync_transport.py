@@ -439,6 +439,33 @@ def test_connection_close_answers_are_read_whole_and_never_pooled(emulator: Any)
     assert [c.handled for c in connections] == [1, 1, 1, 1]
 
 
+def test_threads_sharing_a_client_never_share_a_connection_at_once(emulator: Any) -> None:
+    """Eight threads, one client: each request gets a whole connection (its own answer, never another's), and the
+    pool opens no more connections than there are attempts at the same time."""
+    import concurrent.futures
+
+    class Numbered(FakeOrga):
+        def do_GET(self) -> None:  # the ICE answer names the token it was asked with: a crossed answer shows
+            self.handled += 1
+            bearer = self.headers["Authorization"].removeprefix("Bearer ")
+            self.answer(json.dumps({"iceServers": [{"urls": f"stun:{bearer}.example.com:3478"}]}).encode())
+
+    with running(Numbered) as (base, connections), OrgaAI(
+        api_key=emulator.api_key, base_url=base, max_retries=0
+    ) as orga:
+
+        def call(_: int) -> bool:
+            token = f"eph_thread_{threading.get_ident()}_{os.urandom(4).hex()}"
+            servers = orga.fetch_ice_servers(token)
+            return servers[0].urls == f"stun:{token}.example.com:3478"
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, range(200)))
+    assert answers == [True] * 200
+    assert sum(c.handled for c in connections) == 200
+    assert 1 <= len(connections) <= 8
+
+
 def test_a_pooled_connection_on_a_high_file_descriptor_is_reused(emulator: Any) -> None:
     """A busy process holds more than 1,024 files: the idle check must not use select(), whose sets stop there."""
     import resource

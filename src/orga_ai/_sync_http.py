@@ -71,20 +71,25 @@ class _BoundOps:
 
     settimeout: Any
 
+    def _bound(self) -> None:
+        left = time_left(None)
+        if left is not None:  # no deadline set: the connection's own timeout (given at connect) stays
+            self.settimeout(left)
+
     def recv_into(self, *args: Any, **kwargs: Any) -> int:
-        self.settimeout(time_left(None))
+        self._bound()
         return super().recv_into(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
     def recv(self, *args: Any, **kwargs: Any) -> bytes:
-        self.settimeout(time_left(None))
+        self._bound()
         return super().recv(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
     def sendall(self, *args: Any, **kwargs: Any) -> None:
-        self.settimeout(time_left(None))
+        self._bound()
         super().sendall(*args, **kwargs)  # type: ignore[misc]
 
     def send(self, *args: Any, **kwargs: Any) -> int:
-        self.settimeout(time_left(None))
+        self._bound()
         return super().send(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
 
@@ -98,7 +103,9 @@ class _DeadlineSSLSocket(_BoundOps, ssl.SSLSocket):
     """The same for TLS: the handshake, and every read and write of the encrypted stream."""
 
     def do_handshake(self, block: bool = False) -> None:
-        self.settimeout(time_left(None, ConnectTimeout))
+        left = time_left(None, ConnectTimeout)
+        if left is not None:
+            self.settimeout(left)
         super().do_handshake(block)
 
 

@@ -466,6 +466,31 @@ def test_threads_sharing_a_client_never_share_a_connection_at_once(emulator: Any
     assert 1 <= len(connections) <= 8
 
 
+def test_without_an_attempt_deadline_the_pool_still_bounds_each_read_by_its_timeout() -> None:
+    """The client always sets the attempt's deadline; the pool used without one must not block for ever."""
+    from orga_ai._sync_http import SyncPool
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    pool = SyncPool(max_idle=1, keepalive=30)
+    raised: list[BaseException] = []
+
+    def exchange() -> None:
+        try:
+            pool.exchange("GET", f"http://127.0.0.1:{listener.getsockname()[1]}/", {}, b"", 0.3, 1000)
+        except BaseException as exc:  # noqa: BLE001 - what it raised is the assertion below
+            raised.append(exc)
+
+    thread = threading.Thread(target=exchange, daemon=True)
+    thread.start()
+    thread.join(10)
+    try:
+        assert not thread.is_alive(), "the read blocked past its timeout"
+        assert len(raised) == 1 and isinstance(raised[0], TimeoutError)
+    finally:
+        pool.close()
+        listener.close()
+
+
 def test_a_pooled_connection_on_a_high_file_descriptor_is_reused(emulator: Any) -> None:
     """A busy process holds more than 1,024 files: the idle check must not use select(), whose sets stop there."""
     import resource

@@ -158,6 +158,8 @@ def validate_base_url(url: str) -> str:
         raise OrgaAIConfigurationError("base_url must not carry credentials; pass api_key instead")
     if parts.query or parts.fragment:
         raise OrgaAIConfigurationError("base_url must not carry a query or a fragment")
+    if not parts.path.isascii() or any(ch.isspace() or not ch.isprintable() for ch in parts.path):
+        raise OrgaAIConfigurationError("base_url's path must be ASCII without spaces: percent-encode it")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise OrgaAIConfigurationError(
             f"base_url {url!r} uses plain http to a non-loopback host, which would send the API key in clear "

@@ -78,7 +78,8 @@ def test_bad_timeout_argument(timeout: object) -> None:
     [
         "http://api.orga-ai.com", "http://10.0.0.5:8080", "http://example.test", "ftp://api.orga-ai.com",
         "api.orga-ai.com", "https://user:pw@api.orga-ai.com", "https://api.orga-ai.com/?x=1", "",
-        "https://api.orga-ai.com:https", "https://api.orga-ai.com:99999",
+        "https://api.orga-ai.com:https", "https://api.orga-ai.com:99999", "https://gateway.example.test/gatewäy",
+        "https://gateway.example.test/a b",
     ],
 )
 def test_unsafe_or_malformed_base_url_is_refused(url: str) -> None:

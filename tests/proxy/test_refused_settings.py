@@ -60,6 +60,24 @@ def test_jwks_must_be_https_except_to_loopback(url: str) -> None:
     JWTAuth(jwks_url="https://id.example.com/jwks.json")
 
 
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("http://idp-user:idp-s3cret@id.example.com/jwks.json?access_token=q-t0ken", "http:// to id.example.com"),
+        ("ftp://idp-user:idp-s3cret@id.example.com/jwks?access_token=q-t0ken", "ftp:// to id.example.com"),
+        ("idp-s3cret:q-t0ken@id.example.com/jwks", "without a scheme and host"),
+        ("//idp-user:idp-s3cret@id.example.com/jwks?access_token=q-t0ken", "without a scheme and host"),
+    ],
+)
+def test_a_refused_jwks_url_is_named_by_scheme_and_host_without_its_secrets(url: str, named: str) -> None:
+    with pytest.raises(ValueError, match="jwks_url must be an https:// URL") as caught:
+        JWTAuth(jwks_url=url)
+    text = str(caught.value)
+    assert named in text
+    for secret in ("idp-user", "idp-s3cret", "q-t0ken", "jwks"):
+        assert secret not in text.replace("jwks_url", "")
+
+
 def test_adapters_refuse_a_path_without_its_slash() -> None:
     from orga_ai.integrations.fastapi import create_router
     from orga_ai.integrations.flask import create_blueprint

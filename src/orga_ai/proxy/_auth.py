@@ -115,8 +115,11 @@ def _check_jwks_url(url: str) -> None:
         return
     if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
         return
+    # The URL itself is not echoed: it may carry a password or a token in its query. Its scheme and host are enough.
+    scheme = parts.scheme if parts.scheme in ("http", "https", "ftp", "file", "ws", "wss") else None
+    given = f"{scheme}:// to {parts.hostname}" if scheme and parts.hostname else "a URL without a scheme and host"
     raise ValueError(
-        f"jwks_url must be an https:// URL (http:// only to localhost), not {url!r}: "
+        f"jwks_url must be an https:// URL (http:// only to localhost), not {given}: "
         "anyone on the path could otherwise swap the keys"
     )
 

@@ -945,7 +945,7 @@ class ProxyCore:
             if decision is not None:
                 ex.limit_headers = decision.headers()
                 if not decision.allowed:
-                    self.metrics.child(self.metrics.rate_limited, decision.scope).inc()
+                    self.metrics.record(self.metrics.rate_limited, decision.scope)(1.0)
                     raise ProxyError(
                         429, "rate_limited", "Too many requests; slow down.", detail=f"{decision.scope} limit"
                     )
@@ -983,7 +983,7 @@ class ProxyCore:
             return self._refuse(ex, error_for(exc))
 
     def _upstream(self, ex: _Exchange) -> _Flow:
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight_add(1.0)
         began = time.monotonic()
         settled = False
         try:
@@ -1001,7 +1001,7 @@ class ProxyCore:
                 raise
         except Exception as exc:
             ex.upstream_seconds = time.monotonic() - began
-            self.metrics.child(self.metrics.upstream_latency, "error").observe(ex.upstream_seconds)
+            self.metrics.record(self.metrics.upstream_latency, "error")(ex.upstream_seconds)
             ex.upstream_ids = (getattr(exc, "request_id", None),)
             if _is_upstream_failure(exc):
                 self.breaker.record_failure()
@@ -1013,13 +1013,13 @@ class ProxyCore:
                 logger.error("orga proxy: unexpected error %s", type(exc).__name__, exc_info=exc)
             return self._refuse(ex, problem)
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight_add(-1.0)
             self.cap.leave()
             if not settled and ex.upstream_seconds is None:
                 # Reached only when the generator is closed or cancelled mid-call (the caller went away).
                 self.breaker.release()
         ex.upstream_seconds = time.monotonic() - began
-        self.metrics.child(self.metrics.upstream_latency, "ok").observe(ex.upstream_seconds)
+        self.metrics.record(self.metrics.upstream_latency, "ok")(ex.upstream_seconds)
         self.breaker.record_success()
         self.last_upstream_success = time.monotonic()
         ex.upstream_ids = config.request_ids
@@ -1031,7 +1031,7 @@ class ProxyCore:
     def _refuse(self, ex: _Exchange, problem: ProxyError) -> ProxyResponse:
         ex.detail = problem.detail
         if problem.status in (401, 403):
-            self.metrics.child(self.metrics.denied, problem.code).inc()
+            self.metrics.record(self.metrics.denied, problem.code)(1.0)
             log_refusal(problem, ex.request_id)
         headers = dict(ex.limit_headers)
         headers.update(problem.headers)
@@ -1043,7 +1043,7 @@ class ProxyCore:
         if response.status != 204:
             headers.setdefault("Content-Type", "application/json")
         response.headers = headers
-        self.metrics.child(self.metrics.requests, outcome).inc()
+        self.metrics.record(self.metrics.requests, outcome)(1.0)
         self._access_log(ex, response.status, outcome)
         span = current_request_span()
         if span is not None:

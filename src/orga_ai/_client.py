@@ -36,6 +36,7 @@ from ._protocol import (
     session_flow,
     token_flow,
 )
+from ._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
 from ._retry import RetryBudget
 from ._telemetry import instrument
 
@@ -423,6 +424,7 @@ class AsyncOrgaAI(_BaseClient):
         self._http: aiohttp.ClientSession | None = http_client
         self._owns_http = http_client is None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxy_headers: dict[str, str] | None = None
         self._closed = False
 
     # -- public API -------------------------------------------------------------------------------------------------
@@ -516,7 +518,9 @@ class AsyncOrgaAI(_BaseClient):
         import asyncio
 
         if isinstance(self._origin, AsyncOrgaAI):
-            return self._origin._session()
+            session = self._origin._session()
+            self._proxy_headers = self._origin._proxy_headers
+            return session
         loop = asyncio.get_running_loop()
         http = self._http
         if http is not None and (not self._owns_http or self._loop is loop):
@@ -529,11 +533,24 @@ class AsyncOrgaAI(_BaseClient):
             )
         import aiohttp
 
+        # The proxy the environment names for Orga's origin (the same rules as the sync client), decided once here:
+        # not trust_env, which reads ~/.netrc and the environment again on every request. An unusable proxy raises
+        # ProxyConfigurationError before anything is opened.
+        proxy = _async_proxy(self._settings.base_url)
         # The loop that owned the old session is closed, so its sockets are gone with it; start afresh.
         connector = aiohttp.TCPConnector(
             limit=_POOL_CONNECTIONS, keepalive_timeout=_KEEPALIVE_SECONDS, ttl_dns_cache=300
         )
-        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            trust_env=False,
+            proxy=None if proxy is None else proxy.url,
+        )
+        # Its credentials go per request (aiohttp has no session-wide proxy headers; proxy_auth is deprecated): on
+        # the CONNECT to the proxy only, never inside the tunnel to Orga.
+        authorization = None if proxy is None else proxy.authorization()
+        self._proxy_headers = None if authorization is None else {"Proxy-Authorization": authorization}
         self._loop = loop
         # A module-level client is often never closed. asyncio.run() closes every async generator still open before
         # it closes the loop (shutdown_asyncgens); this one's `finally` then closes the session while the loop still
@@ -548,7 +565,8 @@ class AsyncOrgaAI(_BaseClient):
 
         # Open the session (and import aiohttp, ~0.2 s the first time) before the flow computes the first attempt's
         # timeout from the time left, so that cost counts against the deadline instead of overrunning it.
-        self._session()
+        with contextlib.suppress(ProxyConfigurationError):  # each attempt reports it, as a connection failure
+            self._session()
         flow = instrument(flow)
         outcome: Response | TransportFailure | None = None
         try:
@@ -570,9 +588,12 @@ class AsyncOrgaAI(_BaseClient):
 
         import aiohttp
 
-        session = self._session()
-        cap = self._settings.max_response_bytes
         started = time.perf_counter()
+        try:
+            session = self._session()
+        except ProxyConfigurationError as exc:
+            return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
+        cap = self._settings.max_response_bytes
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.timeout)
         try:
             # request.headers is built afresh for each request by the flow, and aiohttp copies it: no copy here.
@@ -583,6 +604,7 @@ class AsyncOrgaAI(_BaseClient):
                 data=request.content if request.content else None,
                 timeout=timeout,
                 allow_redirects=False,
+                proxy_headers=self._proxy_headers,
             ) as response:
                 truncated = False
                 declared = response.content_length
@@ -607,10 +629,19 @@ class AsyncOrgaAI(_BaseClient):
             # The connect phase has its own error above, so the request may have reached Orga: ambiguous.
             detail = _describe(exc) if str(exc) else "TimeoutError: no whole answer in time"
             return TransportFailure(FailureKind.READ_TIMEOUT, detail, exc, time.perf_counter() - started)
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError) as exc:
+            # A proxy that refused the tunnel (407, 403...) is a connection failure too: nothing reached Orga.
             return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
         except (aiohttp.ClientError, OSError) as exc:
             return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
+
+
+def _async_proxy(base_url: str) -> ProxyTarget | None:
+    """The environment's proxy for the client's one origin (NO_PROXY and the other rules of _proxy_env)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    return proxy_from_environment(parts.scheme, parts.hostname or "")
 
 
 async def _close_at_loop_shutdown(http: aiohttp.ClientSession) -> AsyncIterator[None]:

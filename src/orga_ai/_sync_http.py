@@ -21,7 +21,6 @@ Nothing here opens a socket before the first request, and ``import orga_ai`` doe
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import http.client
 import os
@@ -33,7 +32,9 @@ import time
 from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+from ._proxy_env import proxy_from_environment
 
 __all__ = ["ConnectPhaseError", "ConnectTimeout", "HTTPException", "SyncPool", "reset_deadline", "set_deadline"]
 
@@ -134,23 +135,6 @@ def _connect(address: tuple[str, int], timeout: float | None = None, source_addr
     raise last if last is not None else OSError(f"no address found for {host}")
 
 
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """The proxy URL the environment names for this origin, or None (NO_PROXY, or no proxy variable at all)."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None  # the common case, without importing urllib.request
-    import urllib.request
-
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get(scheme)
-    if not url or urllib.request.proxy_bypass(host):  # NO_PROXY (on Linux: the environment only)
-        return None
-    return url
-
-
-class ProxyConfigurationError(OSError):
-    """The environment names a proxy this client cannot use."""
-
-
 class SyncPool:
     """Keep-alive connections per origin, shared by the threads of one :class:`~orga_ai.OrgaAI`."""
 
@@ -213,7 +197,7 @@ class SyncPool:
     def _open(self, scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
         """A new connection to the origin, or to the proxy the environment names (absolute-form requests to a plain
         http proxy are marked by its ``orga_proxy_headers``)."""
-        proxy = _proxy_for(scheme, host)
+        proxy = proxy_from_environment(scheme, host)
         conn: http.client.HTTPConnection
         if proxy is None:
             if scheme == "https":
@@ -222,31 +206,16 @@ class SyncPool:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
             conn._create_connection = _connect  # type: ignore[attr-defined]  # http.client's documented-in-code hook
             return conn
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise ProxyConfigurationError(
-                f"the {scheme} proxy from the environment must be an http:// URL, not {parts.scheme}://"
-            )
-        try:
-            proxy_port = parts.port or 80
-        except ValueError:  # its text would show what stands where the port should: part of a password, say
-            proxy_port = -1
-        if proxy_port < 0 or "@" in f"{parts.path}{parts.query}{parts.fragment}":
-            # A "/", "?" or "#" in an unescaped password ends the authority early: the text after it is no port.
-            raise ProxyConfigurationError(
-                f"the {scheme} proxy URL from the environment cannot be read: write it as http://user:password@host:"
-                "port, with any of / ? # @ : in the user or password percent-encoded"
-            )
         auth: dict[str, str] = {}
-        if parts.username is not None:
-            raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            auth["Proxy-Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        authorization = proxy.authorization()
+        if authorization is not None:
+            auth["Proxy-Authorization"] = authorization
         if scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, proxy_port, timeout=timeout, context=self._ssl_context())
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=timeout, context=self._ssl_context())
             conn.set_tunnel(host, port, headers=auth)
             conn._create_connection = _connect  # type: ignore[attr-defined]
             return conn
-        conn = http.client.HTTPConnection(parts.hostname, proxy_port, timeout=timeout)
+        conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
         conn._create_connection = _connect  # type: ignore[attr-defined]
         conn.orga_proxy_headers = auth  # type: ignore[attr-defined]
         return conn

@@ -1,7 +1,8 @@
 """The sync client's own transport over real TLS and a real CONNECT proxy: verification, proxies, keep-alive.
 
 The emulator speaks plain HTTP; a TLS terminator in front of it (a certificate made for 127.0.0.1 here) gives the
-client a real https origin, and a CONNECT proxy (records each tunnel it opens) stands for a corporate proxy.
+client a real https origin, and a CONNECT proxy (records each tunnel it opens) stands for a corporate proxy. The
+proxy tests run both clients through that same proxy: they read the proxy variables by the same rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,9 +60,11 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bytearray | None = None) -> None:
     try:
         while data := await reader.read(65536):
+            if record is not None:
+                record += data
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -80,6 +85,7 @@ class Servers:
         self.proxy_heads: list[bytes] = []
         self.proxy_password: str | None = None  # set: CONNECT without these Basic credentials gets a 407
         self.tls_connections = 0
+        self.origin_bytes = bytearray()  # what the origin received, decrypted
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -88,7 +94,7 @@ class Servers:
     async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.tls_connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.emulator_port)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, self.origin_bytes), pipe(up_reader, writer))
 
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -160,6 +166,64 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+_ASYNC_CHILD = """
+import asyncio, json, sys
+from orga_ai import AsyncOrgaAI
+
+async def run():
+    async with AsyncOrgaAI(**json.loads(sys.argv[1])) as orga:
+        return [len((await orga.get_session_config()).ice_servers) for _ in range(int(sys.argv[2]))]
+
+try:
+    print(json.dumps({"ice": asyncio.run(run())}))
+except Exception as exc:
+    cause = exc.__cause__
+    print(json.dumps({"error": type(exc).__name__, "str": str(exc), "repr": repr(exc),
+                      "cause_str": str(cause), "cause_repr": repr(cause)}))
+"""
+
+
+class ChildCause(Exception):
+    """What the child process's exception had as its cause, as text."""
+
+    def __init__(self, text: str, shown: str) -> None:
+        super().__init__(text)
+        self.shown = shown
+
+    def __repr__(self) -> str:
+        return self.shown
+
+
+def ice_counts(kind: str, times: int = 1, **options: Any) -> list[int]:
+    """``times`` calls on one client of that kind, closed afterwards: how many ICE servers each config had.
+
+    The async client runs in a fresh process started with this environment (the proxy and ``SSL_CERT_FILE``
+    variables as a deployment would set them: aiohttp reads the trust store once, when it is imported). Its error
+    comes back as the same ``orga_ai`` error type, its text and its cause's text.
+    """
+    if kind == "sync":
+        with OrgaAI(**options) as orga:
+            return [len(orga.get_session_config().ice_servers) for _ in range(times)]
+    child = subprocess.run(
+        [sys.executable, "-c", _ASYNC_CHILD, json.dumps(options), str(times)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(child.stdout)
+    if "error" in result:
+        import orga_ai
+
+        error = getattr(orga_ai, result["error"])(result["str"])
+        raise error from ChildCause(result["cause_str"], f"{result['cause_repr']} {result['repr']}")
+    counts: list[int] = result["ice"]
+    return counts
+
+
+both_clients = pytest.mark.parametrize("kind", ["sync", "async"])
+
+
 def test_an_untrusted_certificate_is_refused(servers: tuple[Servers, Path], emulator: Any) -> None:
     running, _ = servers
     origin = f"https://127.0.0.1:{running.tls_port}"
@@ -182,34 +246,33 @@ def test_a_trusted_certificate_over_https_with_keep_alive(
     assert running.tls_connections == 1  # six requests, one TLS connection: kept alive and reused
 
 
+@both_clients
 def test_https_proxy_from_the_environment_tunnels_and_no_proxy_bypasses_it(
-    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     running, cert = servers
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{running.proxy_port}")
     origin = f"127.0.0.1:{running.tls_port}"
-    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
-        assert orga.get_session_config().ice_servers
-        assert orga.get_session_config().ice_servers
+    assert all(ice_counts(kind, 2, api_key=emulator.api_key, base_url=f"https://{origin}"))
     assert running.tunnels == [origin]  # through the proxy, TLS end to end, one tunnel kept alive
+    assert running.tls_connections == 1
 
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
-        assert orga.get_session_config().ice_servers
+    assert ice_counts(kind, api_key=emulator.api_key, base_url=f"https://{origin}")[0]
     assert running.tunnels == [origin]  # bypassed: no new tunnel
+    assert running.tls_connections == 2  # straight to the origin
 
 
+@both_clients
 def test_through_a_proxy_the_origin_certificate_is_still_verified(
-    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     running, _ = servers
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{running.proxy_port}")
     origin = f"127.0.0.1:{running.tls_port}"
-    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0) as orga, pytest.raises(
-        OrgaAIConnectionError
-    ) as info:
-        orga.get_session_config()
+    with pytest.raises(OrgaAIConnectionError) as info:
+        ice_counts(kind, api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0)
     assert running.tunnels == [origin]
     assert "CERTIFICATE_VERIFY_FAILED" in str(info.value.__cause__)
     assert emulator.requests() == []
@@ -230,8 +293,9 @@ def test_a_trusted_certificate_for_another_host_name_is_refused(
     assert emulator.requests() == []
 
 
+@both_clients
 def test_proxy_credentials_go_to_the_proxy_only_and_a_refused_tunnel_does_not_show_them(
-    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch
+    servers: tuple[Servers, Path], emulator: Any, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     running, cert = servers
     running.proxy_password = "pr0xy-s3cret"
@@ -239,54 +303,55 @@ def test_proxy_credentials_go_to_the_proxy_only_and_a_refused_tunnel_does_not_sh
     origin = f"127.0.0.1:{running.tls_port}"
 
     monkeypatch.setenv("HTTPS_PROXY", f"http://user:wrong-pr0xy-pass@127.0.0.1:{running.proxy_port}")
-    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0) as orga, pytest.raises(
-        OrgaAIConnectionError, match="407"
-    ) as info:
-        orga.get_session_config()
+    with pytest.raises(OrgaAIConnectionError, match="407") as info:
+        ice_counts(kind, api_key=emulator.api_key, base_url=f"https://{origin}", max_retries=0)
     shown = f"{info.value!s} {info.value!r} {info.value.__cause__!s} {info.value.__cause__!r}"
     assert "wrong-pr0xy-pass" not in shown and "user:" not in shown
     assert emulator.requests() == []  # a refused tunnel is a connect failure: nothing reached the origin
 
     monkeypatch.setenv("HTTPS_PROXY", f"http://user:pr0xy-s3cret@127.0.0.1:{running.proxy_port}")
-    with OrgaAI(api_key=emulator.api_key, base_url=f"https://{origin}") as orga:
-        assert orga.get_session_config().ice_servers
+    assert ice_counts(kind, api_key=emulator.api_key, base_url=f"https://{origin}")[0]
     assert running.tunnels == [origin]
     assert len(emulator.requests()) == 2
     assert [head.lower().count(b"proxy-authorization") for head in running.proxy_heads] == [1, 1]  # CONNECTs only
+    assert b"proxy-authorization" not in running.origin_bytes.lower()  # never inside the tunnel, to Orga
+    assert b"pr0xy-s3cret" not in running.origin_bytes
 
 
+@both_clients
 def test_a_proxy_that_never_answers_connect_is_a_connect_timeout_within_the_attempt(
-    emulator: Any, monkeypatch: pytest.MonkeyPatch
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers the CONNECT
     try:
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
-        with OrgaAI(
-            api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0, timeout=0.3
-        ) as orga, pytest.raises(OrgaAITimeoutError, match="timed out connecting"):
-            orga.get_session_config()
+        # aiohttp's whole-request timeout fires before its connect timeout: the async client calls it a read timeout
+        # (ambiguous, so a token POST is not retried), the sync one a connect timeout.
+        words = "timed out connecting" if kind == "sync" else "timed out"
+        with pytest.raises(OrgaAITimeoutError, match=words):
+            ice_counts(kind, api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0, timeout=0.3)
     finally:
         listener.close()
 
 
-def test_an_https_proxy_url_is_a_clear_connection_error(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@both_clients
+def test_an_https_proxy_url_is_a_clear_connection_error(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:9")
-    with OrgaAI(api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0) as orga, pytest.raises(
-        OrgaAIConnectionError, match="must be an http:// URL"
-    ):
-        orga.get_session_config()
+    with pytest.raises(OrgaAIConnectionError, match="must be an http:// URL"):
+        ice_counts(kind, api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0)
 
 
+@both_clients
 @pytest.mark.parametrize("password", ["s3cr/et", "s3cr?et", "s3cr#et"])
 def test_a_proxy_url_with_an_unescaped_password_is_refused_without_showing_it(
-    emulator: Any, monkeypatch: pytest.MonkeyPatch, password: str
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, password: str, kind: str
 ) -> None:
     """``/``, ``?`` or ``#`` in a password end the URL's authority: what follows must not surface as a "port"."""
     monkeypatch.setenv("HTTPS_PROXY", f"http://bob:{password}@127.0.0.1:9")
-    with OrgaAI(api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0) as orga, pytest.raises(
-        OrgaAIConnectionError, match="proxy"
-    ) as info:
-        orga.get_session_config()
+    with pytest.raises(OrgaAIConnectionError, match="proxy") as info:
+        ice_counts(kind, api_key=emulator.api_key, base_url="https://127.0.0.1:9", max_retries=0)
     shown = f"{info.value!s} {info.value!r} {info.value.__cause__!s} {info.value.__cause__!r}"
     assert "s3cr" not in shown and "bob" not in shown
 

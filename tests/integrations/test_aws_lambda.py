@@ -22,7 +22,7 @@ from orga_ai.integrations.aws_lambda import (
     UnsupportedEventError,
     make_handler,
 )
-from orga_ai.proxy import ProxyRequest, SharedSecretAuth
+from orga_ai.proxy import ProxyError, ProxyRequest, SharedSecretAuth
 from orga_ai.testing import RunningEmulator
 from tests.integrations.conftest import FUNCTION_SECRET, scan_answer
 from tests.integrations.lambda_runtime_api import RuntimeAPI
@@ -659,6 +659,43 @@ def test_a_body_that_is_not_text_is_answered_in_base64() -> None:
             assert text["multiValueHeaders"]["Set-Cookie"] == ["a=b"]
         else:
             assert text["headers"]["Set-Cookie"] == "a=b"
+
+
+COOKIES = ["seen=1; Path=/; HttpOnly", "theme=dark; Path=/"]
+
+
+def refuse_with_two_cookies(request: ProxyRequest) -> str:
+    """An authenticator answering with two cookies (names differing in case: one dict carries both)."""
+    raise ProxyError(403, "forbidden", "No.", headers={"Set-Cookie": COOKIES[0], "set-cookie": COOKIES[1]})
+
+
+@pytest.mark.parametrize("name", [*EVENTS, "apigw-rest-v1 without multiValueHeaders"])
+def test_every_set_cookie_goes_out_as_each_event_format_allows(
+    emulator: RunningEmulator, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = load(name.split()[0])
+    if "without" in name:
+        del event["multiValueHeaders"]
+    handler = lambda_handler(emulator, authenticate=refuse_with_two_cookies)
+    try:
+        response = handler(event, FakeContext())
+    finally:
+        handler.close()
+    assert response["statusCode"] == 403
+    single = {key.lower(): value for key, value in response.get("headers", {}).items()}
+    multi = {key.lower(): values for key, values in response.get("multiValueHeaders", {}).items()}
+    if event.get("version") == "2.0":
+        assert response["cookies"] == COOKIES
+        assert "set-cookie" not in single
+    elif name == "alb":
+        # One value per header name without multi-value headers (AWS ignores multiValueHeaders then): the last, and
+        # a warning that says how to send them all.
+        assert single["set-cookie"] == COOKIES[-1] and "multiValueHeaders" not in response
+        assert any("multi-value headers" in r.getMessage() for r in caplog.records)
+    else:  # REST / payload 1.0 (API Gateway merges headers and multiValueHeaders) and ALB with multi-value headers
+        assert multi["set-cookie"] == COOKIES
+        assert "set-cookie" not in single
+    assert emulator.requests() == []
 
 
 def test_rediss_limits_over_tls_with_certificate_verification(

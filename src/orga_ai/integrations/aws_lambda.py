@@ -255,9 +255,24 @@ def to_event_response(response: ProxyResponse, kind: str, multi_value: bool) -> 
         if set_cookie:
             multi["Set-Cookie"] = set_cookie
         out["multiValueHeaders"] = multi
+    elif kind == "v1":
+        # API Gateway (REST, and HTTP API payload 1.0) merges a response's headers and multiValueHeaders: every
+        # cookie goes out, whether or not the event came with multiValueHeaders.
+        out["headers"] = headers
+        if set_cookie:
+            out["multiValueHeaders"] = {"Set-Cookie": set_cookie}
     else:
+        # An ALB target group without multi-value headers takes one value per header name, from `headers` only
+        # (it ignores multiValueHeaders): a second cookie cannot go out. The last one does, and the log says how to
+        # send them all (enable multi-value headers on the target group).
         if set_cookie:
             headers["Set-Cookie"] = set_cookie[-1]
+            if len(set_cookie) > 1:
+                logger.warning(
+                    "orga proxy: %d Set-Cookie headers but the ALB target group has no multi-value headers; only "
+                    "the last is sent (enable multi-value headers on the target group to send them all)",
+                    len(set_cookie),
+                )
         out["headers"] = headers
     if kind == "alb":
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from orga_ai.proxy import JWTAuth
@@ -65,7 +66,10 @@ def provider(rsa_key: rsa.RSAPrivateKey) -> Iterator[Provider]:
         await asyncio.sleep(state.delay)
         return JSONResponse({"keys": state.keys})
 
-    with serve(Starlette(routes=[Route("/jwks.json", jwks)])) as url:
+    async def moved(request: Any) -> RedirectResponse:
+        return RedirectResponse("/jwks.json")
+
+    with serve(Starlette(routes=[Route("/jwks.json", jwks), Route("/moved", moved)])) as url:
         state.url = url + "/jwks.json"
         yield state
 
@@ -132,6 +136,81 @@ def test_a_slow_provider_is_cut_off_at_the_timeout(provider: Provider, rsa_key: 
     with pytest.raises(jwt.PyJWKClientConnectionError):
         keys.key("key-1")
     assert time.monotonic() - started < 4  # the timeout, not the provider, ended it
+
+
+class Trickler:
+    """A JWKS endpoint on loopback that sends its answer one byte every 50 ms: the head (status line and headers) or
+    the body, whichever ``part`` says. Each byte comes well within any socket timeout; the whole answer never
+    comes within a short fetch timeout."""
+
+    def __init__(self, document: bytes, part: str) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(document)
+        self.prompt, self.slow = (b"", head + document) if part == "head" else (head, document)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)  # accept() wakes up to see `stop`: closing the socket would not wake it
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/jwks.json"
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(self.prompt)
+                for byte in self.slow:
+                    if self.stop.wait(0.05):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_a_trickling_provider_is_cut_off_at_the_timeout_for_the_whole_fetch(
+    rsa_key: rsa.RSAPrivateKey, part: str
+) -> None:
+    """PyJWT's own timeout applies to each socket operation: a byte every 50 ms never trips it, and the ~500-byte
+    answer would take about 25 s. The whole fetch gets ``timeout`` seconds."""
+    trickler = Trickler(json.dumps({"keys": [public_jwk(rsa_key, "key-1")]}).encode(), part)
+    try:
+        keys = JWKSKeys(trickler.url, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(jwt.PyJWKClientConnectionError, match=r"longer than 0\.5 s"):
+            keys.key("key-1")
+        assert time.monotonic() - started < 5  # the fetch's deadline, not the trickle (~25 s), ended it
+        assert keys.fetches == 1
+        with pytest.raises(UnknownKey):  # within the refresh interval: no second fetch, refused at once
+            keys.key("key-1")
+        assert keys.fetches == 1
+    finally:
+        trickler.close()
+
+
+@pytest.mark.parametrize(("path", "status"), [("/moved", 307), ("/nowhere", 404)])
+def test_a_redirect_is_not_followed_and_an_error_status_is_named(provider: Provider, path: str, status: int) -> None:
+    keys = JWKSKeys(provider.url.replace("/jwks.json", path), timeout=5)
+    with pytest.raises(jwt.PyJWKClientConnectionError, match=f"HTTP {status}"):
+        keys.key("key-1")
+    assert provider.fetches == 0
 
 
 def test_a_slow_provider_is_503_through_the_route(

@@ -200,7 +200,7 @@ class JWTAuth:
         cookie_name: also accept the token from this cookie when there is no Authorization header.
         leeway: seconds of clock skew tolerated on ``exp``/``nbf``/``iat``.
         subject_claim: the claim that names the principal (default ``sub``).
-        jwks_timeout: seconds for one JWKS fetch.
+        jwks_timeout: seconds for one whole JWKS fetch (connect, TLS, head and body; redirects are not followed).
     """
 
     def __init__(

@@ -8,7 +8,10 @@ behind them. So, independent of the PyJWT version:
 * **single flight**: one fetch at a time per JWKS; concurrent misses wait for it instead of starting their own;
 * **minimum interval**: after a fetch (successful or not), the next one waits ``min_refresh_interval`` seconds; a miss
   meanwhile is answered from what is known (an unknown ``kid`` is refused at once);
-* **timeout**: one fetch takes at most ``timeout`` seconds;
+* **timeout**: one fetch takes at most ``timeout`` seconds, whole: connecting, TLS, the answer's head and body. It runs
+  on the sync client's transport (its per-attempt deadline, TLS verification, proxies from the environment), so a
+  provider trickling its answer one byte at a time cannot stretch it (PyJWT's fetch bounds each socket operation
+  only). Redirects are not followed, and a key set over 1 MiB is refused;
 * the keys are refetched every ``lifespan`` seconds when used, and a failed refresh keeps the previous keys.
 """
 
@@ -17,9 +20,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._sync_http import SyncPool
 
 __all__ = ["JWKSKeys", "UnknownKey"]
+
+_MAX_BYTES = 1 << 20
 
 
 class UnknownKey(Exception):
@@ -38,11 +46,8 @@ class JWKSKeys:
         min_refresh_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import jwt
-
-        # PyJWT's client does the HTTP and the parsing (fetch_data); when to fetch is decided here, so its own key
-        # cache is off.
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, cache_keys=False, timeout=timeout)
+        self.url = url
+        self.timeout = timeout
         self.lifespan = lifespan
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
@@ -50,6 +55,7 @@ class JWKSKeys:
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at = -float("inf")  # last fetch, successful or not
         self._lock = threading.Lock()  # held for the whole fetch: the single flight
+        self._pool: SyncPool | None = None
         self.fetches = 0
 
     def key(self, kid: str | None) -> Any:
@@ -87,7 +93,7 @@ class JWKSKeys:
 
         self.fetches += 1
         try:
-            data = self._client.fetch_data()
+            data = self._download()
             keys = jwt.PyJWKSet.from_dict(data).keys
         except (jwt.PyJWTError, ValueError) as exc:  # unreachable, timed out, not JSON, not a key set
             if keep_going:
@@ -99,3 +105,33 @@ class JWKSKeys:
         if len(keys) == 1 and keys[0].key_id is None:
             self._keys[""] = keys[0].key
         self._fetched_at = self._clock()
+
+    def _download(self) -> Any:
+        """The key set's JSON, fetched within ``timeout`` seconds in all (PyJWT's parsing takes it from here)."""
+        import json
+
+        import jwt
+
+        from .. import _sync_http
+        from .._config import USER_AGENT
+
+        if self._pool is None:
+            self._pool = _sync_http.SyncPool(max_idle=0, keepalive=0.0)  # a fetch every few minutes: no keep-alive
+        token = _sync_http.set_deadline(time.monotonic() + self.timeout)
+        try:
+            status, _, body, truncated = self._pool.exchange(
+                "GET", self.url, {"Accept": "application/json", "User-Agent": USER_AGENT}, b"", self.timeout, _MAX_BYTES
+            )
+        except _sync_http.ConnectPhaseError as exc:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS is unreachable: {type(exc.cause).__name__}") from None
+        except TimeoutError:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS took longer than {self.timeout:g} s") from None
+        except (_sync_http.HTTPException, OSError, ValueError) as exc:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS fetch failed: {type(exc).__name__}") from None
+        finally:
+            _sync_http.reset_deadline(token)
+        if status != 200:
+            raise jwt.PyJWKClientConnectionError(f"the JWKS answered HTTP {status}")
+        if truncated:
+            raise jwt.PyJWKClientConnectionError("the JWKS is larger than 1 MiB")
+        return json.loads(body)

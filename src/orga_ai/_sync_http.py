@@ -297,14 +297,20 @@ class SyncPool:
                 if fresh:
                     raise
                 raise _Dropped(exc) from None
-            declared = response.getheader("content-length", "")
+            text = response.getheader("content-length", "")
+            # ASCII digits only: str.isdigit() is true of "²" too, which int() refuses (a ValueError, untyped).
+            declared = int(text) if text.isascii() and text.isdigit() else None
             truncated = False
             body = bytearray()
-            if declared.isdigit() and int(declared) > cap:
+            if declared is not None and declared > cap:
                 truncated = True
             else:
                 while True:
-                    chunk = response.read(65536)  # read, not read1: it marks the response done at its end
+                    try:
+                        chunk = response.read(65536)  # read, not read1: it marks the response done at its end
+                    except ValueError as exc:
+                        # A negative chunk size reaches a file read as a ValueError: bad framing, told as such.
+                        raise MalformedAnswer(f"the answer's framing is broken ({exc})") from None
                     if not chunk:
                         break
                     body += chunk
@@ -312,10 +318,10 @@ class SyncPool:
                         truncated = True
                         break
                     time_left(None)  # between chunks too, for a fast stream of small chunks
-                if declared.isdigit() and len(body) < int(declared):
+                if declared is not None and len(body) < declared:
                     # read(amt) reports a connection closed early as a short body; the partial body stays out of
                     # the exception (it may hold a token).
-                    raise http.client.IncompleteRead(b"", int(declared) - len(body))
+                    raise http.client.IncompleteRead(b"", declared - len(body))
             answer_headers = {k.lower(): v for k, v in response.getheaders()}
             reusable = not truncated and response.isclosed() and not response.will_close
             return response.status, answer_headers, bytes(body), truncated
@@ -337,6 +343,10 @@ class SyncPool:
         for conns in idle.values():
             for _, conn in conns:
                 conn.close()
+
+
+class MalformedAnswer(HTTPException):
+    """An answer whose HTTP framing http.client reports with a ValueError instead of one of its own errors."""
 
 
 class _Dropped(Exception):

@@ -167,3 +167,82 @@ async def test_redirects_are_not_followed_with_the_key(make_client: Factory) -> 
         for server in (target, redirect):
             server.shutdown()
             server.server_close()
+
+
+_TOKEN = b'{"ephemeral_token":"tok","expires_at":9999999999}'
+MALFORMED = {
+    # a negative chunk size: http.client passes it to a file read, which raises ValueError
+    "negative chunk size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n" + _TOKEN + b"\r\n0\r\n\r\n",
+    "chunk size not hex": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + _TOKEN,
+    "status line not ASCII": b"HTTP/1.1 2\xff0 OK\r\n\r\n",
+    "more than 100 headers": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+    "a 70 KB header line": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70000 + b"\r\n\r\n",
+    "a 70 KB trailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(_TOKEN)
+    + _TOKEN
+    + b"\r\n0\r\nX: "
+    + b"a" * 70000
+    + b"\r\n\r\n",
+}
+
+
+class Canned:
+    """A server on loopback answering every connection with the same bytes, then closing it."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                    conn.sendall(self.answer)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_answer_is_a_connection_error(make_client: Factory, case: str) -> None:
+    server = Canned(MALFORMED[case])
+    try:
+        client = make_client(base_url=server.url, max_retries=0, timeout=5)
+        with pytest.raises(OrgaAIConnectionError, match="connection broke"):
+            await resolve(client.fetch_ephemeral_token())
+    finally:
+        server.close()
+
+
+async def test_a_content_length_of_non_ascii_digits_is_no_untyped_error(make_client: Factory) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` a ValueError: such a length is no length (the body is read to the
+    close, as http.client does) or a broken answer, never an untyped error."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \xb2\r\n\r\n" + _TOKEN
+    server = Canned(answer)
+    try:
+        client = make_client(base_url=server.url, max_retries=0, timeout=5)
+        try:
+            token = await resolve(client.fetch_ephemeral_token())
+        except OrgaAIConnectionError:
+            pass  # aiohttp refuses the header outright
+        else:
+            assert token.value == "tok"
+    finally:
+        server.close()

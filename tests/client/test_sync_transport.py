@@ -172,7 +172,8 @@ from orga_ai import AsyncOrgaAI
 
 async def run():
     async with AsyncOrgaAI(**json.loads(sys.argv[1])) as orga:
-        return [len((await orga.get_session_config()).ice_servers) for _ in range(int(sys.argv[2]))]
+        user = orga.with_options(timeout=5) if sys.argv[3] == "clone" else orga
+        return [len((await user.get_session_config()).ice_servers) for _ in range(int(sys.argv[2]))]
 
 try:
     print(json.dumps({"ice": asyncio.run(run())}))
@@ -194,8 +195,9 @@ class ChildCause(Exception):
         return self.shown
 
 
-def ice_counts(kind: str, times: int = 1, **options: Any) -> list[int]:
-    """``times`` calls on one client of that kind, closed afterwards: how many ICE servers each config had.
+def ice_counts(kind: str, times: int = 1, *, clone: bool = False, **options: Any) -> list[int]:
+    """``times`` calls on one client of that kind (or its ``with_options`` copy, sharing its connections), closed
+    afterwards: how many ICE servers each config had.
 
     The async client runs in a fresh process started with this environment (the proxy and ``SSL_CERT_FILE``
     variables as a deployment would set them: aiohttp reads the trust store once, when it is imported). Its error
@@ -203,9 +205,10 @@ def ice_counts(kind: str, times: int = 1, **options: Any) -> list[int]:
     """
     if kind == "sync":
         with OrgaAI(**options) as orga:
-            return [len(orga.get_session_config().ice_servers) for _ in range(times)]
+            user = orga.with_options(timeout=5) if clone else orga
+            return [len(user.get_session_config().ice_servers) for _ in range(times)]
     child = subprocess.run(
-        [sys.executable, "-c", _ASYNC_CHILD, json.dumps(options), str(times)],
+        [sys.executable, "-c", _ASYNC_CHILD, json.dumps(options), str(times), "clone" if clone else "self"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -316,6 +319,11 @@ def test_proxy_credentials_go_to_the_proxy_only_and_a_refused_tunnel_does_not_sh
     assert [head.lower().count(b"proxy-authorization") for head in running.proxy_heads] == [1, 1]  # CONNECTs only
     assert b"proxy-authorization" not in running.origin_bytes.lower()  # never inside the tunnel, to Orga
     assert b"pr0xy-s3cret" not in running.origin_bytes
+
+    # A with_options() copy goes through the same proxy with the same credentials.
+    assert ice_counts(kind, clone=True, api_key=emulator.api_key, base_url=f"https://{origin}")[0]
+    assert running.tunnels == [origin, origin]
+    assert [head.lower().count(b"proxy-authorization") for head in running.proxy_heads] == [1, 1, 1]
 
 
 @both_clients

@@ -235,8 +235,21 @@ def targets(f: dict[str, Any]) -> list[Row]:
         "≤ 1.0x Node",
         lambda x: x <= 1.0,
     )
-    py, node, ratio = f["rss"]
-    add("RSS after load (MiB)", fmt(py), fmt(node), ratio, "≤ 0.35x Node", lambda x: x <= 0.35)
+    if "pss" in f:
+        # serve forks its worker from a parent that stays: summed RSS counts their shared pages twice, PSS once.
+        py, node, ratio = f["pss"]
+        add(
+            "Memory after load, PSS (MiB)",
+            fmt(py),
+            fmt(node),
+            ratio,
+            "≤ 0.35x Node",
+            lambda x: x <= 0.35,
+            f"RSS summed over processes: {fmt(f['rss'][0])} against {fmt(f['rss'][1])}",
+        )
+    else:
+        py, node, ratio = f["rss"]
+        add("RSS after load (MiB)", fmt(py), fmt(node), ratio, "≤ 0.35x Node", lambda x: x <= 0.35)
     py, node, ratio = f["cold"]
     add("Spawn to first 200 (ms)", fmt(py, 0), fmt(node, 0), ratio, "≤ 1.0x Node", lambda x: x <= 1.0)
     if "sl.python.cold_ms" in f:

@@ -2,7 +2,9 @@
 puts :class:`JSONFormatter` on its handlers).
 
 Every line has ``timestamp`` (UTC, ISO 8601, milliseconds), ``level``, ``logger`` and ``message``; ``trace_id`` and
-``span_id`` (W3C hex) when an OpenTelemetry span is current; and the route's fields when the record carries them: the
+``span_id`` (W3C hex) when an OpenTelemetry span is current; ``request_id`` on every line written while the proxy
+serves a request (the SDK's retry warnings, the refusal line, storage errors: one id to grep), or the record's own
+``extra={"request_id": ...}``; and the route's fields when the record carries them: the
 access line's ``request_id``, ``outcome``, ``status``, ``principal`` (a fingerprint), ``upstream_request_ids``,
 ``token_fingerprint``, latencies. The records of the ``orga_ai`` loggers never hold a key, a token or a credential
 (the code redacts before it logs), so the formatter adds none: it copies only the fields listed above and the
@@ -15,6 +17,8 @@ import datetime as dt
 import json
 import logging
 from typing import Any
+
+from ._logging import current_request_id
 
 __all__ = ["JSONFormatter"]
 
@@ -75,6 +79,11 @@ class JSONFormatter(logging.Formatter):
                 str(fields[key]) for key in ("event", "method", "path", "status", "outcome") if key in fields
             )
             line.update({key: fields[key] for key in _FIELDS if fields.get(key) is not None})
+        if "request_id" not in line:
+            explicit = getattr(record, "request_id", None)  # extra={"request_id": ...}; "-" is RequestIdFilter's none
+            request_id = explicit if explicit is not None and explicit != "-" else current_request_id.get()
+            if request_id is not None:
+                line["request_id"] = request_id
         ids = _current_trace_ids()
         if ids is not None:
             line["trace_id"], line["span_id"] = ids

@@ -1,4 +1,4 @@
-"""Observability of the SDK and the proxy: OpenTelemetry settings and the JSON log formatter.
+"""Observability of the SDK and the proxy: OpenTelemetry settings, the JSON log formatter and the request-id filter.
 
 Tracing and metrics go through ``opentelemetry-api`` (``pip install 'orga-ai[otel]'``): install and configure an
 OpenTelemetry SDK the usual way (``opentelemetry-instrument``, or a ``TracerProvider``/``MeterProvider`` of your own)
@@ -7,6 +7,7 @@ See docs/operations.md for the span tree, the attribute and metric names.
 """
 
 from ._jsonlog import JSONFormatter
+from ._logging import RequestIdFilter
 from ._telemetry import configure, otel_available, propagate_to_orga
 
-__all__ = ["JSONFormatter", "configure", "otel_available", "propagate_to_orga"]
+__all__ = ["JSONFormatter", "RequestIdFilter", "configure", "otel_available", "propagate_to_orga"]

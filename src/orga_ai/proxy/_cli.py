@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._logging import RequestIdFilter
 from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, secrets_on_command_line
 
 if TYPE_CHECKING:
@@ -173,7 +174,8 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     if not any(getattr(h, "name", None) == "orga_ai.serve" for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.set_name("orga_ai.serve")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(RequestIdFilter())  # the id of the request being served, on each line written meanwhile
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
         handler.addFilter(lambda record: record.name != "orga_ai.proxy.access")
         root.addHandler(handler)
         root.propagate = False

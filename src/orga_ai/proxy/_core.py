@@ -40,6 +40,7 @@ from .._exceptions import (
     OrgaAITimeoutError,
 )
 from .._ice import IcePolicy, apply_ice_policy
+from .._logging import current_request_id
 from .._secret import fingerprint
 from .._telemetry import reset_observer, set_observer
 from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
@@ -698,10 +699,16 @@ class ProxyCore:
         ``sync_to_async``, so a hook may use the ORM); otherwise only authenticators marked ``may_block`` leave it.
         """
         span = request_span(request)
-        if span is None:
-            return await self._handle(request, orga, offload)
-        with span:
-            return await self._handle(request, orga, offload)
+        request = self.prepare(request)
+        # Every line logged while this request is served carries its id (tasks and to_thread inherit the context).
+        logging_as = current_request_id.set(request.request_id)
+        try:
+            if span is None:
+                return await self._handle(request, orga, offload)
+            with span:
+                return await self._handle(request, orga, offload)
+        finally:
+            current_request_id.reset(logging_as)
 
     async def _handle(
         self,
@@ -759,10 +766,15 @@ class ProxyCore:
         ``deadline``: seconds this request may take if fewer than the route's own (a function's time left).
         """
         span = request_span(request)
-        if span is None:
-            return self._handle_sync(request, orga, deadline)
-        with span:
-            return self._handle_sync(request, orga, deadline)
+        request = self.prepare(request)
+        logging_as = current_request_id.set(request.request_id)  # this thread's lines, until the request is served
+        try:
+            if span is None:
+                return self._handle_sync(request, orga, deadline)
+            with span:
+                return self._handle_sync(request, orga, deadline)
+        finally:
+            current_request_id.reset(logging_as)
 
     def _handle_sync(self, request: ProxyRequest, orga: OrgaAI, deadline: float | None = None) -> ProxyResponse:
         flow = self._flow(request, deadline)
@@ -913,8 +925,8 @@ class ProxyCore:
         return type(r)(r.method, r.path, r.headers, r.cookies, r.client_host, client_ip, request_id, r.native)
 
     def _flow(self, request: ProxyRequest, deadline: float | None = None) -> _Flow:
+        """The flow of one request, already through :meth:`prepare` (its drivers set the logging context first)."""
         started = time.monotonic()
-        request = self.prepare(request)
         assert request.request_id is not None
         budget = self.deadline if deadline is None else min(self.deadline, deadline)
         ex = _Exchange(request, request.request_id, started, started + budget)

@@ -176,7 +176,13 @@ OPTIONS: tuple[Option, ...] = (
         "Also serve `POST {path}/events`: logs `{request_id, conversation_id, state}` from the page (authenticated, "
         "rate-limited).",
     ),
-    Option("log_format", "str", "text", "`text`, or `json`: one JSON object per line, with trace ids."),
+    Option(
+        "log_format",
+        "str",
+        "text",
+        "`text`, or `json`: one JSON object per line, with trace ids; both carry the request id on every line of a "
+        "request.",
+    ),
     Option(
         "ice_relay_only",
         "bool",

@@ -98,8 +98,21 @@ def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict
     }
     orga_django.reset()
     stack.callback(orga_django.reset)
+    _reload_urls()  # the URL include reads ORGA_PROXY (its "events" key) when it is loaded
+    stack.callback(_reload_urls)
     url = stack.enter_context(serve_wsgi(WSGIHandler()))
     return Mounted("django", url, orga_django.get_core())
+
+
+def _reload_urls() -> None:
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    from orga_ai.integrations.django import urls
+
+    importlib.reload(urls)
+    clear_url_caches()
 
 
 FRAMEWORKS = {"fastapi": _fastapi, "flask": _flask, "django": _django}

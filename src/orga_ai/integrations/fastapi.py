@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from ..proxy._app import drain_body, to_proxy_request, to_starlette_response
+from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starlette_response
 from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
 from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json_error, new_request_id, validate_path
+from ..proxy._events import EventBeacon
 from ..proxy._openapi import route_responses
 from ._cors import adopt, starlette_cors
 from ._hooks import as_principal
@@ -48,6 +49,8 @@ class OrgaProxy:
         principal: a FastAPI dependency that returns the signed-in user (``principal=Depends(get_current_user)``):
             a ``str`` id, an object with ``.id``, or it raises ``HTTPException(401)``. Instead of ``authenticate``;
             rate limits, the deny-list and logs then key on that user.
+        events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
+            (authenticated like the route, rate-limited on its own window, 1 KiB at most; docs/operations.md).
 
     Attributes:
         router: the ``APIRouter`` to ``include_router``.
@@ -64,6 +67,7 @@ class OrgaProxy:
         prefetch: int = 0,
         include_in_schema: bool = True,
         principal: Any = None,
+        events: bool = False,
         **policy: Any,
     ) -> None:
         if principal is not None:
@@ -104,6 +108,23 @@ class OrgaProxy:
         self.router.add_api_route(
             path, self.endpoint, methods=["OPTIONS"], response_class=Response, include_in_schema=False
         )
+        self.beacon: EventBeacon | None = None
+        if events:
+            self.beacon = EventBeacon(self.core)
+            beacon_endpoint: Any = self.events_endpoint
+            if principal is not None:
+
+                async def beacon_endpoint(request: Request, user: Any = principal) -> Response:
+                    request.state.orga_principal = user
+                    return await self.events_endpoint(request)
+
+            events_path = path.rstrip("/") + "/events"
+            self.router.add_api_route(
+                events_path, beacon_endpoint, methods=["POST"], response_class=Response, include_in_schema=False
+            )
+            self.router.add_api_route(
+                events_path, self.events_endpoint, methods=["OPTIONS"], response_class=Response, include_in_schema=False
+            )
 
     async def endpoint(self, request: Request) -> Response:
         """The route: translate, hand to the core, translate back."""
@@ -111,6 +132,12 @@ class OrgaProxy:
             problem = json_error(413, "body_too_large", "Request body too large.", new_request_id())
             return to_starlette_response(problem)
         return to_starlette_response(await self.core.handle(to_proxy_request(request), self.clients.get()))
+
+    async def events_endpoint(self, request: Request) -> Response:
+        """``POST {path}/events``: the beacon (see :class:`~orga_ai.proxy._events.EventBeacon`)."""
+        assert self.beacon is not None
+        body = await read_event_body(request)
+        return to_starlette_response(await self.beacon.handle(to_proxy_request(request), body))
 
     async def principal(self, request: Request) -> Principal:
         """A dependency: the caller as the proxy's authenticator sees it (401/403 otherwise), for your own routes."""
@@ -138,6 +165,8 @@ class OrgaProxy:
         finally:
             await self.clients.aclose()
             await self.core.rate_limiter.aclose()
+            if self.beacon is not None:
+                await self.beacon.aclose()
 
 
 _DESCRIPTION = (

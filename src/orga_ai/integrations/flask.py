@@ -32,6 +32,7 @@ from ..proxy._core import (
     new_request_id,
     validate_path,
 )
+from ..proxy._events import EventBeacon, read_capped
 from ._cors import adopt, flask_cors
 from ._hooks import BUILT_IN, as_principal
 
@@ -103,11 +104,14 @@ class OrgaBlueprint(Blueprint):
 
     core: ProxyCore
     clients: SyncClientHolder
+    beacon: EventBeacon | None = None
 
     def close(self) -> None:
         """Close the SDK client (if this blueprint created it) and the rate-limit storage's connections."""
         self.clients.close()
         self.core.rate_limiter.close()
+        if self.beacon is not None:
+            self.beacon.close()
 
 
 def create_blueprint(
@@ -117,6 +121,7 @@ def create_blueprint(
     name: str = "orga_ai_proxy",
     core: ProxyCore | None = None,
     orga_options: dict[str, Any] | None = None,
+    events: bool = False,
     **policy: Any,
 ) -> OrgaBlueprint:
     """A blueprint serving ``GET``/``POST``/``OPTIONS`` ``path`` with the proxy policy.
@@ -128,6 +133,8 @@ def create_blueprint(
         core: a ready :class:`~orga_ai.proxy.ProxyCore`; otherwise ``policy`` (``authenticate=``, ``rate_limit=``,
             ``cors_origins=``, ``trusted_proxies=``, ...) builds one. ``authenticate`` may be a callable of the
             Flask request (see :func:`session_user`), called inside the request context.
+        events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
+            (authenticated like the route, rate-limited on its own window, 1 KiB at most; docs/operations.md).
     """
     validate_path(path)
     authenticate = policy.get("authenticate")
@@ -169,15 +176,27 @@ def create_blueprint(
                     adopted.set()
         if request.method == "POST" and not _body_within(policy_core.max_body_bytes):
             return _to_flask(json_error(413, "body_too_large", "Request body too large.", new_request_id()))
-        proxy_request = ProxyRequest.from_pairs(
-            request.method,
-            request.path,
-            request.headers.items(),
-            cookies=request.cookies,
-            client_host=request.remote_addr,
-            native=request._get_current_object(),  # type: ignore[attr-defined]
-        )
-        return _to_flask(policy_core.handle_sync(proxy_request, blueprint.clients.get()))
+        return _to_flask(policy_core.handle_sync(_proxy_request(), blueprint.clients.get()))
 
     blueprint.add_url_rule(path, "client_secrets", client_secrets, methods=["GET", "POST", "OPTIONS"])
+    if events:
+        beacon = blueprint.beacon = EventBeacon(policy_core)
+
+        def session_events() -> Response:
+            body = read_capped(request.stream.read) if request.method == "POST" else b""
+            return _to_flask(beacon.handle_sync(_proxy_request(), body))
+
+        events_path = path.rstrip("/") + "/events"
+        blueprint.add_url_rule(events_path, "session_events", session_events, methods=["POST", "OPTIONS"])
     return blueprint
+
+
+def _proxy_request() -> ProxyRequest:
+    return ProxyRequest.from_pairs(
+        request.method,
+        request.path,
+        request.headers.items(),
+        cookies=request.cookies,
+        client_host=request.remote_addr,
+        native=request._get_current_object(),  # type: ignore[attr-defined]
+    )

@@ -151,6 +151,19 @@ async def drain_body(request: Request, limit: int) -> bool | None:
     return True
 
 
+async def read_event_body(request: Request) -> bytearray | None:
+    """A beacon's body, or None once it passed ``MAX_EVENT_BYTES`` (the rest is drained, not kept)."""
+    from ._events import MAX_EVENT_BYTES
+
+    body: bytearray | None = bytearray()
+    async for chunk in request.stream():
+        if body is not None:
+            body += chunk
+            if len(body) > MAX_EVENT_BYTES:
+                body = None  # keep draining, stop keeping
+    return body
+
+
 def create_app(
     *,
     orga: AsyncOrgaAI | None = None,
@@ -273,19 +286,13 @@ def create_app(
 
     beacon = None
     if events:
-        from ._events import MAX_EVENT_BYTES, EventBeacon
+        from ._events import EventBeacon
 
         beacon = EventBeacon(policy)
 
     async def events_endpoint(request: Request) -> Response:
         assert beacon is not None
-        body: bytearray | None = bytearray()
-        async for chunk in request.stream():
-            if body is not None:
-                body += chunk
-                if len(body) > MAX_EVENT_BYTES:
-                    body = None  # keep draining, stop keeping
-        return to_starlette_response(await beacon.handle(to_proxy_request(request), body))
+        return to_starlette_response(await beacon.handle(to_proxy_request(request), await read_event_body(request)))
 
     async def healthz(request: Request) -> Response:
         return to_starlette_response(policy.health())

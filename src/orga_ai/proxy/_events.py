@@ -14,8 +14,10 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from .._logging import current_request_id
 from ._auth import AuthenticationError, Principal
 from ._core import (
     ProxyCore,
@@ -30,7 +32,7 @@ from ._core import (
 )
 from ._ratelimit import RateLimiter, RateLimiterUnavailable
 
-__all__ = ["DEFAULT_EVENTS_RATE", "MAX_EVENT_BYTES", "EventBeacon"]
+__all__ = ["DEFAULT_EVENTS_RATE", "MAX_EVENT_BYTES", "EventBeacon", "read_capped"]
 
 MAX_EVENT_BYTES = 1024
 """The largest beacon body accepted (413 above)."""
@@ -52,7 +54,8 @@ def _field(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
 
 
 class EventBeacon:
-    """The beacon's policy, on top of a route's :class:`ProxyCore` (its authenticator, CORS and storage)."""
+    """The beacon's policy, on top of a route's :class:`ProxyCore` (its authenticator, CORS and storage); every
+    adapter mounts it (``events=True``): :meth:`handle` from async code, :meth:`handle_sync` from a request thread."""
 
     def __init__(self, core: ProxyCore, *, rate_limit: str = DEFAULT_EVENTS_RATE) -> None:
         self.core = core
@@ -63,10 +66,66 @@ class EventBeacon:
             key_prefix=f"{limiter.key_prefix}-events",
         )
 
-    async def handle(self, request: ProxyRequest, body: bytes | bytearray | None) -> ProxyResponse:
-        """Serve one beacon; ``body`` is None when it passed :data:`MAX_EVENT_BYTES` (the caller stopped reading)."""
+    async def handle(
+        self,
+        request: ProxyRequest,
+        body: bytes | bytearray | None,
+        *,
+        offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None = None,
+    ) -> ProxyResponse:
+        """Serve one beacon; ``body`` is None when it passed :data:`MAX_EVENT_BYTES` (the caller stopped reading).
+        ``offload`` runs the authenticator off the event loop, as in :meth:`ProxyCore.handle`."""
         core = self.core
         request = core.prepare(request)
+        logging_as = current_request_id.set(request.request_id)  # the limiter's storage errors carry the beacon's id
+        try:
+            flow = self._flow(request, body)
+            step, argument = _advance(flow, None, None)
+            value: Any
+            while step != "done":
+                try:
+                    if step == "limit":
+                        value = await self.rate_limiter.hit(argument)
+                    elif offload is not None:
+                        value = await offload(core.authenticate, argument)
+                    elif getattr(core.authenticate, "may_block", False):
+                        value = await asyncio.to_thread(core.authenticate, argument)
+                    else:
+                        value = core.authenticate(argument)
+                except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it or raises it
+                    step, argument = _advance(flow, None, exc)
+                else:
+                    step, argument = _advance(flow, value, None)
+            response: ProxyResponse = argument
+            return response
+        finally:
+            current_request_id.reset(logging_as)
+
+    def handle_sync(self, request: ProxyRequest, body: bytes | bytearray | None) -> ProxyResponse:
+        """:meth:`handle` from sync code (Flask, Django under WSGI)."""
+        core = self.core
+        request = core.prepare(request)
+        logging_as = current_request_id.set(request.request_id)
+        try:
+            flow = self._flow(request, body)
+            step, argument = _advance(flow, None, None)
+            while step != "done":
+                try:
+                    value = self.rate_limiter.hit_sync(argument) if step == "limit" else core.authenticate(argument)
+                except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it or raises it
+                    step, argument = _advance(flow, None, exc)
+                else:
+                    step, argument = _advance(flow, value, None)
+            response: ProxyResponse = argument
+            return response
+        finally:
+            current_request_id.reset(logging_as)
+
+    def _flow(
+        self, request: ProxyRequest, body: bytes | bytearray | None
+    ) -> Generator[tuple[str, Any], Any, ProxyResponse]:
+        """The beacon without I/O: yields ``("authenticate", request)`` and ``("limit", key)`` to its driver."""
+        core = self.core
         request_id = request.request_id or ""
         cors: dict[str, str] = {}
         try:
@@ -75,12 +134,9 @@ class EventBeacon:
                 return self._finish(core._preflight(request, cors), request_id, {})
             if body is None:
                 raise ProxyError(413, "body_too_large", "Request body too large.")
-            if getattr(core.authenticate, "may_block", False):
-                found = await asyncio.to_thread(core.authenticate, request)
-            else:
-                found = core.authenticate(request)
+            found = yield "authenticate", request
             principal = found if isinstance(found, Principal) else Principal(str(found))
-            decision = await self.rate_limiter.hit(principal_key(principal))
+            decision = yield "limit", principal_key(principal)
             if decision is not None and not decision.allowed:
                 raise ProxyError(429, "rate_limited", "Too many events; slow down.", headers=decision.headers())
             try:
@@ -113,3 +169,28 @@ class EventBeacon:
     async def aclose(self) -> None:
         """Release the limiter's storage connections."""
         await self.rate_limiter.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose`, from sync code."""
+        self.rate_limiter.close()
+
+
+def _advance(
+    flow: Generator[tuple[str, Any], Any, ProxyResponse], value: Any, error: Exception | None
+) -> tuple[str, Any]:
+    """One step of a beacon's flow: its next request to the driver, or ``("done", response)``."""
+    try:
+        return flow.send(value) if error is None else flow.throw(error)
+    except StopIteration as stop:
+        return "done", stop.value
+
+
+def read_capped(read: Callable[[int], bytes]) -> bytes | None:
+    """A beacon body from a sync stream's ``read(n)``: None once it passes :data:`MAX_EVENT_BYTES` (the rest is
+    left unread; the server discards it)."""
+    body = b""
+    while chunk := read(MAX_EVENT_BYTES + 1 - len(body)):
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            return None
+    return body

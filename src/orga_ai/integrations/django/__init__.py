@@ -13,9 +13,11 @@ In ``urls.py``::
     urlpatterns = [path("", include("orga_ai.integrations.django.urls"))]
 
 ``ORGA_PROXY`` takes the keyword arguments of :class:`orga_ai.proxy.ProxyCore` plus ``path`` (default
-``api/orga-client-secrets``), ``orga_options`` (for ``OrgaAI(...)``) and ``view`` (``"sync"`` or ``"async"``; by
+``api/orga-client-secrets``), ``orga_options`` (for ``OrgaAI(...)``), ``view`` (``"sync"`` or ``"async"``; by
 default the URL include picks the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
-``OrgaAI``, under WSGI). Authenticators receive a :class:`~orga_ai.proxy.ProxyRequest` whose ``native`` is the
+``OrgaAI``, under WSGI) and ``events`` (``True``: the URL include also serves ``POST {path}/events``, the beacon of
+docs/operations.md, with the route's authentication, its own rate limit and a 1 KiB cap). Authenticators receive a
+:class:`~orga_ai.proxy.ProxyRequest` whose ``native`` is the
 ``HttpRequest`` after the middleware ran (``request.user``, ``request.session``); on the async view they run through
 ``sync_to_async``, so they may use the ORM. The view is CSRF-exempt: it changes nothing on the server, and the core
 refuses any cross-site ``Origin`` that is not allowed.
@@ -31,6 +33,7 @@ from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
 from ...proxy._clients import AsyncClientHolder, SyncClientHolder
 from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse, error_for, json_error, new_request_id
+from ...proxy._events import EventBeacon, read_capped
 from .._cors import adopt, django_cors
 from .._hooks import not_logged_in
 
@@ -39,8 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "async_client_secrets_view",
+    "async_events_view",
     "authenticated_user",
     "client_secrets_view",
+    "events_view",
     "get_core",
     "reset",
     "route_path",
@@ -85,6 +90,7 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
     config = _settings()
     config.pop("path", None)
     config.pop("view", None)
+    config.pop("events", None)
     orga_options = config.pop("orga_options", None)
     authenticate = config.get("authenticate")
     if isinstance(authenticate, str):
@@ -105,6 +111,20 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
         SyncClientHolder(core.metrics, options=orga_options),
         AsyncClientHolder(core.metrics, options=orga_options),
     )
+
+
+def events_enabled() -> bool:
+    """Whether ``ORGA_PROXY["events"]`` asks for the beacon."""
+    return bool(_settings().get("events", False))
+
+
+def _beacon() -> EventBeacon:
+    core = get_core()
+    with _lock:
+        if "beacon" not in _state:
+            _state["beacon"] = EventBeacon(core)
+        beacon: EventBeacon = _state["beacon"]
+        return beacon
 
 
 def get_core() -> ProxyCore:
@@ -132,11 +152,14 @@ def reset() -> None:
     """Close the SDK client and forget the policy (tests, or after changing ``settings.ORGA_PROXY``)."""
     with _lock:
         clients, core = _state.pop("clients", None), _state.pop("core", None)
+        beacon: EventBeacon | None = _state.pop("beacon", None)
         _state.pop("aclients", None)  # an AsyncOrgaAI belongs to its event loop; the SDK closes it at exit
     if clients is not None:
         clients.close()
     if core is not None:
         core.rate_limiter.close()
+    if beacon is not None:
+        beacon.close()
 
 
 def _to_django(response: ProxyResponse) -> HttpResponse:
@@ -199,6 +222,19 @@ async def _async_client_secrets(request: HttpRequest) -> HttpResponse:
     return _to_django(response)
 
 
+def _events(request: HttpRequest) -> HttpResponse:
+    body = read_capped(request.read) if request.method == "POST" else b""
+    return _to_django(_beacon().handle_sync(_proxy_request(request), body))
+
+
+async def _async_events(request: HttpRequest) -> HttpResponse:
+    from asgiref.sync import sync_to_async
+
+    beacon = await sync_to_async(_beacon, thread_sensitive=True)()
+    body = read_capped(request.read) if request.method == "POST" else b""  # Django has the body buffered by now
+    return _to_django(await beacon.handle(_proxy_request(request), body, offload=_offload))
+
+
 def _make_view(view: Any) -> Any:
     from django.views.decorators.csrf import csrf_exempt
 
@@ -210,6 +246,13 @@ client_secrets_view = _make_view(_client_secrets)
 
 async_client_secrets_view = _make_view(_async_client_secrets)
 """The async view (ASGI, on ``AsyncOrgaAI``); the URL include picks it by itself when Django serves ASGI."""
+
+events_view = _make_view(_events)
+"""The beacon's sync view: ``path("api/orga-client-secrets/events", events_view)`` (the URL include mounts it when
+``ORGA_PROXY["events"]`` is true)."""
+
+async_events_view = _make_view(_async_events)
+"""The beacon's async view (ASGI)."""
 
 
 def chosen_view() -> Any:
@@ -227,3 +270,8 @@ def chosen_view() -> Any:
         except RuntimeError:
             wanted = "sync"
     return async_client_secrets_view if wanted == "async" else client_secrets_view
+
+
+def chosen_events_view() -> Any:
+    """The beacon's view matching :func:`chosen_view` (sync or async)."""
+    return async_events_view if chosen_view() is async_client_secrets_view else events_view

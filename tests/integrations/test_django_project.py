@@ -178,3 +178,23 @@ def test_without_the_app_a_missing_key_is_the_routes_json_not_an_html_500(
         assert response.status_code == 500
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["error"]["code"] == "proxy_misconfigured"
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_django_events_beacon_behind_the_login(server: str, database: Path, emulator: RunningEmulator) -> None:
+    port = free_port()
+    env = _env(emulator, database, TEST_ORGA_PROXY=json.dumps({"events": True}))
+    event = {"request_id": "minted-7", "conversation_id": "conv_7", "state": "connected"}
+    with running(SERVERS[server](port), env, port) as url:
+        anonymous = httpx.post(url + ROUTE + "/events", json=event)
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthenticated"
+        with httpx.Client() as alice:
+            log_in(alice, url, "alice")
+            sent = alice.post(url + ROUTE + "/events", json=event, headers={"X-Request-ID": "beacon-7"})
+            assert sent.status_code == 204 and sent.content == b"", sent.text
+            assert sent.headers["x-request-id"] == "beacon-7"
+            big = alice.post(url + ROUTE + "/events", content=b"{" + b" " * 4096 + b"}")
+            assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
+            # Beacons have their own window: alice's one minting of the minute is still there.
+            assert alice.get(url + ROUTE).status_code == 200
+    assert upstream_calls(emulator) != []

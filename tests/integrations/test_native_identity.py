@@ -52,7 +52,7 @@ def flask_app(emulator: RunningEmulator, **route: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fastapi_app(emulator: RunningEmulator) -> Iterator[str]:
+def fastapi_app(emulator: RunningEmulator, **route: Any) -> Iterator[str]:
     from fastapi.middleware.cors import CORSMiddleware
 
     from orga_ai.integrations.fastapi import create_router
@@ -77,7 +77,9 @@ def fastapi_app(emulator: RunningEmulator) -> Iterator[str]:
         return user
 
     app.include_router(
-        create_router(principal=Depends(current_user), orga_options=_options(emulator), rate_limit="1/minute")
+        create_router(
+            principal=Depends(current_user), orga_options=_options(emulator), rate_limit="1/minute", **route
+        )
     )
     with serve(app) as url:
         yield url
@@ -92,6 +94,17 @@ def logged_in(url: str, user: str) -> Iterator[httpx.Client]:
     with httpx.Client() as client:
         assert client.post(url + "/login", params={"user": user}, data={"user": user}).status_code == 200
         yield client
+
+
+@pytest.mark.parametrize("framework", sorted(APPS))
+def test_the_events_beacon_keys_on_the_apps_login(framework: str, emulator: RunningEmulator) -> None:
+    event = {"request_id": "minted-3", "conversation_id": "conv_3", "state": "ended"}
+    with APPS[framework](emulator, events=True) as url:
+        assert httpx.post(url + ROUTE + "/events", json=event).status_code == 401
+        with logged_in(url, "alice") as alice:
+            assert alice.post(url + ROUTE + "/events", json=event).status_code == 204
+            assert alice.post(url + ROUTE + "/events", content=b"x" * 2048).status_code == 413
+            assert alice.get(url + ROUTE).status_code == 200  # the beacon spent none of alice's one minting
 
 
 @pytest.mark.parametrize("framework", sorted(APPS))

@@ -162,3 +162,50 @@ def test_flask_login_current_user_works_in_a_hook(emulator: RunningEmulator) -> 
                 assert dave.get(url + ROUTE).status_code == 200
     finally:
         blueprint.close()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_fastapi_dependency_refusal_has_the_routes_shape(
+    status: int, emulator: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``HTTPException(401/403)`` from ``principal=Depends(...)`` answers like every other refusal of the route:
+    the error envelope, the reason in ``WWW-Authenticate`` (401), the request id, no-store, CORS and the log line;
+    the app's own routes keep FastAPI's answer."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from orga_ai.integrations.fastapi import create_router
+
+    def current_user() -> str:
+        raise HTTPException(status, "no such session", headers={"WWW-Authenticate": "Cookie"})
+
+    app = FastAPI()
+    app.add_middleware(CORSMiddleware, allow_origins=[ALLOWED], allow_credentials=True)
+
+    @app.get("/mine")
+    def mine(user: str = Depends(current_user)) -> str:
+        return user
+
+    app.include_router(create_router(principal=Depends(current_user), events=True, orga_options=_options(emulator)))
+    with caplog.at_level("INFO", logger="orga_ai.proxy.refused"), serve(app) as url:
+        for method, path in (("GET", ROUTE), ("POST", ROUTE), ("POST", ROUTE + "/events")):
+            sent = {"Origin": ALLOWED, "X-Request-ID": f"dep-{status}-{method}-{len(path)}"}
+            refused = httpx.request(method, url + path, headers=sent, json={})
+            assert refused.status_code == status, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == ("unauthenticated" if status == 401 else "forbidden")
+            assert error["requestId"] == refused.headers["x-request-id"] == sent["X-Request-ID"]
+            assert "no-store" in refused.headers["cache-control"]
+            assert refused.headers["access-control-allow-origin"] == ALLOWED
+            if status == 401:
+                assert refused.headers["www-authenticate"].startswith("Bearer realm=")
+                assert error["message"] in refused.headers["www-authenticate"]
+            else:
+                assert "www-authenticate" not in refused.headers
+            if path.endswith("/events"):
+                continue  # the beacon logs no refusals, whatever the authenticator
+            logged = [r.getMessage() for r in caplog.records if r.name == "orga_ai.proxy.refused"]
+            assert any(f"refused {status}" in line and sent["X-Request-ID"] in line for line in logged), logged
+        own = httpx.get(url + "/mine")
+        assert (own.status_code, own.json()) == (status, {"detail": "no such session"})
+        assert own.headers.get("www-authenticate") == "Cookie"
+    assert upstream_calls(emulator) == []

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 
 from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starlette_response
 from ..proxy._auth import AuthenticationError, Principal
@@ -28,7 +30,7 @@ from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json
 from ..proxy._events import EventBeacon
 from ..proxy._openapi import route_responses
 from ._cors import adopt, starlette_cors
-from ._hooks import as_principal
+from ._hooks import as_principal, not_logged_in
 
 if TYPE_CHECKING:
     from .._client import AsyncOrgaAI
@@ -82,11 +84,14 @@ class OrgaProxy:
             core.cors_setting = "create_router(cors_origins=[...])"
         self.core = core
         self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=prefetch)
-        self.router = APIRouter(lifespan=self.lifespan)
+        # The route class only changes this router's routes: the app's own routes and exception handlers are untouched.
+        self.router = APIRouter(lifespan=self.lifespan, route_class=_DependencyRefusalRoute)
         endpoint: Any = self.endpoint
         if principal is not None:
             # The app's dependency runs first (FastAPI solves it); the core then takes its answer as the principal,
             # in its usual place in the order (after the origin check, before the deny-list and the rate limit).
+            # When it refuses (HTTPException 401/403), _DependencyRefusalRoute calls this with user=None and the
+            # refusal in request.state, and the core answers it like any refusal of the route.
             async def endpoint(request: Request, user: Any = principal) -> Response:
                 request.state.orga_principal = user
                 return await self.endpoint(request)
@@ -182,12 +187,46 @@ class _FromDependency:
     may_block = False
 
     def __call__(self, request: ProxyRequest, /) -> Principal:
-        native = request.native
-        found = getattr(getattr(native, "state", None), "orga_principal", None)
-        return as_principal(found, source="the principal dependency")
+        state = getattr(request.native, "state", None)
+        refusal = getattr(state, "orga_refusal", None)
+        if refusal is not None:
+            raise refusal
+        return as_principal(getattr(state, "orga_principal", None), source="the principal dependency")
 
     def __repr__(self) -> str:
         return "FastAPIDependency()"
+
+
+class _DependencyRefusalRoute(APIRoute):
+    """A route of the router whose ``HTTPException(401/403)`` from the app's ``principal`` dependency becomes the
+    route's own refusal: the error envelope, the ``WWW-Authenticate`` reason, the request id, no-store, CORS and
+    the ``orga_ai.proxy.refused`` line, as for every other refusal. Other statuses keep FastAPI's handling."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        endpoint = self.endpoint
+        takes_user = "user" in inspect.signature(endpoint).parameters  # the principal=Depends(...) endpoints
+
+        async def refusing(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if exc.status_code not in (401, 403) or not takes_user:
+                    raise
+                request.state.orga_refusal = _refusal(exc)
+                response: Response = await endpoint(request, None)
+                return response
+
+        return refusing
+
+
+def _refusal(exc: HTTPException) -> AuthenticationError:
+    """The proxy's refusal for the app's ``HTTPException``: its own fixed sentence to the caller (the app's detail,
+    which may be any object, goes to the log line)."""
+    detail = f"the principal dependency raised HTTPException({exc.status_code}): {exc.detail!s:.200}"
+    if exc.status_code == 401:
+        return not_logged_in(detail)
+    return AuthenticationError("This user may not start a session.", status=403, code="forbidden", detail=detail)
 
 
 def create_router(**kwargs: Any) -> APIRouter:

@@ -198,3 +198,30 @@ def test_django_events_beacon_behind_the_login(server: str, database: Path, emul
             # Beacons have their own window: alice's one minting of the minute is still there.
             assert alice.get(url + ROUTE).status_code == 200
     assert upstream_calls(emulator) != []
+
+
+@pytest.mark.parametrize("server", [*sorted(SERVERS), "asgi-daphne-runserver"])
+def test_the_include_picks_the_view_of_the_server_whatever_loads_the_urls_first(
+    server: str, database: Path, emulator: RunningEmulator
+) -> None:
+    """Whatever loads the URLs first, the route is served by the view of the server: Django's LocaleMiddleware, a sync
+    middleware, loads them in a worker thread (outside the event loop under ASGI) before any view is resolved; and
+    daphne's runserver loads them in its system checks, before serving ASGI."""
+    port = free_port()
+    env = _env(emulator, database, TEST_LOCALE="1", TEST_ORGA_PROXY=json.dumps({"events": True}))
+    if server == "asgi-daphne-runserver":
+        pytest.importorskip("daphne")
+        command, env = SERVERS["wsgi-runserver"](port), env | {"TEST_DAPHNE": "1"}
+    else:
+        command = SERVERS[server](port)
+    with running(command, env, port) as url, httpx.Client() as alice:
+        expected = "_async_client_secrets" if server.startswith("asgi") else "_client_secrets"
+        assert httpx.get(url + "/which-view/").text == expected
+        assert httpx.get(url + ROUTE).json()["error"]["code"] == "unauthenticated"
+        log_in(alice, url, "alice")
+        assert alice.get(url + ROUTE).status_code == 200
+        assert alice.get(url + ROUTE).status_code == 429
+        beacon = httpx.get(url + "/which-view/", params={"path": ROUTE + "/events"}).text
+        assert beacon == ("_async_events" if server.startswith("asgi") else "_events")
+        event = {"request_id": "minted-1", "conversation_id": "conv_1", "state": "ended"}
+        assert alice.post(url + ROUTE + "/events", json=event).status_code == 204

@@ -14,7 +14,7 @@ In ``urls.py``::
 
 ``ORGA_PROXY`` takes the keyword arguments of :class:`orga_ai.proxy.ProxyCore` plus ``path`` (default
 ``api/orga-client-secrets``), ``orga_options`` (for ``OrgaAI(...)``), ``view`` (``"sync"`` or ``"async"``; by
-default the URL include picks the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
+default the URL include serves the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
 ``OrgaAI``, under WSGI) and ``events`` (``True``: the URL include also serves ``POST {path}/events``, the beacon of
 docs/operations.md, with the route's authentication, its own rate limit and a 1 KiB cap). Authenticators receive a
 :class:`~orga_ai.proxy.ProxyRequest` whose ``native`` is the
@@ -25,9 +25,10 @@ refuses any cross-site ``Origin`` that is not allowed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
@@ -255,20 +256,58 @@ async_events_view = _make_view(_async_events)
 """The beacon's async view (ASGI)."""
 
 
-def chosen_view() -> Any:
-    """The view the URL include mounts: ``ORGA_PROXY["view"]`` when set, else the async one when the URLs are
-    loaded inside a running event loop (Django's ASGI handler resolves them there) and the sync one otherwise."""
-    import asyncio
-
+def view_setting() -> str | None:
+    """``ORGA_PROXY["view"]``: ``"sync"``, ``"async"``, or None to let the URL include follow the server."""
     wanted = _settings().get("view")
     if wanted not in (None, "sync", "async"):
         raise ValueError(f'ORGA_PROXY["view"] must be "sync" or "async", not {wanted!r}')
+    return cast("str | None", wanted)
+
+
+_handler_kind: str | None = None  # "asgi" or "wsgi": the Django handler that started this process's first request
+
+
+def _note_handler(sender: Any, **kwargs: Any) -> None:
+    """``request_started`` receiver, once per process: Django's ASGI handler sends the signal with ``scope``, the
+    WSGI one with ``environ``. It then disconnects: a process does not change servers, and no request pays for it."""
+    global _handler_kind
+    from django.core.signals import request_started
+
+    _handler_kind = "asgi" if "scope" in kwargs else "wsgi"
+    request_started.disconnect(dispatch_uid=_NOTE_HANDLER)
+
+
+_NOTE_HANDLER = "orga_ai.integrations.django.note_handler"
+
+
+def watch_handler() -> None:
+    """Learn which handler serves this process from its first request (see :func:`serves_asgi`)."""
+    from django.core.signals import request_started
+
+    if _handler_kind is None:
+        request_started.connect(_note_handler, dispatch_uid=_NOTE_HANDLER)
+
+
+def serves_asgi() -> bool:
+    """Whether Django serves this process through its ASGI handler: known from the first request's
+    ``request_started``; before that, whether the caller runs inside an event loop (Django's ASGI handler resolves
+    URLs in its loop, the WSGI one never in one)."""
+    if _handler_kind is not None:
+        return _handler_kind == "asgi"
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def chosen_view() -> Any:
+    """The route's view for the current server: ``ORGA_PROXY["view"]`` when set, else the async one when Django
+    serves ASGI (:func:`serves_asgi`) and the sync one otherwise. The URL include asks on every resolve, so it does
+    not matter what loaded the URLs first (daphne's runserver checks, a sync middleware in a worker thread)."""
+    wanted = view_setting()
     if wanted is None:
-        try:
-            asyncio.get_running_loop()
-            wanted = "async"
-        except RuntimeError:
-            wanted = "sync"
+        wanted = "async" if serves_asgi() else "sync"
     return async_client_secrets_view if wanted == "async" else client_secrets_view
 
 

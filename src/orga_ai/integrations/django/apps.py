@@ -28,7 +28,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     from ..._client import OrgaAI
     from ..._exceptions import OrgaAIConfigurationError
-    from . import AUTHENTICATED_USER, _build, _settings, authenticated_user, chosen_view
+    from . import AUTHENTICATED_USER, _build, _settings, authenticated_user, view_setting
 
     found: list[checks.CheckMessage] = []
     config = _settings()
@@ -43,7 +43,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     try:
         core, *_ = _build()
         core.rate_limiter.close()
-        chosen_view()
+        view_setting()
     except (ValueError, TypeError) as exc:
         found.append(checks.Error(f"ORGA_PROXY is not usable: {exc}", id="orga_ai.E002"))
     authenticate = config.get("authenticate")
@@ -78,6 +78,9 @@ class OrgaAIConfig(AppConfig):  # type: ignore[misc]  # django has no type stubs
         from django.core.exceptions import ImproperlyConfigured
 
         checks.register(check_settings)
+        from . import watch_handler
+
+        watch_handler()  # before the first request: which handler serves it picks the URL include's views
         if _is_management_command():
             return
         problems = check_settings()

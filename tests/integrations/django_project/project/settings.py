@@ -46,5 +46,12 @@ if os.environ.get("TEST_CORS"):  # the app's own CORS, by django-cors-headers; t
     CORS_ALLOW_CREDENTIALS = True
     CORS_ALLOW_ALL_ORIGINS = os.environ["TEST_CORS"] == "all"
 
+if os.environ.get("TEST_LOCALE"):  # a sync middleware that loads the URLs (in a worker thread under ASGI)
+    MIDDLEWARE.insert(2, "django.middleware.locale.LocaleMiddleware")
+
+if os.environ.get("TEST_DAPHNE"):  # daphne's runserver: ASGI, with the URLs loaded by the system checks at start
+    INSTALLED_APPS.insert(0, "daphne")
+    ASGI_APPLICATION = "project.asgi.application"
+
 if os.environ.get("TEST_NO_ORGA_APP"):  # a project that only includes the URLs, without the app's start-up checks
     INSTALLED_APPS.remove("orga_ai.integrations.django")

@@ -4,8 +4,9 @@ from django.urls import include, path, resolve
 
 
 def which_view(request: HttpRequest) -> HttpResponse:
-    """Which of the two views the include chose (the test asserts async under ASGI, sync under WSGI)."""
-    return HttpResponse(resolve("/api/orga-client-secrets").func.__name__)
+    """Which of the two views the include chose for ``?path=`` (the route by default): the tests assert async under
+    ASGI, sync under WSGI."""
+    return HttpResponse(resolve(request.GET.get("path", "/api/orga-client-secrets")).func.__name__)
 
 
 urlpatterns = [

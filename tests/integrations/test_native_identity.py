@@ -209,3 +209,74 @@ def test_a_fastapi_dependency_refusal_has_the_routes_shape(
         assert (own.status_code, own.json()) == (status, {"detail": "no such session"})
         assert own.headers.get("www-authenticate") == "Cookie"
     assert upstream_calls(emulator) == []
+
+
+def _flask_app_with(emulator: RunningEmulator, set_up_cors: Any, **route: Any) -> tuple[Any, Any]:
+    """A Flask app with a session login and the app's CORS set up by ``set_up_cors(app)`` before the blueprint."""
+    from flask import Flask, request, session
+
+    from orga_ai.integrations.flask import create_blueprint, session_user
+
+    app = Flask(__name__)
+    app.secret_key = secrets.token_hex(32)
+
+    @app.post("/login")
+    def login() -> str:
+        session["user_id"] = request.form["user"]
+        return "ok"
+
+    set_up_cors(app)
+    blueprint = create_blueprint(authenticate=session_user("user_id"), orga_options=_options(emulator), **route)
+    return app, blueprint
+
+
+def test_flask_cors_without_resources_for_the_route_starts(emulator: RunningEmulator) -> None:
+    """``CORS(app, resources={})`` (flask-cors set up, covering no path) is read as covering nothing, not as a
+    configuration the route cannot read."""
+    from flask_cors import CORS
+
+    app, blueprint = _flask_app_with(emulator, lambda app: CORS(app, resources={}))
+    app.register_blueprint(blueprint)
+    try:
+        with serve_wsgi(app) as url, logged_in(url, "erin") as erin:
+            assert erin.get(url + ROUTE).status_code == 200
+            refused = erin.get(url + ROUTE, headers={"Origin": ALLOWED})
+            assert refused.json()["error"]["code"] == "origin_not_allowed"
+    finally:
+        blueprint.close()
+
+
+def _unreadable_flask_cors(app: Any) -> None:
+    """What a flask-cors that kept its options elsewhere would register: an after-request function of its package
+    holding no ``resources``."""
+
+    def cors_after_request(response: Any) -> Any:
+        return response
+
+    cors_after_request.__module__ = "flask_cors.extension"
+    app.after_request(cors_after_request)
+
+
+def test_an_unreadable_flask_cors_names_the_setting_and_the_routes_own_list_serves(
+    emulator: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib.metadata
+
+    app, blueprint = _flask_app_with(emulator, _unreadable_flask_cors)
+    with pytest.raises(ValueError, match=r"the route may serve in create_blueprint\(cors_origins=") as e:
+        app.register_blueprint(blueprint)
+    assert f"flask-cors {importlib.metadata.version('flask-cors')} " in str(e.value)
+    blueprint.close()
+
+    app, blueprint = _flask_app_with(emulator, _unreadable_flask_cors, cors_origins=[ALLOWED])
+    with caplog.at_level("WARNING", logger="orga_ai.proxy"):
+        app.register_blueprint(blueprint)  # following the message starts the app
+    assert any("cannot read the origins of flask-cors" in r.getMessage() for r in caplog.records)
+    try:
+        with serve_wsgi(app) as url, logged_in(url, "frank") as frank:
+            allowed = frank.get(url + ROUTE, headers={"Origin": ALLOWED})
+            assert allowed.status_code == 200, allowed.text
+            assert allowed.headers["access-control-allow-origin"] == ALLOWED
+            assert frank.get(url + ROUTE, headers={"Origin": "https://elsewhere.example"}).status_code == 403
+    finally:
+        blueprint.close()

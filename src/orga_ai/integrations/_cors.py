@@ -9,6 +9,9 @@ cannot be read raises :class:`CorsInferenceError`, naming the setting to pass in
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +21,8 @@ from ..proxy._core import ProxyCore
 __all__ = ["CorsInferenceError", "adopt", "django_cors", "flask_cors", "starlette_cors"]
 
 Found = tuple[list[str], list[str], str]
+
+logger = logging.getLogger("orga_ai.proxy")
 
 
 class CorsInferenceError(ValueError):
@@ -79,18 +84,32 @@ def django_cors(path: str, *, own: str, explicit: bool) -> Found | None:
 
 
 def flask_cors(app: Any, path: str, *, own: str, explicit: bool) -> Found | None:
-    """The allowlist of flask-cors (``CORS(app, origins=[...])``) for ``path``: flask-cors keeps its resolved
-    resources in its after-request function; a version that keeps them elsewhere raises CorsInferenceError."""
+    """The allowlist of flask-cors (``CORS(app, origins=[...])``) for ``path``.
+
+    flask-cors keeps no configuration on the app: ``CORS(app)`` resolves its resources once and registers an
+    after-request function holding them, in a variable named ``resources`` (every release since 3.0). That is what
+    is read, by name. A flask-cors that keeps them elsewhere raises CorsInferenceError naming ``own`` - unless the
+    route has its own list (``explicit``), which then serves alone, with a warning.
+    """
     hooks = [f for f in app.after_request_funcs.get(None, ()) if getattr(f, "__module__", "").startswith("flask_cors")]
     if not hooks:
         return None
     origins: list[str] = []
     patterns: list[str] = []
     for hook in hooks:
-        resources = _closure_resources(hook)
+        resources = _flask_cors_resources(hook)
         if resources is None:
+            if explicit:
+                logger.warning(
+                    "orga proxy: cannot read the origins of flask-cors %s; the route allows only its own list (%s)",
+                    _version("flask-cors"),
+                    own,
+                )
+                return None
             raise CorsInferenceError(
-                f"this flask-cors version keeps its origins where the Orga route cannot read them: pass them to {own}"
+                f"flask-cors {_version('flask-cors')} is set up on this app, but the Orga route cannot read its "
+                f"origins from this version: list the origins the route may serve in {own} (the route then uses "
+                "its own list and does not read flask-cors's)"
             )
         for resource, options in resources:
             if not _path_matches(resource, path):
@@ -108,12 +127,22 @@ def flask_cors(app: Any, path: str, *, own: str, explicit: bool) -> Found | None
     return origins, patterns, "CORS(app, origins=[...]) (flask-cors)"
 
 
-def _closure_resources(hook: Any) -> list[tuple[Any, Any]] | None:
-    for cell in getattr(hook, "__closure__", None) or ():
-        value = cell.cell_contents
-        if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            return value
+def _flask_cors_resources(hook: Any) -> list[tuple[Any, Any]] | None:
+    """The ``(path pattern, options)`` pairs of flask-cors's after-request function, or None when it holds none."""
+    try:
+        found = inspect.getclosurevars(hook).nonlocals.get("resources")
+    except (TypeError, ValueError):  # not a plain function (a bound method, a callable object)
+        return None
+    if isinstance(found, list) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in found):
+        return found
     return None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown version)"
 
 
 def _path_matches(resource: Any, path: str) -> bool:

@@ -28,7 +28,7 @@ from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
 from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json_error, new_request_id, validate_path
 from ..proxy._events import EventBeacon
-from ..proxy._openapi import route_responses
+from ..proxy._openapi import EVENT_SUMMARY, event_request_body, event_responses, route_responses
 from ._cors import adopt, starlette_cors
 from ._hooks import as_principal, not_logged_in
 
@@ -124,8 +124,19 @@ class OrgaProxy:
                     return await self.events_endpoint(request)
 
             events_path = path.rstrip("/") + "/events"
+            # The body is read raw (1 KiB cap, before any parsing): its schema is described, not declared.
             self.router.add_api_route(
-                events_path, beacon_endpoint, methods=["POST"], response_class=Response, include_in_schema=False
+                events_path,
+                beacon_endpoint,
+                methods=["POST"],
+                response_class=Response,
+                status_code=204,
+                include_in_schema=include_in_schema,
+                operation_id="orga_session_events_post",
+                summary=EVENT_SUMMARY,
+                description=_EVENTS_DESCRIPTION,
+                responses=event_responses(),
+                openapi_extra={"requestBody": event_request_body()},
             )
             self.router.add_api_route(
                 events_path, self.events_endpoint, methods=["OPTIONS"], response_class=Response, include_in_schema=False
@@ -178,6 +189,14 @@ _DESCRIPTION = (
     "Returns a single-use Orga AI session config (`ephemeralToken`, `iceServers`, `expiresAt`) for the signed-in "
     "caller; give it to the Orga client SDK to start a voice/video session. Never cached. Refusals use the "
     "`{\"error\": {\"code\", \"message\", \"requestId\"}}` envelope; 429 and 503 carry `Retry-After`."
+)
+
+
+_EVENTS_DESCRIPTION = (
+    "Tells the server which Orga conversation a minted session became (`request_id` from the route's "
+    "`X-Request-ID`, `conversation_id`, `state`), for its logs. Authenticated like the route, rate-limited on its "
+    "own window, 1 KiB at most; answers 204. Refusals use the `{\"error\": {\"code\", \"message\", "
+    "\"requestId\"}}` envelope."
 )
 
 

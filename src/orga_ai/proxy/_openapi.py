@@ -126,29 +126,13 @@ def openapi_document(path: str, *, events: bool = False) -> dict[str, Any]:
         },
     }
     if events:
-        identifier = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"}
-        refused = {str(status): {"description": "refused", **error_ref} for status in (400, 401, 403, 413, 429, 503)}
+        refused = {str(status): {"description": "refused", **error_ref} for status in EVENT_REFUSALS}
         document["paths"][path.rstrip("/") + "/events"] = {
             "post": {
                 "operationId": "postSessionEvent",
-                "summary": "Log {request_id, conversation_id, state} to join a minted session to its Orga call",
+                "summary": EVENT_SUMMARY,
                 "security": [{"bearer": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["request_id", "conversation_id", "state"],
-                                "properties": {
-                                    "request_id": identifier,
-                                    "conversation_id": identifier,
-                                    "state": {"type": "string", "pattern": "^[a-z][a-z_]{0,31}$"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": event_request_body(),
                 "responses": {
                     "204": {"description": "Logged."},
                     **refused,
@@ -158,23 +142,62 @@ def openapi_document(path: str, *, events: bool = False) -> dict[str, Any]:
     return document
 
 
-def route_responses() -> dict[int | str, dict[str, Any]]:
-    """The route's documented responses with inline schemas, for a host app's own OpenAPI document (FastAPI):
-    the 200 body and the error envelope of 401, 403, 429 and 503."""
-    components = openapi_document("/")["components"]["schemas"]
-    session = dict(components["SessionConfig"])
-    session["properties"] = {**session["properties"], "iceServers": {"type": "array", "items": components["IceServer"]}}
-    error = components["Error"]
-    out: dict[int | str, dict[str, Any]] = {
-        200: {
-            "description": "One single-use session config for the Orga client SDK. Hand it to exactly one client.",
-            "content": {"application/json": {"schema": session}},
-        }
+EVENT_REFUSALS = (400, 401, 403, 413, 429, 503)
+"""The statuses the events beacon refuses with (the error envelope)."""
+
+EVENT_SUMMARY = "Log {request_id, conversation_id, state} to join a minted session to its Orga call"
+
+
+def event_request_body() -> dict[str, Any]:
+    """The beacon's request body: one small JSON object (1 KiB at most)."""
+    identifier = {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["request_id", "conversation_id", "state"],
+                    "properties": {
+                        "request_id": identifier,
+                        "conversation_id": identifier,
+                        "state": {"type": "string", "pattern": "^[a-z][a-z_]{0,31}$"},
+                    },
+                }
+            }
+        },
     }
-    for status in (401, 403, 429, 503):
+
+
+def _refusals(statuses: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+    """The error envelope's responses for ``statuses``, with inline schemas, each naming its codes."""
+    error = openapi_document("/")["components"]["schemas"]["Error"]
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
         codes = sorted(code for code, (s, _) in ERROR_CODES.items() if s == status)
         out[status] = {
             "description": "Refused; error.code is one of: " + ", ".join(codes),
             "content": {"application/json": {"schema": error}},
         }
     return out
+
+
+def route_responses() -> dict[int | str, dict[str, Any]]:
+    """The route's documented responses with inline schemas, for a host app's own OpenAPI document (FastAPI):
+    the 200 body and the error envelope of 401, 403, 429 and 503."""
+    components = openapi_document("/")["components"]["schemas"]
+    session = dict(components["SessionConfig"])
+    session["properties"] = {**session["properties"], "iceServers": {"type": "array", "items": components["IceServer"]}}
+    ok: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "One single-use session config for the Orga client SDK. Hand it to exactly one client.",
+            "content": {"application/json": {"schema": session}},
+        }
+    }
+    return {**ok, **_refusals((401, 403, 429, 503))}
+
+
+def event_responses() -> dict[int | str, dict[str, Any]]:
+    """The beacon's documented responses for a host app's own OpenAPI document (FastAPI): 204, and the error
+    envelope of its refusals."""
+    return {204: {"description": "Logged."}, **_refusals(EVENT_REFUSALS)}

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
+from orga_ai.proxy import ERROR_CODES
 from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import upstream_calls
 from tests.support import serve
@@ -193,6 +194,7 @@ def test_a_fastapi_dependency_refusal_has_the_routes_shape(
             assert refused.status_code == status, refused.text
             error = refused.json()["error"]
             assert error["code"] == ("unauthenticated" if status == 401 else "forbidden")
+            assert error["code"] in ERROR_CODES  # documented, and in the app's OpenAPI error schema
             assert error["requestId"] == refused.headers["x-request-id"] == sent["X-Request-ID"]
             assert "no-store" in refused.headers["cache-control"]
             assert refused.headers["access-control-allow-origin"] == ALLOWED

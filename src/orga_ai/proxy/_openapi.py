@@ -17,6 +17,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "algorithm that is not accepted.",
     ),
     "token_expired": (401, "The caller's JWT has expired."),
+    "forbidden": (403, "The app's own login refused the caller (FastAPI: the principal dependency raised 403)."),
     "origin_not_allowed": (403, "The browser Origin is not in the CORS allowlist (``null`` never is)."),
     "header_not_allowed": (403, "A CORS preflight asked for a header the route does not accept."),
     "principal_denied": (403, "The caller is on the deny-list."),

@@ -10,7 +10,8 @@ import pytest
 
 from orga_ai.proxy import AnyOf, AuthenticationError, JWTAuth, SharedSecretAuth
 from orga_ai.proxy._auth import AnonymousAuth, anonymous_bucket
-from orga_ai.proxy._core import ProxyCore, ProxyRequest, sane_request_id
+from orga_ai.proxy._core import ProxyCore
+from orga_ai.proxy._request import ProxyRequest, sane_request_id
 
 from .conftest import AUDIENCE, ISSUER, JWT_SECRET, ProxyFactory, bearer, jwt_auth, make_jwt
 from .test_route import ROUTE

@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..proxy._clients import SyncClientHolder
-from ..proxy._core import ProxyCore, ProxyRequest, ProxyResponse, json_error, redact
+from ..proxy._core import ProxyCore
+from ..proxy._errors import json_error, redact
 from ..proxy._metrics import NullMetrics
+from ..proxy._request import ProxyRequest, ProxyResponse
 
 if TYPE_CHECKING:
     from .._client import OrgaAI

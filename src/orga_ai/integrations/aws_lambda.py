@@ -38,7 +38,8 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ..proxy._core import ProxyRequest, ProxyResponse, json_error, new_request_id, sane_request_id
+from ..proxy._errors import json_error
+from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id, sane_request_id
 from ._function import (
     FunctionConfigurationError,
     FunctionRoute,

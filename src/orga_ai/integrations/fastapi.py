@@ -26,9 +26,11 @@ from fastapi.routing import APIRoute
 from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starlette_response
 from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
-from ..proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, error_for, json_error, new_request_id, validate_path
+from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
+from ..proxy._errors import error_for, json_error
 from ..proxy._events import EventBeacon
 from ..proxy._openapi import EVENT_SUMMARY, event_request_body, event_responses, route_responses
+from ..proxy._request import ProxyRequest, new_request_id
 from ._cors import adopt, starlette_cors
 from ._hooks import as_principal, not_logged_in
 

@@ -23,16 +23,10 @@ from flask import Blueprint, Response, request
 
 from ..proxy._auth import Principal
 from ..proxy._clients import SyncClientHolder
-from ..proxy._core import (
-    DEFAULT_PATH,
-    ProxyCore,
-    ProxyRequest,
-    ProxyResponse,
-    json_error,
-    new_request_id,
-    validate_path,
-)
+from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
+from ..proxy._errors import json_error
 from ..proxy._events import EventBeacon, read_capped
+from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from ._cors import adopt, flask_cors
 from ._hooks import BUILT_IN, as_principal
 

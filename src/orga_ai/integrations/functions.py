@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ..proxy._core import DEFAULT_PATH, ProxyRequest, ProxyResponse, json_error, new_request_id
+from ..proxy._core import DEFAULT_PATH
+from ..proxy._errors import json_error
+from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 
 if TYPE_CHECKING:

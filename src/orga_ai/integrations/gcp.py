@@ -30,7 +30,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     raise ImportError("orga_ai.integrations.gcp needs Flask: pip install 'orga-ai[gcp]'") from None
 
-from ..proxy._core import ProxyRequest, json_error, new_request_id
+from ..proxy._errors import json_error
+from ..proxy._request import ProxyRequest, new_request_id
 from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 from .flask import _body_within, _to_flask
 

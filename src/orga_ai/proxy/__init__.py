@@ -17,21 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._auth import AnonymousAuth, AnyOf, AuthenticationError, Authenticator, JWTAuth, Principal, SharedSecretAuth
 from ._breaker import CircuitBreaker
-from ._core import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PATH,
-    ProxyCore,
-    ProxyError,
-    ProxyRequest,
-    ProxyResponse,
-    error_for,
-)
+from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH, ProxyCore
+from ._errors import ProxyError, error_for
 from ._fingerprint import principal_fingerprint
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+from ._request import ProxyRequest, ProxyResponse
 
 if TYPE_CHECKING:
     from ._app import create_app

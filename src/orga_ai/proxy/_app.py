@@ -10,22 +10,13 @@ from typing import TYPE_CHECKING, Any
 from ._auth import Authenticator, Principal
 from ._breaker import CircuitBreaker
 from ._clients import AsyncClientHolder, preload_transport
-from ._core import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PATH,
-    LazyCookies,
-    ProxyCore,
-    ProxyRequest,
-    ProxyResponse,
-    json_error,
-    new_request_id,
-)
+from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH, ProxyCore
+from ._errors import json_error
 from ._killswitch import KillSwitch
 from ._metrics import CONTENT_TYPE, Metrics
 from ._middleware import ProxyHeadersMiddleware
 from ._openapi import openapi_document
+from ._request import LazyCookies, ProxyRequest, ProxyResponse, new_request_id
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -217,7 +208,7 @@ def create_app(
         events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
             (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
     """
-    import orjson  # noqa: F401 - loaded with the server: the core's _dumps then encodes every answer with it
+    import orjson  # noqa: F401 - loaded with the server: _request.json_bytes then encodes every answer with it
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware

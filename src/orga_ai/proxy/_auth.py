@@ -19,7 +19,7 @@ from .._secret import Secret
 from ._jwks import JWKSKeys, UnknownKey
 
 if TYPE_CHECKING:
-    from ._core import ProxyRequest
+    from ._request import ProxyRequest
 
 __all__ = [
     "AnonymousAuth",

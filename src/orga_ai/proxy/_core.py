@@ -9,71 +9,66 @@ and :meth:`ProxyCore.handle_sync` are thin drivers that await or call them. The 
     request id -> shape checks (method, header and body size) -> CORS origin -> authenticate -> deny-list /
     kill switch -> rate limit (principal, then global) -> circuit breaker -> concurrency cap -> Orga (with the
     remaining deadline) -> 200 JSON; any refusal before "Orga" costs no upstream call.
+
+The request and response it speaks are in :mod:`._request`; the exception -> status mapping and the error envelope in
+:mod:`._errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import ipaddress
-import json
 import logging
-import math
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .._exceptions import (
-    OrgaAIAuthenticationError,
-    OrgaAIConfigurationError,
-    OrgaAIError,
-    OrgaAIPermissionError,
-    OrgaAIRateLimitError,
-    OrgaAIServerError,
-    OrgaAITimeoutError,
-)
+from .._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIRateLimitError, OrgaAITimeoutError
 from .._ice import IcePolicy, apply_ice_policy
 from .._logging import current_request_id
-from .._secret import fingerprint
 from .._telemetry import reset_observer, set_observer
 from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
 from ._breaker import CircuitBreaker
+from ._errors import (
+    AsyncTimeout,
+    ProxyError,
+    _DeadlineExceeded,
+    _is_upstream_failure,
+    _retry_after,
+    error_for,
+    json_error,
+    log_refusal,
+    redact,
+)
 from ._fingerprint import principal_fingerprint, set_fingerprint_key
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
+from ._request import ProxyRequest, ProxyResponse, json_bytes, new_request_id, sane_request_id, security_headers
 from ._tracing import annotate, current_request_span, request_span
-
-if sys.version_info >= (3, 11):
-    _AsyncTimeout: type[Exception] = TimeoutError  # asyncio's, from 3.11 on: the sync path never imports asyncio
-else:  # pragma: no cover - Python 3.10
-    from asyncio import TimeoutError as _AsyncTimeout
 
 if TYPE_CHECKING:
     from .._client import AsyncOrgaAI, OrgaAI
     from .._models import SessionConfig
 
 __all__ = [
+    "ANONYMOUS_GLOBAL_RATE_LIMIT",
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_PATH",
+    "LOOPBACK_HOSTS",
     "ProxyCore",
-    "ProxyError",
-    "ProxyRequest",
-    "ProxyResponse",
-    "error_for",
-    "json_error",
-    "sane_request_id",
-    "security_headers",
+    "principal_key",
+    "validate_path",
 ]
 
 DEFAULT_PATH = "/api/orga-client-secrets"
@@ -88,312 +83,11 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 
 logger = logging.getLogger("orga_ai.proxy")
 access_logger = logging.getLogger("orga_ai.proxy.access")
-refusal_logger = logging.getLogger("orga_ai.proxy.refused")
 
-
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last-resort handler does)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # A closed stderr loses the line, not the request.
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(self.format(record) + "\n")
-
-
-_refusal_fallback = _StderrHandler()
-_refusal_fallback.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-
-
-def log_refusal(problem: ProxyError, request_id: str) -> None:
-    """Why a caller got 401/403, at INFO on ``orga_ai.proxy.refused``, with the request id.
-
-    An app that configured logging decides as usual. One that configured none (no handler anywhere) would never
-    see an INFO line - Python's last-resort handler shows warnings only - so the line then goes to stderr anyway:
-    "why was I refused?" must not depend on logging set-up.
-    """
-    detail = f" ({redact(problem.detail)})" if problem.detail else ""
-    message = f"refused {problem.status} {problem.code}: {problem.message}{detail} request_id={request_id}"
-    if refusal_logger.isEnabledFor(logging.INFO):
-        refusal_logger.info("orga proxy: %s", message)
-    elif not _logging_configured():
-        record = refusal_logger.makeRecord(
-            refusal_logger.name, logging.INFO, __file__, 0, "orga proxy: %s", (message,), None
-        )
-        _refusal_fallback.handle(record)
-
-
-def _logging_configured() -> bool:
-    logger: logging.Logger | None = refusal_logger
-    while logger is not None:
-        if logger.handlers:
-            return True
-        logger = logger.parent if logger.propagate else None
-    return False
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # fullmatch: `$` would also match before a final newline
 _ALLOWED_METHODS = ("GET", "POST")
 _ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id", "traceparent", "tracestate"})
 _EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
-# Belt and braces for the log: nothing shaped like an Orga key or a JWT survives, whatever an exception said.
-_SECRET_SHAPES = re.compile(r"sk_orga_ai_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 _MIN_UPSTREAM_SECONDS = 0.05
-
-
-def _dumps(data: Any) -> bytes:
-    # orjson once the ASGI app has loaded it (create_app does); the standard library otherwise. A function host
-    # encodes one small document per invocation, and importing orjson (which loads uuid and platform) would add
-    # ~7 ms to its cold start.
-    orjson = sys.modules.get("orjson")
-    if orjson is not None:
-        encoded: bytes = orjson.dumps(data)
-        return encoded
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def redact(text: str) -> str:
-    """``text`` with anything shaped like an API key or a JWT replaced by its fingerprint."""
-    return _SECRET_SHAPES.sub(lambda m: f"<redacted {fingerprint(m.group(0))}>", text)
-
-
-def sane_request_id(value: str | None) -> str | None:
-    """The caller's ``X-Request-ID`` if it is safe to echo and log (1-128 of ``A-Za-z0-9._:-``), else None."""
-    if value and _REQUEST_ID.fullmatch(value):
-        return value
-    return None
-
-
-def new_request_id() -> str:
-    """A fresh random request id: 32 hex digits (128 random bits, as uuid4().hex gave, at a third of its cost)."""
-    return os.urandom(16).hex()
-
-
-def security_headers() -> dict[str, str]:
-    """The headers every response of the proxy carries: credentials are never cached or sniffed."""
-    return {
-        "Cache-Control": "no-store",
-        "Pragma": "no-cache",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    }
-
-
-# -- request and response --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyRequest:
-    """What the core needs to know of an HTTP request, whatever the framework.
-
-    Attributes:
-        method: the HTTP method, upper-case.
-        path: the request path.
-        headers: header names lower-cased; repeated headers joined with ``", "``.
-        cookies: the parsed cookies.
-        client_host: the TCP peer's address (a proxy's address when behind one).
-        client_ip: the caller's address after honouring ``X-Forwarded-For`` from trusted proxies (set by the core).
-        request_id: the request id already chosen by a middleware, if any (else the core chooses it).
-        native: the framework's own request, for authenticators that need the app's login: Django's
-            ``HttpRequest`` (after the middleware ran: ``request.user``, ``request.session``), Flask's ``request``
-            (called inside its request context), Starlette's ``Request``; None under ``orga-ai serve``.
-    """
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    cookies: Mapping[str, str] = field(default_factory=dict)
-    client_host: str | None = None
-    client_ip: str | None = None
-    request_id: str | None = None
-    native: Any = field(default=None, compare=False)
-
-    @classmethod
-    def from_pairs(
-        cls,
-        method: str,
-        path: str,
-        header_pairs: Iterable[tuple[str, str]],
-        *,
-        cookies: Mapping[str, str] | None = None,
-        client_host: str | None = None,
-        request_id: str | None = None,
-        native: Any = None,
-    ) -> ProxyRequest:
-        """Build a request from raw header pairs (lower-casing names, joining repeats)."""
-        headers: dict[str, str] = {}
-        for name, value in header_pairs:
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        if cookies is None:
-            cookies = LazyCookies(headers.get("cookie", ""), parse_cookies)
-        return cls(method.upper(), path, headers, cookies, client_host, None, request_id, native)
-
-    def __repr__(self) -> str:
-        # Headers and cookies carry credentials: never in a repr.
-        return f"ProxyRequest({self.method} {self.path}, request_id={self.request_id!r})"
-
-
-class LazyCookies(Mapping[str, str]):
-    """The cookies of a ``Cookie`` header, parsed on first access: most routes never read them (only a JWT cookie
-    does), so most requests never pay for the parse."""
-
-    __slots__ = ("_header", "_parse", "_parsed")
-
-    def __init__(self, header: str, parse: Callable[[str], dict[str, str]]) -> None:
-        self._header = header
-        self._parse = parse
-        self._parsed: dict[str, str] | None = None
-
-    def _cookies(self) -> dict[str, str]:
-        parsed = self._parsed
-        if parsed is None:
-            parsed = self._parsed = self._parse(self._header) if self._header else {}
-        return parsed
-
-    def __getitem__(self, name: str) -> str:
-        return self._cookies()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._cookies())
-
-    def __len__(self) -> int:
-        return len(self._cookies())
-
-    def __repr__(self) -> str:  # values are credentials: names only
-        return f"LazyCookies({sorted(self._cookies())})"
-
-
-def parse_cookies(header: str) -> dict[str, str]:
-    """A ``Cookie`` header as a dict (first occurrence wins)."""
-    cookies: dict[str, str] = {}
-    for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name and name not in cookies:
-            cookies[name] = value.strip().strip('"')
-    return cookies
-
-
-@dataclass(slots=True)
-class ProxyResponse:
-    """A response for the adapter to send as is: status, headers (already complete) and body bytes."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def media_type(self) -> str:
-        return self.headers.get("Content-Type", "application/json")
-
-    def __repr__(self) -> str:
-        return f"ProxyResponse({self.status}, {len(self.body)} bytes)"
-
-
-# -- errors ----------------------------------------------------------------------------------------------------------
-
-
-class ProxyError(Exception):
-    """A refusal of the route, ready to become ``{"error": {"code", "message", "requestId"}}``.
-
-    ``message`` goes to the caller and is generic; ``detail`` goes to the log only (redacted).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        detail: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-        self.detail = detail
-
-
-class _DeadlineExceeded(Exception):
-    """The route's own deadline ran out before or during the upstream call."""
-
-
-def _retry_after(seconds: float | None, default: int = 1) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return str(default)
-    return str(max(1, math.ceil(seconds)))
-
-
-def error_for(exc: BaseException) -> ProxyError:
-    """The one mapping from an exception to the status and code the caller sees.
-
-    Orga refusing *our* key is 502 (not the caller's fault), Orga rate-limiting us is 503 with ``Retry-After``, a
-    timeout is 504, any other upstream failure 502; anything unexpected is a bare 500.
-    """
-    if isinstance(exc, ProxyError):
-        return exc
-    if isinstance(exc, AuthenticationError):
-        headers = {"WWW-Authenticate": www_authenticate(exc)} if exc.status == 401 else {}
-        if exc.status == 503:
-            headers["Retry-After"] = "5"
-        return ProxyError(exc.status, exc.code, exc.message, headers=headers, detail=exc.detail)
-    if isinstance(exc, RateLimiterUnavailable):
-        return ProxyError(
-            503,
-            "rate_limiter_unavailable",
-            "Temporarily unavailable; try again shortly.",
-            headers={"Retry-After": "5"},
-            detail=f"rate-limit storage: {exc}",
-        )
-    if isinstance(exc, (_DeadlineExceeded, _AsyncTimeout, OrgaAITimeoutError)):
-        detail = redact(str(exc)) if isinstance(exc, OrgaAIError) else "route deadline exceeded"
-        return ProxyError(504, "deadline_exceeded", "The session service took too long to answer.", detail=detail)
-    if isinstance(exc, OrgaAIError):
-        detail = redact(f"{type(exc).__name__}: {exc.message} (status={exc.status}, request_id={exc.request_id})")
-        if isinstance(exc, (OrgaAIAuthenticationError, OrgaAIPermissionError)):
-            return ProxyError(502, "upstream_auth_failed", "The session service is misconfigured.", detail=detail)
-        if isinstance(exc, OrgaAIRateLimitError):
-            return ProxyError(
-                503,
-                "upstream_rate_limited",
-                "The session service is busy; try again shortly.",
-                headers={"Retry-After": _retry_after(exc.retry_after)},
-                detail=detail,
-            )
-        if isinstance(exc, OrgaAIConfigurationError):
-            return ProxyError(500, "proxy_misconfigured", "The session service is misconfigured.", detail=detail)
-        return ProxyError(502, "upstream_error", "The session service failed; try again.", detail=detail)
-    return ProxyError(500, "internal_error", "Internal error.", detail=type(exc).__name__)
-
-
-def www_authenticate(exc: AuthenticationError) -> str:
-    """The RFC 6750 challenge of a 401: ``error="invalid_token"`` when a token was sent and refused, and the same
-    reason as the JSON message in ``error_description`` (fixed sentences, so nothing of a credential is echoed)."""
-    description = exc.message.replace("\\", "").replace('"', "'")
-    description = description.encode("ascii", "replace").decode("ascii")
-    challenge = 'Bearer realm="orga-client-secrets"'
-    if exc.code in ("invalid_token", "token_expired"):
-        challenge += ', error="invalid_token"'
-    return f'{challenge}, error_description="{description}"'
-
-
-def json_error(
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    headers: Mapping[str, str] | None = None,
-) -> ProxyResponse:
-    """An error response in the proxy's envelope, with the security headers."""
-    out = {"Content-Type": "application/json", **security_headers(), "X-Request-ID": request_id}
-    out.update(headers or {})
-    body = _dumps({"error": {"code": code, "message": message, "requestId": request_id}})
-    return ProxyResponse(status, out, body)
-
-
-def _is_upstream_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says Orga is failing (opens the breaker), as opposed to refusing or to a caller's error."""
-    return isinstance(exc, (OrgaAIServerError, _DeadlineExceeded, _AsyncTimeout))
 
 
 # -- effects the flow asks its driver to perform ---------------------------------------------------------------------
@@ -1007,7 +701,7 @@ class ProxyCore:
                 config = apply_ice_policy(config, self.ice_policy)
             except OrgaAITimeoutError:
                 raise
-            except (OrgaAIError, _AsyncTimeout) as exc:
+            except (OrgaAIError, AsyncTimeout) as exc:
                 if ex.remaining() <= 0 and not isinstance(exc, (OrgaAIRateLimitError, OrgaAIAuthenticationError)):
                     raise _DeadlineExceeded() from exc
                 raise
@@ -1036,7 +730,7 @@ class ProxyCore:
         self.last_upstream_success = time.monotonic()
         ex.upstream_ids = config.request_ids
         ex.token_fp = config.token_fingerprint
-        body = _dumps(config.to_client_json())
+        body = json_bytes(config.to_client_json())
         headers = {"Content-Type": "application/json", **ex.limit_headers}
         return self._finish(ex, ProxyResponse(200, headers, body), "ok")
 
@@ -1098,7 +792,7 @@ class ProxyCore:
             line["detail"] = redact(ex.detail)
         # makeRecord + handle is logger.info without findCaller's walk up the stack: the line says where it is from.
         record = access_logger.makeRecord(
-            access_logger.name, logging.INFO, __file__, 0, _dumps(line).decode(), (), None, "_access_log",
+            access_logger.name, logging.INFO, __file__, 0, json_bytes(line).decode(), (), None, "_access_log",
             {"orga": line},  # the fields themselves, for a structured formatter (serve --log-format json)
         )
         access_logger.handle(record)
@@ -1127,7 +821,7 @@ class ProxyCore:
         if last is not None:
             checks["lastUpstreamSuccessSecondsAgo"] = str(round(time.monotonic() - last, 1))
         ready = storage_ok and breaker != "open" and deny_problem is None
-        body = _dumps({"status": "ready" if ready else "unavailable", "checks": checks})
+        body = json_bytes({"status": "ready" if ready else "unavailable", "checks": checks})
         return ProxyResponse(200 if ready else 503, {"Content-Type": "application/json", **security_headers()}, body)
 
     def __repr__(self) -> str:

@@ -19,18 +19,10 @@ from typing import Any
 
 from .._logging import current_request_id
 from ._auth import AuthenticationError, Principal
-from ._core import (
-    ProxyCore,
-    ProxyError,
-    ProxyRequest,
-    ProxyResponse,
-    _principal_fingerprint,
-    error_for,
-    json_error,
-    principal_key,
-    security_headers,
-)
+from ._core import ProxyCore, _principal_fingerprint, principal_key
+from ._errors import ProxyError, error_for, json_error
 from ._ratelimit import RateLimiter, RateLimiterUnavailable
+from ._request import ProxyRequest, ProxyResponse, security_headers
 
 __all__ = ["DEFAULT_EVENTS_RATE", "MAX_EVENT_BYTES", "EventBeacon", "read_capped"]
 

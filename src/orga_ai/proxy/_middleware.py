@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._core import json_error, new_request_id, sane_request_id, security_headers
+from ._errors import json_error
+from ._request import new_request_id, sane_request_id, security_headers
 
 __all__ = ["BodyLimitMiddleware", "ProxyHeadersMiddleware", "RequestIdMiddleware", "SecurityHeadersMiddleware"]
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .._telemetry import _api
 
 if TYPE_CHECKING:
-    from ._core import ProxyRequest
     from ._metrics import Metrics
+    from ._request import ProxyRequest
 
 __all__ = ["SPAN_NAME", "annotate", "current_request_span", "mirror_metrics", "request_span"]
 

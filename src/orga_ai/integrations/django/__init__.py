@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, cast
 from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
 from ...proxy._clients import AsyncClientHolder, SyncClientHolder
-from ...proxy._core import DEFAULT_PATH, ProxyCore, ProxyRequest, ProxyResponse, error_for, json_error, new_request_id
+from ...proxy._core import DEFAULT_PATH, ProxyCore
+from ...proxy._errors import error_for, json_error
 from ...proxy._events import EventBeacon, read_capped
+from ...proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from .._cors import adopt, django_cors
 from .._hooks import not_logged_in
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from orga_ai.proxy._core import ProxyCore
 from orga_ai.proxy._request import ProxyRequest, sane_request_id
 
 from .conftest import AUDIENCE, ISSUER, JWT_SECRET, ProxyFactory, bearer, jwt_auth, make_jwt
-from .test_route import ROUTE
+from .test_route import ROUTE, assert_error
 
 SHARED = "shared-secret-0123456789abcdef"
 
@@ -158,6 +159,57 @@ def test_serve_takes_allowed_hosts() -> None:
     assert build_app(settings).state.orga_proxy.allowed_hosts == {"demo.example.test"}
     anonymous = build_app(resolve({"allow_anonymous": True}, {}))
     assert anonymous.state.orga_proxy.allowed_hosts == {"localhost", "127.0.0.1", "[::1]"}
+
+
+# -- malformed input is refused, never a 500 -------------------------------------------------------------------------
+
+
+def test_an_unparsable_origin_is_refused_like_any_other(proxy: ProxyFactory, caplog: pytest.LogCaptureFixture) -> None:
+    client = proxy()
+    with caplog.at_level(logging.WARNING):
+        for origin in ("http://[", "http://[::1", "https://[v1.x]"):
+            assert_error(client.get(ROUTE, headers={"Origin": origin, **bearer(make_jwt())}), 403, "origin_not_allowed")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info]
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u0661\u0662", "\uff11", "12x", "-1", "+1"])
+def test_content_length_counts_ascii_digits_only(length: str) -> None:
+    # Servers refuse such a Content-Length before any app sees it: the core's own entry is what takes it through.
+    core = ProxyCore(authenticate=SharedSecretAuth(SHARED))
+    sent = ProxyRequest.from_pairs("POST", ROUTE, [("Content-Length", length)], client_host="127.0.0.1")
+    response = core.handle_sync(sent, None)  # type: ignore[arg-type]  # refused before any upstream call
+    assert response.status == 400, response.body
+    assert json.loads(response.body)["error"]["code"] == "bad_request"
+
+
+def test_beacon_ids_with_a_trailing_newline_are_refused(proxy: ProxyFactory) -> None:
+    client = proxy(events=True)
+    headers = bearer(make_jwt("beacon-user"))
+    good = {"request_id": "r-1", "conversation_id": "c-1", "state": "ended"}
+    assert client.post(ROUTE + "/events", headers=headers, json=good).status_code == 204
+    for name in good:
+        bad = {**good, name: good[name] + "\n"}
+        assert_error(client.post(ROUTE + "/events", headers=headers, json=bad), 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"deadline": True}, "deadline"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"max_concurrency": 1.5}, "max_concurrency"),
+        ({"max_body_bytes": -1}, "max_body_bytes"),
+        ({"max_body_bytes": False}, "max_body_bytes"),
+        ({"max_body_bytes": "1024"}, "max_body_bytes"),
+        ({"max_header_bytes": 0}, "max_header_bytes"),
+        ({"max_header_bytes": -5}, "max_header_bytes"),
+        ({"max_header_bytes": 8192.0}, "max_header_bytes"),
+    ],
+)
+def test_the_core_refuses_bools_and_out_of_range_sizes(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        ProxyCore(authenticate=SharedSecretAuth(SHARED), **kwargs)  # type: ignore[arg-type]
+    assert ProxyCore(authenticate=SharedSecretAuth(SHARED), max_body_bytes=0).max_body_bytes == 0
 
 
 # -- deny file -------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -286,3 +287,32 @@ def test_three_replicas_share_one_redis_limit_and_fail_closed_when_it_dies(
         if redis.poll() is None:
             redis.kill()
         redis.wait()
+
+
+def raw_get(port: int, host: str) -> tuple[int, bytes]:
+    """GET the route with this exact ``Host`` line (httpx would normalise it); the status and the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {ROUTE} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_anonymous_serve_answers_well_formed_loopback_hosts_only(emulator: RunningEmulator) -> None:
+    with replicas(emulator, 1, "--allow-anonymous") as (replica,):
+        for host in ("localhost", f"localhost:{replica.port}", f"[::1]:{replica.port}", "[::1]"):
+            assert raw_get(replica.port, host)[0] == 200, host
+        for host in (
+            "[::1]evil.example",
+            f"[::1]evil.example:{replica.port}",
+            "[::1",
+            "localhost:notaport",
+            "localhost:0",
+            "localhost:65536",
+            "localhost:",
+            "::1",
+        ):
+            status, body = raw_get(replica.port, host)
+            assert (status, json.loads(body)["error"]["code"]) == (400, "host_not_allowed"), host

@@ -175,6 +175,39 @@ def _hop_address(hop: str) -> str | None:
         return None
 
 
+def _valid_port(port: str) -> bool:
+    return port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a lower-cased ``Host`` header, or None unless the header is ``name``, ``name:port``, ``[v6]`` or
+    ``[v6]:port`` with a port of 1-65535 (``[::1]evil.example`` and ``localhost:x`` are not loopback)."""
+    if host.startswith("["):
+        end = host.find("]") + 1
+        if not end:
+            return None
+        rest = host[end:]
+        if rest and not (rest[0] == ":" and _valid_port(rest[1:])):
+            return None
+        return host[:end]
+    name, colon, port = host.partition(":")  # an unbracketed IPv6 address leaves ":..." as its port: refused
+    if colon and not _valid_port(port):
+        return None
+    return name.rstrip(".") or None
+
+
+def _netloc(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[" and other unparsable origins are refused like any other
+        return None
+
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
 def _networks(values: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     out = []
     for value in values:
@@ -315,10 +348,11 @@ class ProxyCore:
             authenticate = AnonymousAuth()
         elif isinstance(authenticate, AnonymousAuth) and not allow_anonymous:
             raise ValueError("AnonymousAuth serves anyone; pass allow_anonymous=True to mean it")
-        if not (isinstance(deadline, (int, float)) and 0 < deadline <= 60):
-            raise ValueError("deadline must be between 0 and 60 seconds")
-        if max_concurrency < 0:
-            raise ValueError("max_concurrency must be >= 0")
+        if isinstance(deadline, bool) or not (isinstance(deadline, (int, float)) and 0 < deadline <= 60):
+            raise ValueError(f"deadline must be between 0 and 60 seconds, got {deadline!r}")
+        _check_count("max_concurrency", max_concurrency, 0)
+        _check_count("max_body_bytes", max_body_bytes, 0)
+        _check_count("max_header_bytes", max_header_bytes, 1)
         self.authenticate: Callable[[ProxyRequest], Principal | str] = authenticate  # type: ignore[assignment]
         self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
         self.metrics = metrics if metrics is not None else Metrics()
@@ -536,7 +570,7 @@ class ProxyCore:
                 "Vary": "Origin",
             }
         host = request.headers.get("host", "").lower()
-        if normalized != "null" and host and urlsplit(normalized).netloc == host:
+        if normalized != "null" and host and _netloc(normalized) == host:
             return {"Vary": "Origin"}  # same-origin: the browser needs no CORS headers
         raise ProxyError(
             403,
@@ -548,13 +582,8 @@ class ProxyCore:
     def _host_check(self, request: ProxyRequest) -> None:
         """ProxyError(400) unless ``Host`` is one of ``allowed_hosts`` (by name, or by name and port)."""
         host = request.headers.get("host", "").strip().lower()
-        name = host
-        if host.startswith("["):
-            name = host[: host.find("]") + 1] if "]" in host else host
-        elif host.count(":") == 1:
-            name = host.partition(":")[0]
-        name = name.rstrip(".")
-        if not host or (name not in self.allowed_hosts and host not in self.allowed_hosts):
+        name = _host_name(host)
+        if name is None or (name not in self.allowed_hosts and host not in self.allowed_hosts):
             raise ProxyError(
                 400,
                 "host_not_allowed",
@@ -588,7 +617,7 @@ class ProxyCore:
         # WSGI servers report a missing length as an empty CONTENT_LENGTH: treat it as absent.
         length = request.headers.get("content-length", "").strip()
         if length:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # str.isdigit() also takes "²" and other digits
                 raise ProxyError(400, "bad_request", "Invalid Content-Length.")
             if int(length) > self.max_body_bytes:
                 raise ProxyError(413, "body_too_large", "Request body too large.", detail=f"{length} body bytes")

@@ -22,7 +22,7 @@ from ._auth import AuthenticationError, Principal
 from ._core import ProxyCore, _principal_fingerprint, principal_key
 from ._errors import ProxyError, error_for, json_error
 from ._ratelimit import RateLimiter, RateLimiterUnavailable
-from ._request import ProxyRequest, ProxyResponse, security_headers
+from ._request import _REQUEST_ID, ProxyRequest, ProxyResponse, security_headers
 
 __all__ = ["DEFAULT_EVENTS_RATE", "MAX_EVENT_BYTES", "EventBeacon", "read_capped"]
 
@@ -31,16 +31,14 @@ MAX_EVENT_BYTES = 1024
 DEFAULT_EVENTS_RATE = "60/minute"
 """Beacons per principal per window."""
 
-# The grammar of the route's request ids (X-Request-ID), which conversation ids also fit.
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_STATE = re.compile(r"^[a-z][a-z_]{0,31}$")
+_STATE = re.compile(r"[a-z][a-z_]{0,31}")
 
 events_logger = logging.getLogger("orga_ai.proxy.events")
 
 
 def _field(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ProxyError(400, "bad_request", f"'{name}' is missing or malformed.")
     return value
 
@@ -139,8 +137,8 @@ class EventBeacon:
                 raise ProxyError(400, "bad_request", "The body must be a JSON object.")
             line = {
                 "event": "orga_session_event",
-                "request_id": _field(data, "request_id", _ID),
-                "conversation_id": _field(data, "conversation_id", _ID),
+                "request_id": _field(data, "request_id", _REQUEST_ID),
+                "conversation_id": _field(data, "conversation_id", _REQUEST_ID),  # the same grammar
                 "state": _field(data, "state", _STATE),
                 "principal": _principal_fingerprint(principal.id),
                 "beacon_request_id": request_id,

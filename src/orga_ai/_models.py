@@ -24,7 +24,7 @@ def _turn_expiry_seconds(username: str | None) -> int | None:
     if not username:
         return None
     head = username.partition(":")[0]
-    if not head.isdigit() or len(head) > 12:
+    if not (head.isascii() and head.isdigit()) or len(head) > 12:  # "²".isdigit() is true too; int() refuses it
         return None
     seconds = int(head)
     return seconds if seconds >= 1_000_000_000 else None  # before 2001: some other numeric prefix, not a time

@@ -246,3 +246,19 @@ async def test_a_content_length_of_non_ascii_digits_is_no_untyped_error(make_cli
             assert token.value == "tok"
     finally:
         server.close()
+
+
+async def test_a_turn_username_led_by_non_ascii_digits_carries_no_expiry(make_client: Factory) -> None:
+    """A TURN REST username's expiry is ASCII digits: ``"²000000000:u"`` carries none (it was an untyped ValueError
+    while building the session config)."""
+    ice = b'"iceServers":[{"urls":"turn:relay.example:3478","username":"\xc2\xb2000000000:u","credential":"c"}]'
+    body = _TOKEN[:-1] + b"," + ice + b"}"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    server = Canned(head + body)
+    try:
+        client = make_client(base_url=server.url, max_retries=0, timeout=5)
+        config = await resolve(client.get_session_config())
+        assert config.ice_servers[0].username == "\u00b2000000000:u"
+        assert config.credentials_expire_at == config.expires_at
+    finally:
+        server.close()

@@ -35,6 +35,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _length(declared: str) -> int:
+    """A declared Content-Length, or -1 unless it is ASCII digits ("\u00b2".isdigit() is true too; int() refuses it)."""
+    declared = declared.strip()
+    return int(declared) if declared.isascii() and declared.isdigit() else -1
+
+
 def _add_missing(message: Message, extra: list[tuple[bytes, bytes]]) -> None:
     headers = list(message.get("headers", ()))
     present = {bytes(k).lower() for k, _ in headers}
@@ -115,7 +121,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and _length(declared) > self.max_bytes:
             await self._refuse(scope, send)
             return
         received = 0
@@ -179,7 +185,7 @@ class ProxyHeadersMiddleware:
                 _add_missing(message, extra)
             await send(message)
 
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and _length(declared) > self.max_bytes:
             response = json_error(413, "body_too_large", "Request body too large.", request_id)
             await _send_response(send_with_headers, response.status, response.headers, response.body)
             return

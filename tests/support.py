@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import secrets
@@ -215,3 +216,30 @@ def run_coturn(
         except subprocess.TimeoutExpired:  # pragma: no cover
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def captured_lines(
+    *names: str, level: int = logging.DEBUG, formatter: logging.Formatter | None = None
+) -> Iterator[list[str]]:
+    """The records the named loggers emit at ``level`` or above while the block runs, each formatted (the message
+    alone unless ``formatter`` is given); the loggers' own levels are put back afterwards."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep(level)
+    handler.setFormatter(formatter or logging.Formatter("%(message)s"))
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+        logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        for logger, was in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(was)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.proxy.conftest import bearer, make_jwt
 from tests.proxy.test_route import ROUTE, assert_error
+from tests.support import captured_lines
 
 from .conftest import MountFactory
 
@@ -21,22 +22,8 @@ ORIGIN = "https://app.example.com"
 
 @pytest.fixture
 def event_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Keep(logging.INFO)
-    events = logging.getLogger("orga_ai.proxy.events")
-    saved = events.level
-    events.setLevel(logging.INFO)
-    events.addHandler(handler)
-    try:
+    with captured_lines("orga_ai.proxy.events", level=logging.INFO) as lines:
         yield lines
-    finally:
-        events.removeHandler(handler)
-        events.setLevel(saved)
 
 
 def test_the_beacon_logs_one_line_and_refuses_like_the_route(mount: MountFactory, event_lines: list[str]) -> None:

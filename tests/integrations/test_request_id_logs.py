@@ -14,29 +14,15 @@ import pytest
 from orga_ai.telemetry import JSONFormatter
 from tests.proxy.conftest import bearer, make_jwt
 from tests.proxy.test_route import ROUTE
+from tests.support import captured_lines
 
 from .conftest import MountFactory
 
 
 @pytest.fixture
 def orga_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep(logging.DEBUG)
-    handler.setFormatter(JSONFormatter())
-    orga = logging.getLogger("orga_ai")
-    saved = orga.level
-    orga.setLevel(logging.DEBUG)
-    orga.addHandler(handler)
-    try:
+    with captured_lines("orga_ai", formatter=JSONFormatter()) as lines:
         yield lines
-    finally:
-        orga.removeHandler(handler)
-        orga.setLevel(saved)
 
 
 def _since(lines: list[str], mark: int) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from orga_ai.proxy import AnyOf, AuthenticationError, JWTAuth, SharedSecretAuth
@@ -216,13 +217,19 @@ def test_the_core_refuses_bools_and_out_of_range_sizes(kwargs: dict[str, object]
 # -- deny file -------------------------------------------------------------------------------------------------------
 
 
-def test_deny_file_that_disappears_or_breaks_keeps_the_last_good_list(
-    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _denying_mallory(proxy: ProxyFactory, tmp_path: Path) -> tuple[Path, httpx.Client]:
+    """A route whose deny file lists mallory, rechecked on every request."""
     deny = tmp_path / "deny.txt"
     deny.write_text("mallory\n")
     client = proxy(deny_file=str(deny))
     client.app.state.orga_proxy.kill_switch.recheck_interval = 0
+    return deny, client
+
+
+def test_deny_file_that_disappears_or_breaks_keeps_the_last_good_list(
+    proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    deny, client = _denying_mallory(proxy, tmp_path)
     mallory, alice = bearer(make_jwt("mallory")), bearer(make_jwt("alice"))
     assert client.get(ROUTE, headers=mallory).status_code == 403
     assert client.get("/readyz").status_code == 200
@@ -250,10 +257,7 @@ def test_deny_file_swapped_for_one_of_the_same_size_and_time_is_reloaded(proxy: 
     """A ConfigMap-style update (a new file moved in place) whose size and modification time match the old one."""
     import os
 
-    deny = tmp_path / "deny.txt"
-    deny.write_text("mallory\n")
-    client = proxy(deny_file=str(deny))
-    client.app.state.orga_proxy.kill_switch.recheck_interval = 0
+    deny, client = _denying_mallory(proxy, tmp_path)
     mallory, alice = bearer(make_jwt("mallory")), bearer(make_jwt("alice"))
     assert client.get(ROUTE, headers=mallory).status_code == 403
     assert client.get(ROUTE, headers=alice).status_code == 200

@@ -14,6 +14,7 @@ import pytest
 from orga_ai.telemetry import JSONFormatter
 from orga_ai.testing import RunningEmulator
 from tests.otel_support import Recorded, otel
+from tests.support import captured_lines
 
 from .conftest import JWT_SECRET, ProxyFactory, bearer, make_jwt
 from .test_route import ROUTE, assert_error
@@ -88,21 +89,10 @@ def test_the_beacon_refuses_like_the_route(proxy: ProxyFactory, emulator: Runnin
 
 @pytest.fixture
 def json_access_log() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep()
-    handler.setFormatter(JSONFormatter())
-    loggers = [logging.getLogger(name) for name in ("orga_ai.proxy.access", "orga_ai.proxy.events")]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    yield lines
-    for logger in loggers:
-        logger.removeHandler(handler)
+    with captured_lines(
+        "orga_ai.proxy.access", "orga_ai.proxy.events", level=logging.INFO, formatter=JSONFormatter()
+    ) as lines:
+        yield lines
 
 
 def test_the_formatter_puts_the_route_span_ids_on_the_access_line(

@@ -457,8 +457,8 @@ class ProxyCore:
                 return response
             value, error = None, None
             try:
-                if offload is not None and isinstance(effect, _Authenticate):
-                    value = await offload(self.authenticate, effect.request)
+                if isinstance(effect, _Authenticate):
+                    value = await self.authenticate_async(effect.request, offload)
                 else:
                     value = await self._perform_async(effect, orga)
             except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
@@ -468,13 +468,23 @@ class ProxyCore:
                 flow.throw(exc)
                 raise
 
-    async def _perform_async(self, effect: _Effect, orga: AsyncOrgaAI) -> Any:
+    async def authenticate_async(
+        self,
+        request: ProxyRequest,
+        offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None,
+    ) -> Any:
+        """The authenticator from async code: through ``offload`` when given, in a thread when it may block."""
+        if offload is not None:
+            return await offload(self.authenticate, request)
+        if self._auth_may_block:
+            import asyncio
+
+            return await asyncio.to_thread(self.authenticate, request)
+        return self.authenticate(request)
+
+    async def _perform_async(self, effect: _Limit | _Upstream, orga: AsyncOrgaAI) -> Any:
         import asyncio
 
-        if isinstance(effect, _Authenticate):
-            if self._auth_may_block:
-                return await asyncio.to_thread(self.authenticate, effect.request)
-            return self.authenticate(effect.request)
         if isinstance(effect, _Limit):
             return await self.rate_limiter.hit(effect.key)
         # The SDK keeps to its own deadline; this is the backstop should a step ever ignore it. asyncio.timeout

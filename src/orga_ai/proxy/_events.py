@@ -10,7 +10,6 @@ budget) and capped at :data:`MAX_EVENT_BYTES`. It answers 204 and stores nothing
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -76,12 +75,8 @@ class EventBeacon:
                 try:
                     if step == "limit":
                         value = await self.rate_limiter.hit(argument)
-                    elif offload is not None:
-                        value = await offload(core.authenticate, argument)
-                    elif getattr(core.authenticate, "may_block", False):
-                        value = await asyncio.to_thread(core.authenticate, argument)
                     else:
-                        value = core.authenticate(argument)
+                        value = await core.authenticate_async(argument, offload)
                 except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it or raises it
                     step, argument = _advance(flow, None, exc)
                 else:

@@ -94,9 +94,7 @@ class OrgaProxy:
             # in its usual place in the order (after the origin check, before the deny-list and the rate limit).
             # When it refuses (HTTPException 401/403), _DependencyRefusalRoute calls this with user=None and the
             # refusal in request.state, and the core answers it like any refusal of the route.
-            async def endpoint(request: Request, user: Any = principal) -> Response:
-                request.state.orga_principal = user
-                return await self.endpoint(request)
+            endpoint = _with_principal(self.endpoint, principal)
 
         # One operation per method (one id each), and the preflight outside the schema and the dependency: a
         # browser's OPTIONS carries no credentials.
@@ -120,11 +118,7 @@ class OrgaProxy:
             self.beacon = EventBeacon(self.core)
             beacon_endpoint: Any = self.events_endpoint
             if principal is not None:
-
-                async def beacon_endpoint(request: Request, user: Any = principal) -> Response:
-                    request.state.orga_principal = user
-                    return await self.events_endpoint(request)
-
+                beacon_endpoint = _with_principal(self.events_endpoint, principal)
             events_path = path.rstrip("/") + "/events"
             # The body is read raw (1 KiB cap, before any parsing): its schema is described, not declared.
             self.router.add_api_route(
@@ -200,6 +194,17 @@ _EVENTS_DESCRIPTION = (
     "own window, 1 KiB at most; answers 204. Refusals use the `{\"error\": {\"code\", \"message\", "
     "\"requestId\"}}` envelope."
 )
+
+
+def _with_principal(handler: Callable[[Request], Coroutine[Any, Any, Response]], principal: Any) -> Any:
+    """``handler`` behind the app's dependency: FastAPI solves ``principal`` first, and its answer is left in
+    ``request.state`` for :class:`_FromDependency`."""
+
+    async def endpoint(request: Request, user: Any = principal) -> Response:
+        request.state.orga_principal = user
+        return await handler(request)
+
+    return endpoint
 
 
 class _FromDependency:

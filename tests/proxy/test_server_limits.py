@@ -215,3 +215,86 @@ print(_fit_descriptor_limit(4096), resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert raised == "4096 4352"  # the soft limit raised so 4,096 connections fit beside 256 other descriptors
     assert lowered == "768 1024"  # a hard limit of 1,024: the cap comes down instead, with a warning
     assert "does not fit the open-file limit" in done.stderr
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (or 10 s of silence)."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_head_trickled_a_byte_at_a_time_and_a_silent_connection_are_both_cut_at_the_head_timeout(
+    emulator: RunningEmulator,
+) -> None:
+    # A timer that restarted at every byte (or stopped at the first one) would let the trickle live forever.
+    with serving(emulator) as replica:
+        silent = socket.create_connection(("127.0.0.1", replica.port), timeout=10)
+        trickle = socket.create_connection(("127.0.0.1", replica.port), timeout=10)
+        opened = time.monotonic()
+        try:
+            sent = 0
+            while time.monotonic() - opened < HEAD_TIMEOUT + 2:
+                try:
+                    trickle.sendall(HALF_HEAD[sent % len(HALF_HEAD) : sent % len(HALF_HEAD) + 1])
+                except (ConnectionResetError, BrokenPipeError):
+                    break
+                sent += 1
+                time.sleep(0.25)
+            closed = wait_closed({silent: opened, trickle: opened}, HEAD_TIMEOUT + 10)
+        finally:
+            silent.close()
+            trickle.close()
+    assert set(closed) == {silent, trickle}
+    assert max(closed.values()) <= HEAD_TIMEOUT + 1
+
+
+def test_the_head_cap_counts_each_head_only_not_a_body_nor_earlier_requests(emulator: RunningEmulator) -> None:
+    body = b'{"pad": "%s"}' % (b"x" * (64 * 1024))  # four times the head cap, in the same write as its head
+    post = (
+        b"POST /api/orga-client-secrets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    with serving(emulator, "--max-body-bytes", str(128 * 1024)) as replica:
+        with socket.create_connection(("127.0.0.1", replica.port), timeout=10) as sock:
+            sock.sendall(post)
+            assert recv_all(sock).startswith(b"HTTP/1.1 200")
+        # Three heads of 12 KiB on one keep-alive connection: 36 KiB in all, each under the 16 KiB cap.
+        conn = http.client.HTTPConnection("127.0.0.1", replica.port, timeout=10)
+        try:
+            for _ in range(3):
+                conn.request("GET", "/healthz", headers={"X-Pad": "p" * 12 * 1024})
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200
+                assert not response.will_close
+        finally:
+            conn.close()
+
+
+def test_connections_beyond_the_cap_are_answered_503_and_closed(emulator: RunningEmulator) -> None:
+    cap = 3
+    with serving(emulator, "--max-connections", str(cap)) as replica:
+        held = [socket.create_connection(("127.0.0.1", replica.port), timeout=10) for _ in range(cap)]
+        try:
+            with socket.create_connection(("127.0.0.1", replica.port), timeout=10) as extra:
+                answer = recv_all(extra)
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:80]
+            assert b"connection: close" in answer.lower()
+        finally:
+            for sock in held:
+                sock.close()
+        # Once the held connections are gone (the server notices within the bound), requests are served again.
+        deadline = time.monotonic() + 10
+        status = 0
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", replica.port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                status = int(recv_all(sock).split(b" ", 2)[1] or 0)
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert status == 200
+    assert sum("--max-connections cap" in line for line in replica.stderr) == 1

@@ -17,6 +17,7 @@ import uvicorn
 
 from .._config import API_KEY_ENV, is_loopback_host
 from ..emulator._server import bind
+from ..proxy._server import LimitedConfig, ServerLimits
 from ._ice import IceSetup, serve_stun, start_coturn, stop_coturn, udp_socket
 
 __all__ = ["run_dev"]
@@ -64,8 +65,10 @@ class _QuietCutOff(logging.Filter):
 
 
 def _server(app: Any, log_level: str, *, date_header: bool = True) -> _Server:
-    config = uvicorn.Config(
+    # serve's HTTP-layer limits with their defaults: a slow or oversized head is cut off here too.
+    config = LimitedConfig(
         app,
+        limits=ServerLimits(),
         log_level=log_level,
         access_log=log_level in ("info", "debug"),
         lifespan="on",

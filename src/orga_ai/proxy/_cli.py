@@ -1,4 +1,4 @@
-"""``orga-ai serve``: the standalone proxy, under granian (see :mod:`orga_ai.proxy._server`).
+"""``orga-ai serve``: the standalone proxy, under uvicorn with its limits (see :mod:`orga_ai.proxy._server`).
 
 Every flag also comes from an ``ORGA_PROXY_*`` variable (see :mod:`orga_ai.proxy._settings` and docs/proxy.md).
 Authentication is required: with neither a shared secret, a JWT secret, a JWKS URL nor ``--allow-anonymous``, the
@@ -210,8 +210,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the proxy until SIGINT/SIGTERM; 2 when the configuration is unusable."""
     # Start-up creates tens of thousands of long-lived objects (modules, classes, functions) and little garbage: the
     # cyclic collector would walk them dozens of times for nothing, some 6 % of the start-up. It is off until the
-    # workers fork, and what start-up made is frozen then (gc.freeze's documented use before fork): no collection in
-    # the parent or a worker scans it again, nor writes to (and so copies) the pages a worker shares with the parent.
+    # server starts, and what start-up made is frozen then: no collection scans it again.
     # The price: start-up's own garbage cycles (~300 KiB: import-time helpers, the validation build) stay frozen, once;
     # collecting them first would cost as much time as the collector's pause saved.
     gc.disable()
@@ -225,10 +224,10 @@ def _run(args: argparse.Namespace) -> int:
     from .._exceptions import OrgaAIConfigurationError
     from ._clients import preload_transport
     from ._multiprocess import prepare_shared_metrics
-    from ._server import limits_from_settings, serve_forever
 
     try:
-        import granian  # noqa: F401 - the server; checked first so a missing extra is one line, not a traceback
+        # The server, checked first so a missing extra is one line, not a traceback.
+        from ._server import limits_from_settings, serve_forever
     except ImportError as exc:
         print(f"orga-ai serve needs optional dependencies: pip install 'orga-ai[proxy]' ({exc})", file=sys.stderr)
         return 2
@@ -243,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
                 flag,
             )
         prepare_shared_metrics(settings["workers"])  # before the first build imports prometheus_client
-        build_app(settings)  # validated here, once; every worker rebuilds it from the environment
+        app = build_app(settings)  # validated here; one worker serves it, more rebuild it from the environment
         limits_from_settings(settings)
         _check_api_key()
     except ServeSettingsError as exc:
@@ -255,12 +254,11 @@ def _run(args: argparse.Namespace) -> int:
     graceful = settings["graceful_timeout"]
     if graceful is None:
         graceful = settings["deadline"] + 2
-    # In this process, before the workers fork: they inherit it, and no first caller waits for it.
+    # At start-up, so no first caller waits for it.
     preload_transport()
     gc.freeze()
     gc.enable()
-    serve_forever(settings, graceful)
-    return 0
+    return 0 if serve_forever(settings, graceful, app) else 1
 
 
 def add_parser(subparsers: Any) -> None:

@@ -7,8 +7,8 @@ its values to memory-mapped files there instead, and ``/metrics`` in any worker 
 over the live workers and the breaker gauge takes the largest value (1 when any worker's breaker is open).
 
 The directory: the operator's ``PROMETHEUS_MULTIPROC_DIR`` when set (left in place), else a fresh temporary one,
-removed when the server exits. It must be set before the app is first built in the parent process: granian forks the
-workers from it, and prometheus_client picks its value class at import.
+removed when the server exits. It must be set before the app is first built in the parent process: the workers inherit
+it from there, and prometheus_client picks its value class at import.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
     out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
-    if "pss_kib" in w0[0]:  # shared pages counted once (serve's parent and its forked worker share most of theirs)
+    if "pss_kib" in w0[0]:  # shared pages counted once (when serve runs as several processes they share pages)
         pss_py = [row["pss_kib"]["python"] / 1024 for row in w0]
         pss_node = [row["pss_kib"]["node"] / 1024 for row in w0]
         out["pss"] = (med(pss_py), med(pss_node), med([p / n for p, n in zip(pss_py, pss_node, strict=True)]))
@@ -245,7 +245,7 @@ def targets(f: dict[str, Any]) -> list[Row]:
         lambda x: x <= 1.0,
     )
     if "pss" in f:
-        # serve forks its worker from a parent that stays: summed RSS counts their shared pages twice, PSS once.
+        # RSS summed over serve's processes counts the pages they share once per process, PSS once in all.
         py, node, ratio = f["pss"]
         add(
             "Memory after load, PSS (MiB)",
@@ -337,7 +337,8 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         " load generator all share these cores",
         f"- **Python side**: {v['python contender']}, orga-ai {v['orga-ai']} ({v['orga-ai git']}),"
         f" Python {v['python']},"
-        f" granian {v.get('granian', '-')} (uvloop {v['uvloop']}), starlette {v['starlette']},"
+        f" uvicorn {v.get('uvicorn', '-')} + httptools {v.get('httptools', '-')} (uvloop {v['uvloop']}),"
+        f" starlette {v['starlette']},"
         f" aiohttp {v['aiohttp']}, httpx {v['httpx']}, limits {v['limits']}",
         f"- **Node side**: Node {v['node']}, @orga-ai/node {v['@orga-ai/node']}, express {v['express']}",
         f"- **Method**: {r['rounds']} rounds, contenders interleaved and their order flipped each round; medians over"
@@ -401,8 +402,8 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
     if "0ms.1.rps.before" in f:
         lines += [
             "",
-            f"The same rounds against `orga-ai serve` as built at `{f['baseline']}` (before issue 11 moved it to"
-            " granian and added its per-request checks), interleaved with the two above:",
+            f"The same rounds against `orga-ai serve` as built at `{f['baseline']}` (before issue 11 gave it its"
+            " own HTTP-layer limits and per-request checks), interleaved with the two above:",
             "",
             "| Connections | orga-ai now req/s | orga-ai before req/s | Now / before |"
             " now / before CPU per request (µs) |",
@@ -424,8 +425,8 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         lines += [
             "",
             f"Memory after load, PSS (each page shared by n processes counted 1/n): orga-ai {fmt(f['pss'][0])} MiB,"
-            f" Node {fmt(f['pss'][1])} MiB ({ratio_fmt(f['pss'][2])}). The RSS figures above add up serve's parent"
-            " and its forked worker, so the pages they share count twice.",
+            f" Node {fmt(f['pss'][1])} MiB ({ratio_fmt(f['pss'][2])}). The RSS figures above are summed over"
+            " serve's processes, so any pages they share count once per process.",
         ]
     up = r["upstream"]
     lines += [
@@ -579,16 +580,15 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f" {', '.join(fmt(x * 1000, 0) for x in cold['node'])}).",
         *(
             [
-                f"- The floor under that: a fresh process that only imports the stack (`import granian,"
-                f" starlette.applications, aiohttp, prometheus_client` / `require('express');"
+                f"- The floor under that: a fresh process that only imports the stack (`import uvicorn, httptools,"
+                f" uvloop, starlette.applications, aiohttp, prometheus_client` / `require('express');"
                 f" require('@orga-ai/node')`) and exits: Python {fmt(med(cold['python_stack']) * 1000, 0)} ms,"
                 f" Node {fmt(med(cold['node_stack']) * 1000, 0)} ms.",
-                "- What serve does in that time: it reads its settings, imports that stack and builds the app once in"
-                " the parent (validation), imports aiohttp there too, and forks the worker, which inherits all of it,"
-                " rebuilds the app from the environment and answers; nothing is imported after the fork, and no"
-                " request waits for an import. So serve stands on its stack's floor, and most of the gap to Node is"
-                " that floor: aiohttp alone builds two TLS contexts when it is imported (~40 ms of loading the CA"
-                " bundle), even for a plain-http upstream.",
+                "- What serve does in that time: it reads its settings, imports that stack, builds and validates the"
+                " app, imports aiohttp too, and starts uvicorn in the same process, where that app answers (one"
+                " worker); no request waits for an import. So serve stands on its stack's floor, and most of the gap"
+                " to Node is that floor: aiohttp alone builds two TLS contexts when it is imported (~40 ms of loading"
+                " the CA bundle), even for a plain-http upstream.",
             ]
             if cold.get("python_stack")
             else []

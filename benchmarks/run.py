@@ -752,7 +752,11 @@ def phase_slowloris(bench: Bench, rounds: int) -> list[dict[str, Any]]:
 
 # The libraries each server stands on, imported and nothing else: the floor of its spawn-to-first-200.
 STACK_FLOORS = {
-    "python_stack": [sys.executable, "-c", "import granian, starlette.applications, aiohttp, prometheus_client"],
+    "python_stack": [
+        sys.executable,
+        "-c",
+        "import uvicorn, httptools, uvloop, starlette.applications, aiohttp, prometheus_client",
+    ],
     "node_stack": ["node", "-e", "require('express'); require('@orga-ai/node')"],
 }
 
@@ -885,7 +889,7 @@ def versions(bench: Bench) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
-    for name in ("orga-ai", "aiohttp", "httpx", "starlette", "granian", "uvicorn", "uvloop", "httptools", "limits"):
+    for name in ("orga-ai", "aiohttp", "httpx", "starlette", "uvicorn", "uvloop", "httptools", "limits"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -210,7 +210,7 @@ def test_env_configured_serve_drains_in_flight_requests_on_sigterm(emulator: Run
             response = pending.result()
         assert response.status_code == 200, response.text
         assert response.json()["ephemeralToken"]
-        # The server finishes the shutdown; the exit status is 0 (granian) or the signal (a server that re-raises it).
+        # The server finishes the shutdown; the exit status is the signal (uvicorn re-raises it once done) or 0.
         assert replica.process.wait(timeout=10) in (0, -signal.SIGTERM)
     log = "".join(replica.stderr)
     assert '"outcome":"ok"' in log

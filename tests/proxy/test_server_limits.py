@@ -1,6 +1,8 @@
-"""The HTTP layer of the real ``orga-ai serve`` process: slow heads, oversized heads, idle keep-alive, open files.
+"""The HTTP layer of the real ``orga-ai serve`` process: slow and oversized heads, idle keep-alive, the connection cap,
+open files.
 
-Each test starts the command as a subprocess (granian and its worker), with a short ``--head-timeout``.
+Each test starts the command as a subprocess (uvicorn serving the app in that process), with a short
+``--head-timeout``.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def healthz_ms(port: int) -> float:
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """VmRSS of a process and all its descendants (the granian workers)."""
+    """VmRSS of a process and all its descendants (uvicorn's worker processes, when there are any)."""
     total = 0
     pending = [pid]
     while pending:

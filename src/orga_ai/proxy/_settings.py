@@ -164,7 +164,8 @@ OPTIONS: tuple[Option, ...] = (
         "max_connections",
         "int",
         4096,
-        "Connections each worker holds at once; more wait in the listen backlog. The open-file limit is raised to fit.",
+        "Connections each worker holds at once; more are answered 503 and closed. "
+        "The open-file limit is raised to fit.",
     ),
     Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),

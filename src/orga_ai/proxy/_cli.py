@@ -120,12 +120,18 @@ class _BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 - logging's own convention: report, never raise into the caller
             self.handleError(record)
             return
-        pending = self._pending
-        if not pending:
-            self._schedule_flush()
-        pending.append(line)
-        if len(pending) >= self._capacity:
-            self.flush()
+        self.emit_line(line)
+
+    def emit_line(self, line: str) -> None:
+        """Queue a finished line. The route's access log calls it directly when this handler, without formatter or
+        filters, is the only one on its logger: the line is then already all it would write."""
+        with self.lock:  # type: ignore[union-attr] # logging's handle() holds it around emit(); held here too
+            pending = self._pending
+            if not pending:
+                self._schedule_flush()
+            pending.append(line)
+            if len(pending) >= self._capacity:
+                self.flush()
 
     def _schedule_flush(self) -> None:
         # On the server's event loop, a timer there (a thread of our own, even asleep, measured ~30 µs of CPU per

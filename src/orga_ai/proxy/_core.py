@@ -829,9 +829,20 @@ class ProxyCore:
             line["token_fingerprint"] = ex.token_fp
         if ex.detail:
             line["detail"] = redact(ex.detail)
+        text = json_bytes(line).decode()
+        # serve's own text-mode handler, alone on this logger (no filter, formatter or other handler to feed a
+        # record to): the line straight into its batch, without building a LogRecord (~4 % of the route's CPU).
+        handlers = access_logger.handlers
+        if len(handlers) == 1 and not access_logger.filters and not access_logger.propagate:
+            handler = handlers[0]
+            emit_line = getattr(handler, "emit_line", None)
+            plain = handler.formatter is None and not handler.filters and handler.level <= logging.INFO
+            if emit_line is not None and plain:
+                emit_line(text)
+                return
         # makeRecord + handle is logger.info without findCaller's walk up the stack: the line says where it is from.
         record = access_logger.makeRecord(
-            access_logger.name, logging.INFO, __file__, 0, json_bytes(line).decode(), (), None, "_access_log",
+            access_logger.name, logging.INFO, __file__, 0, text, (), None, "_access_log",
             {"orga": line},  # the fields themselves, for a structured formatter (serve --log-format json)
         )
         access_logger.handle(record)

@@ -97,7 +97,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     - Head timer: uvicorn's keep-alive timer, armed when the connection opens (uvicorn arms it only after a response)
       and when a response ends, and cancelled once a head is complete rather than at its first byte: a client has
-      ``head_timeout`` seconds to send a whole request line and headers, however slowly it trickles them.
+      ``head_timeout`` seconds to send a whole request line and headers, however slowly it trickles them. (A head
+      pipelined behind a request in progress gets its seconds from the end of that request's response.)
     - Head size: while a head is incomplete, at most the bytes still allowed are fed to the parser; one more and the
       answer is 431 and the connection closes, so the parser never holds more than ``max_header_bytes``. (A pipelined
       head that starts inside the same read as the previous body is counted from that read's end: at most twice.)
@@ -142,33 +143,46 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's own data_received stops the keep-alive timer at the first byte; here it runs until the head is
         # complete (on_headers_complete), and the parser gets no more head bytes than the cap allows.
+        head = self._head_bytes
+        if head is None:
+            if len(data) <= self._max_head:
+                self._feed(data)
+                return
+        elif head + len(data) <= self._max_head:  # the common case: a whole head in one read
+            self._head_bytes = head + len(data)
+            self._feed(data)
+            return
+        self._feed_in_pieces(data)
+
+    def _feed_in_pieces(self, data: bytes) -> None:
         limit = self._max_head
         while data:
             if self._head_bytes is None:
-                room = limit
+                room = limit  # inside a body: pieces of at most the cap, so a head that follows is counted closely
             else:
                 room = limit - self._head_bytes
                 if room <= 0:
                     self._refuse_head()
                     return
-            if len(data) <= room:
-                piece, data = data, b""
-            else:
-                piece, data = data[:room], data[room:]
+            piece, data = data[:room], data[room:]
             if self._head_bytes is not None:
                 self._head_bytes += len(piece)
-            try:
-                self.parser.feed_data(piece)
-            except httptools.HttpParserError:
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
+            if not self._feed(piece):
                 return
-            except httptools.HttpParserUpgrade:
-                self._unsupported_upgrade_warning()  # no WebSocket route here (ws="none")
-                return
-            if self.transport.is_closing():
-                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; False once the connection is closing (an unparsable request is answered 400)."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return False
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()  # no WebSocket route here (ws="none")
+            return False
+        return not self.transport.is_closing()
 
     def _refuse_head(self) -> None:
         self._unset_keepalive_if_required()
@@ -176,11 +190,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(_HEAD_TOO_LARGE)
         # else a pipelined head outgrew the cap while a response is being written: no answer can be interleaved
         self.transport.close()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self.timeout_keep_alive_task is None:  # a pipelined head, begun while a response is in progress
-            self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None

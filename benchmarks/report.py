@@ -74,6 +74,10 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
                     med([p / b for p, b in zip(py, before, strict=True)]),
                 )
         out["rss.before"] = med([row["rss_kib"]["python_before"] / 1024 for row in w0])
+    if "instructions" in r:
+        counted = r["instructions"]
+        out["instructions"] = (counted["now"], counted["before"], counted["now"] / counted["before"])
+        out["instructions.requests"] = counted["requests"]
         if "pss_kib" in w0[0]:
             out["pss.before"] = med([row["pss_kib"]["python_before"] / 1024 for row in w0])
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
@@ -200,6 +204,17 @@ def targets(f: dict[str, Any]) -> list[Row]:
                 lambda x: x >= 0.95,
                 "issue 11; the Node column holds the earlier build",
             )
+    if "instructions" in f:
+        now, before, ratio = f["instructions"]
+        add(
+            f"Instructions per request on the route (callgrind), against orga-ai before (`{f['baseline']}`)",
+            fmt(now, 0),
+            fmt(before, 0),
+            ratio,
+            "≤ 1.05x before",
+            lambda x: x <= 1.05,
+            "issue 11's throughput criterion, counted rather than timed; the Node column holds the earlier build",
+        )
     py, node, ratio = f["0ms.64.p99_ms"]
     add("Route p99, 64 conn, upstream 0 ms (ms)", fmt(py), fmt(node), ratio, "≤ 0.5x Node", lambda x: x <= 0.5)
     for c in ("1", "16"):
@@ -421,6 +436,15 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         if "pss.before" in f:
             memory += f"; PSS now {fmt(f['pss'][0])} MiB, before {fmt(f['pss.before'])} MiB"
         lines.append(memory + ".")
+        if "instructions" in f:
+            now, before, ratio = f["instructions"]
+            lines += [
+                "",
+                "Instructions per request on the route, counted by callgrind over"
+                f" {f['instructions.requests']:,} sequential requests on one connection (benchmarks/instructions.py;"
+                " the same count on a busy machine): now"
+                f" {fmt(now, 0)}, before {fmt(before, 0)}, {ratio_fmt(ratio)}.",
+            ]
     if "pss" in f:
         lines += [
             "",

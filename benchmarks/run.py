@@ -14,7 +14,9 @@ What runs, in order (each server is its own process, started afresh each round, 
    after the 64-connection run; and, for the profile, serve with its access log off, with its rate limiter off too,
    and a bare Starlette route over AsyncOrgaAI (16 connections only). With ``--baseline REV`` (``make bench``
    passes the last build before issue 11's hardening), that earlier build of ``orga-ai serve`` runs as a third
-   contender in the same rounds, so before and after are measured side by side.
+   contender in the same rounds, so before and after are measured side by side; each concurrency's time is cut
+   into five slices that alternate the contenders. Then the instructions each build runs per request, counted by
+   callgrind (benchmarks/instructions.py): the comparison that a busy machine cannot move.
 5. The same at 20 ms of upstream latency, with ``orga-ai serve --prefetch`` (warm pool) too; then the pool rows
    with the open-loop generator (benchmarks/load.py) at a rate below the pool's refill capacity.
 6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
@@ -62,6 +64,7 @@ RESULTS = BENCH / "results"
 ROUTE = "/api/orga-client-secrets"
 API_KEY = "sk_orga_ai_benchmark_0000000000000000"
 HIGH_RATE_LIMIT = "1000000/second"
+INSTRUCTION_REQUESTS = 1000
 PREFETCH = 8
 POOL_RATE = 10.0  # req/s for the open-loop pool rows: half the pool's default refill ceiling of 20 mints/s
 RELIABILITY_RATE = 50.0
@@ -988,7 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated phases to run alone (import,upstream,floors,inprocess,route,variants,20ms,"
-        "reliability,slowloris,transport,cold,serverless); implies --no-report",
+        "instructions,reliability,slowloris,transport,cold,serverless); implies --no-report",
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -1052,7 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serverless_spawns": serverless_spawns,
             "serverless_warm": serverless_warm,
         }
-        if args.baseline and want("route"):
+        if args.baseline and (want("route") or want("instructions")):
             try:
                 bench.baseline_src, results["baseline"] = export_baseline(args.baseline)
                 log(f"baseline: orga-ai serve as of {results['baseline']} in the route phase")
@@ -1103,6 +1106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("proxy route, upstream 0 ms ...")
             results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
             phase_done("route 0 ms")
+        if want("instructions") and bench.baseline_src and shutil.which("valgrind"):
+            log("instructions per request under callgrind, now and before ...")
+            sys.path.insert(0, str(BENCH))
+            import instructions
+
+            results["instructions"] = {
+                "requests": INSTRUCTION_REQUESTS,
+                **instructions.measure(
+                    {"now": str(ROOT / "src"), "before": bench.baseline_src},
+                    bench.upstreams[0],
+                    INSTRUCTION_REQUESTS,
+                    bench.procs.log_dir,
+                ),
+            }
+            log("  instructions per request: now {now:,}, before {before:,}".format(**results["instructions"]))
+            phase_done("instructions")
         if want("variants"):
             log("per-request cost of serve's layers (16 connections, 0 ms) ...")
             results["variants"] = phase_variants(bench, rounds, duration, warm)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests start for real: redis-server and redis-cli (Sentinel, Cluster), coturn
-# (turnserver, turnutils_uclient), Debian's Chromium for Playwright, Node.js + npm for the official Orga packages, wrk for the benchmark.
+# (turnserver, turnutils_uclient), Debian's Chromium for Playwright, Node.js + npm for the official Orga packages, wrk and valgrind
+# (callgrind) for the benchmark.
 # Does nothing for what is already there; needs root (or sudo) and apt for the rest.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -14,9 +14,9 @@ What runs, in order (each server is its own process, started afresh each round, 
    after the 64-connection run; and, for the profile, serve with its access log off, with its rate limiter off too,
    and a bare Starlette route over AsyncOrgaAI (16 connections only). With ``--baseline REV`` (``make bench``
    passes the last build before issue 11's hardening), that earlier build of ``orga-ai serve`` runs as a third
-   contender in the same rounds, so before and after are measured side by side; each concurrency's time is cut
-   into five slices that alternate the contenders. Then the instructions each build runs per request, counted by
-   callgrind (benchmarks/instructions.py): the comparison that a busy machine cannot move.
+   contender in the same rounds (five of them, against three elsewhere: single rounds swing by up to ±20 % on a
+   shared VM), so before and after are measured side by side. Then the instructions each build runs per request,
+   counted by callgrind (benchmarks/instructions.py): the comparison that a busy machine cannot move.
 5. The same at 20 ms of upstream latency, with ``orga-ai serve --prefetch`` (warm pool) too; then the pool rows
    with the open-loop generator (benchmarks/load.py) at a rate below the pool's refill capacity.
 6. Reliability figures at a fixed 50 req/s with 50 ms of upstream latency: added latency of the proxy, and the
@@ -65,6 +65,7 @@ ROUTE = "/api/orga-client-secrets"
 API_KEY = "sk_orga_ai_benchmark_0000000000000000"
 HIGH_RATE_LIMIT = "1000000/second"
 INSTRUCTION_REQUESTS = 1000
+ROUTE_ROUNDS_WITH_BASELINE = 5  # before/after ratios need more rounds than the noise of one allows
 PREFETCH = 8
 POOL_RATE = 10.0  # req/s for the open-loop pool rows: half the pool's default refill ceiling of 20 mints/s
 RELIABILITY_RATE = 50.0
@@ -346,39 +347,6 @@ def wrk_cpu(proc: Proc, url: str, connections: int, duration: float) -> dict[str
     return result
 
 
-def wrk_interleaved(
-    targets: dict[str, tuple[Proc, str]], order: Sequence[str], connections: int, duration: float, slices: int = 5
-) -> dict[str, dict[str, Any]]:
-    """:func:`wrk_cpu` for each target, ``duration`` seconds in all, cut into ``slices`` runs that alternate between
-    the targets (the order reversed every slice). On a machine whose speed drifts over seconds (a shared VM), the
-    contenders then see the same drift, which one long run each does not give them (rounds swung ±15 %)."""
-    parts: dict[str, list[dict[str, Any]]] = {who: [] for who in order}
-    for k in range(slices):
-        for who in order if k % 2 == 0 else list(reversed(order)):
-            proc, url = targets[who]
-            parts[who].append(wrk_cpu(proc, url, connections, duration / slices))
-    return {who: _merged(runs) for who, runs in parts.items()}
-
-
-def _merged(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One result from slices of one target: req/s over their whole time, CPU per request over all requests, the
-    median of their latency percentiles."""
-    requests = sum(r["requests"] for r in runs)
-    seconds = sum(r["requests"] / r["rps"] for r in runs if r["rps"])
-    cpu = sum(r["server_cpu_s"] for r in runs)
-    out: dict[str, Any] = {"connections": runs[0]["connections"], "duration_s": sum(r["duration_s"] for r in runs)}
-    out["rps"] = requests / seconds if seconds else 0.0
-    for q in ("50", "90", "99"):
-        out[f"p{q}_ms"] = median([r[f"p{q}_ms"] for r in runs])
-    out["requests"] = requests
-    out["non2xx"] = sum(r["non2xx"] for r in runs)
-    out["socket_errors"] = sum(r["socket_errors"] for r in runs)
-    out["slices"] = len(runs)
-    out["server_cpu_s"] = round(cpu, 3)
-    out["cpu_us_per_req"] = round(cpu * 1e6 / requests, 1) if requests else float("nan")
-    return out
-
-
 def load(url: str, rate: float, duration: float, connections: int, warmup: float = 1.0) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH / "load.py"), url, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
     cmd += ["--connections", str(connections), "--warmup", f"{warmup:g}"]
@@ -559,10 +527,9 @@ def phase_wrk_0ms(bench: Bench, rounds: int, duration: float, warm: float) -> li
             order = names if r % 2 == 0 else list(reversed(names))
             for who in order:
                 wrk(url_of(started[who][1]), 16, warm)
-            targets = {who: (started[who][0], url_of(started[who][1])) for who in names}
             for c in (1, 16, 64):
-                for who, result in wrk_interleaved(targets, order, c, duration).items():
-                    row[who][str(c)] = result
+                for who in order:
+                    row[who][str(c)] = wrk_cpu(started[who][0], url_of(started[who][1]), c, duration)
             for who in order:
                 row["rss_kib"][who] = rss_kib(started[who][0].pid)
                 row["pss_kib"][who] = pss_kib(started[who][0].pid)
@@ -1104,7 +1071,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             phase_done("in-process")
         if want("route"):
             log("proxy route, upstream 0 ms ...")
-            results["wrk_0ms"] = phase_wrk_0ms(bench, rounds, duration, warm)
+            route_rounds = max(rounds, ROUTE_ROUNDS_WITH_BASELINE) if bench.baseline_src else rounds
+            results["wrk_0ms"] = phase_wrk_0ms(bench, route_rounds, duration, warm)
             phase_done("route 0 ms")
         if want("instructions") and bench.baseline_src and shutil.which("valgrind"):
             log("instructions per request under callgrind, now and before ...")

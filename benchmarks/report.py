@@ -356,7 +356,8 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f" starlette {v['starlette']},"
         f" aiohttp {v['aiohttp']}, httpx {v['httpx']}, limits {v['limits']}",
         f"- **Node side**: Node {v['node']}, @orga-ai/node {v['@orga-ai/node']}, express {v['express']}",
-        f"- **Method**: {r['rounds']} rounds, contenders interleaved and their order flipped each round; medians over"
+        f"- **Method**: {r['rounds']} rounds ({len(r['wrk_0ms'])} in the 0 ms route phase), contenders interleaved"
+        " and their order flipped each round; medians over"
         f" rounds, ratios paired within a round (Python / Node) then the median. `{v['wrk']}` `-t1 -c{{1,16,64}}"
         f" -d{s['wrk_duration_s']:g}s --latency` after a {s['warmup_s']:g} s warm-up; each server a fresh process per"
         " round.",

@@ -74,12 +74,12 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
                     med([p / b for p, b in zip(py, before, strict=True)]),
                 )
         out["rss.before"] = med([row["rss_kib"]["python_before"] / 1024 for row in w0])
+        if "pss_kib" in w0[0]:
+            out["pss.before"] = med([row["pss_kib"]["python_before"] / 1024 for row in w0])
     if "instructions" in r:
         counted = r["instructions"]
         out["instructions"] = (counted["now"], counted["before"], counted["now"] / counted["before"])
         out["instructions.requests"] = counted["requests"]
-        if "pss_kib" in w0[0]:
-            out["pss.before"] = med([row["pss_kib"]["python_before"] / 1024 for row in w0])
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
     out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))

@@ -1085,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     {"now": str(ROOT / "src"), "before": bench.baseline_src},
                     bench.upstreams[0],
                     INSTRUCTION_REQUESTS,
-                    bench.procs.log_dir,
+                    bench.procs,
                 ),
             }
             log("  instructions per request: now {now:,}, before {before:,}".format(**results["instructions"]))

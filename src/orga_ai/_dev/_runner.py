@@ -68,7 +68,7 @@ def _server(app: Any, log_level: str, *, date_header: bool = True) -> _Server:
     # serve's HTTP-layer limits with their defaults: a slow or oversized head is cut off here too.
     config = LimitedConfig(
         app,
-        limits=ServerLimits(),
+        limits=ServerLimits.defaults(),
         log_level=log_level,
         access_log=log_level in ("info", "debug"),
         lifespan="on",

@@ -31,7 +31,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from ._settings import ServeSettingsError, to_environ
+from ._settings import OPTIONS, ServeSettingsError, to_environ
 
 __all__ = [
     "WORKER_APP",
@@ -55,12 +55,17 @@ _FD_MARGIN = 256
 class ServerLimits:
     """What the HTTP layer enforces before the app runs."""
 
-    head_timeout: float = 10.0
+    head_timeout: float
     """Seconds to receive a request head (request line and headers); also the idle keep-alive limit."""
-    max_header_bytes: int = 16384
+    max_header_bytes: int
     """Largest request head accepted; a larger one is answered 431 and the connection closed."""
-    max_connections: int = 4096
+    max_connections: int
     """Connections one worker holds at once; the next ones are answered 503 and closed."""
+
+    @classmethod
+    def defaults(cls) -> ServerLimits:
+        """The limits of ``orga-ai serve`` without options: the defaults of its settings."""
+        return limits_from_settings({option.name: option.default for option in OPTIONS})
 
 
 def _canned(status: bytes, reason: str) -> bytes:
@@ -116,7 +121,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limits = getattr(config, "limits", None) or ServerLimits()
+        limits = getattr(config, "limits", None) or ServerLimits.defaults()
         self.timeout_keep_alive = limits.head_timeout  # type: ignore[assignment] # call_later takes a float
         self._max_head = limits.max_header_bytes
         self._max_connections = limits.max_connections
@@ -290,12 +295,11 @@ def serve_forever(settings: Mapping[str, Any], graceful_timeout: float, app: Any
         log_level=str(settings["log_level"]).lower(),
         log_config=_JSON_LOG_CONFIG if settings.get("log_format") == "json" else _LOG_CONFIG,
         backlog=max(1024, min(4096, limits.max_connections)),
-        timeout_keep_alive=max(1, round(limits.head_timeout)),  # the protocol uses the exact head timeout
         timeout_graceful_shutdown=max(1, round(graceful_timeout)),
     )
-    server = uvicorn.Server(config)
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return True
+    server = uvicorn.Server(config)
     server.run()
     return server.started

@@ -106,7 +106,8 @@ def wait_closed(socks: dict[socket.socket, float], limit: float) -> dict[socket.
 def test_two_thousand_half_sent_heads_neither_starve_healthz_nor_outlive_the_head_timeout(
     emulator: RunningEmulator, many_files: None
 ) -> None:
-    with serving(emulator) as replica:
+    # The head timer alone, every socket from one address (tests/adversarial holds the per-address share).
+    with serving(emulator, "--max-client-connections", str(HALF_OPEN + 16)) as replica:
         baseline_ms = healthz_ms(replica.port)
         socks: dict[socket.socket, float] = {}
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -27,10 +28,10 @@ from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starl
 from ..proxy._auth import AuthenticationError, Principal
 from ..proxy._clients import AsyncClientHolder
 from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
-from ..proxy._errors import error_for, json_error
+from ..proxy._errors import error_for
 from ..proxy._events import EventBeacon
 from ..proxy._openapi import EVENT_SUMMARY, event_request_body, event_responses, route_responses
-from ..proxy._request import ProxyRequest, new_request_id
+from ..proxy._request import ProxyRequest
 from ._cors import adopt, starlette_cors
 from ._hooks import as_principal, not_logged_in
 
@@ -140,16 +141,18 @@ class OrgaProxy:
 
     async def endpoint(self, request: Request) -> Response:
         """The route: translate, hand to the core, translate back."""
-        if request.method == "POST" and not await drain_body(request, self.core.max_body_bytes):
-            problem = json_error(413, "body_too_large", "Request body too large.", new_request_id())
-            return to_starlette_response(problem)
-        return to_starlette_response(await self.core.handle(to_proxy_request(request), self.clients.get()))
+        # A POST's body is received only once its head passed the checks (judged before any body byte is waited for).
+        read_body = None
+        if request.method == "POST":
+            read_body = functools.partial(drain_body, request.receive, self.core.max_body_bytes)
+        response = await self.core.handle(to_proxy_request(request), self.clients.get(), read_body=read_body)
+        return to_starlette_response(response)
 
     async def events_endpoint(self, request: Request) -> Response:
         """``POST {path}/events``: the beacon (see :class:`~orga_ai.proxy._events.EventBeacon`)."""
         assert self.beacon is not None
-        body = await read_event_body(request)
-        return to_starlette_response(await self.beacon.handle(to_proxy_request(request), body))
+        read = functools.partial(read_event_body, request.receive)
+        return to_starlette_response(await self.beacon.handle(to_proxy_request(request), read))
 
     async def principal(self, request: Request) -> Principal:
         """A dependency: the caller as the proxy's authenticator sees it (401/403 otherwise), for your own routes."""

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._auth import Authenticator, Principal
 from ._breaker import CircuitBreaker
 from ._clients import AsyncClientHolder, preload_transport
-from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH, ProxyCore
+from ._core import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PATH,
+    BodyReader,
+    ProxyCore,
+)
 from ._errors import json_error
 from ._killswitch import KillSwitch
 from ._metrics import CONTENT_TYPE, Metrics
-from ._middleware import ProxyHeadersMiddleware
+from ._middleware import BodyTooLarge, ProxyHeadersMiddleware
 from ._openapi import openapi_document
 from ._request import LazyCookies, ProxyRequest, ProxyResponse, new_request_id
 
@@ -124,35 +132,44 @@ def to_starlette_response(response: ProxyResponse) -> Response:
     return Response(response.body, status_code=response.status, headers=response.headers)
 
 
-async def drain_body(request: Request, limit: int) -> bool | None:
-    """Read (and drop) the request body; False once it passes ``limit`` bytes, None when the client hung up before
-    sending it all (nobody is left to answer; not an error of ours, so no traceback in the log). The route uses no
-    body, but an unread chunked body would otherwise bypass the size cap."""
-    from starlette.requests import ClientDisconnect
-
+async def drain_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]], limit: int) -> bool | None:
+    """Receive (and drop) a request body: True once whole, False as soon as it passes ``limit`` bytes, None when the
+    client hung up before sending it all (nobody is left to answer; not an error of ours, so no traceback in the
+    log). The route uses no body, but an unread chunked body would otherwise bypass the size cap. Called only once
+    the request's head has passed its checks (:class:`~orga_ai.proxy._core.BodyReader`)."""
     seen = 0
     try:
-        async for chunk in request.stream():
-            seen += len(chunk)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                logger.debug("orga proxy: client went away after %d of its body bytes", seen)
+                return None
+            seen += len(message.get("body", b""))
             if seen > limit:
                 return False
-    except ClientDisconnect:
-        logger.debug("orga proxy: client went away after %d of its body bytes", seen)
-        return None
-    return True
+            if not message.get("more_body", False):
+                return True
+    except BodyTooLarge:  # ProxyHeadersMiddleware counts the same bytes against the same cap
+        return False
 
 
-async def read_event_body(request: Request) -> bytearray | None:
-    """A beacon's body, or None once it passed ``MAX_EVENT_BYTES`` (the rest is drained, not kept)."""
+async def read_event_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> bytearray | None:
+    """A beacon's body, or None once it passed ``MAX_EVENT_BYTES`` or the client went away (nothing more is read)."""
     from ._events import MAX_EVENT_BYTES
 
-    body: bytearray | None = bytearray()
-    async for chunk in request.stream():
-        if body is not None:
-            body += chunk
+    body = bytearray()
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body += message.get("body", b"")
             if len(body) > MAX_EVENT_BYTES:
-                body = None  # keep draining, stop keeping
-    return body
+                return None
+            if not message.get("more_body", False):
+                return body
+    except BodyTooLarge:
+        return None
 
 
 def create_app(
@@ -242,36 +259,18 @@ def create_app(
     clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)
     openapi = None
 
+    def body_reader(method: str, receive: Any) -> BodyReader | None:
+        # A POST's body is received only after its head passed the checks (ProxyCore.handle's read_body).
+        return functools.partial(drain_body, receive, policy.max_body_bytes) if method == "POST" else None
+
     async def client_secrets(request: Request) -> Response:
-        drained = await drain_body(request, policy.max_body_bytes) if request.method == "POST" else True
-        if drained is None:
-            return Response(status_code=400)  # to a closed connection: the server drops it
-        if not drained:
-            state = request.scope.get("state") or {}
-            problem = json_error(
-                413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()
-            )
-            return to_starlette_response(problem)
-        return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get()))
+        read_body = body_reader(request.method, request.receive)
+        return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get(), read_body=read_body))
 
     async def client_secrets_asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         # client_secrets above, in pure ASGI: the same response, byte for byte.
-        if scope["method"] == "POST":
-            from starlette.requests import Request
-
-            request = Request(scope, receive)
-            drained = await drain_body(request, policy.max_body_bytes)
-            if drained is None:
-                return  # the client hung up mid-body: nobody to answer
-            if not drained:
-                state = scope.get("state") or {}
-                response = json_error(
-                    413, "body_too_large", "Request body too large.", state.get("request_id") or new_request_id()
-                )
-                await send({"type": "http.response.start", "status": 413, "headers": _raw_headers(response)})
-                await send({"type": "http.response.body", "body": response.body})
-                return
-        response = await policy.handle(_from_scope(scope), clients.get())
+        read_body = body_reader(scope["method"], receive)
+        response = await policy.handle(_from_scope(scope), clients.get(), read_body=read_body)
         await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
 
@@ -283,7 +282,8 @@ def create_app(
 
     async def events_endpoint(request: Request) -> Response:
         assert beacon is not None
-        return to_starlette_response(await beacon.handle(to_proxy_request(request), await read_event_body(request)))
+        read = functools.partial(read_event_body, request.receive)
+        return to_starlette_response(await beacon.handle(to_proxy_request(request), read))
 
     async def healthz(request: Request) -> Response:
         return to_starlette_response(policy.health())

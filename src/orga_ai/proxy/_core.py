@@ -66,7 +66,9 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_PATH",
     "LOOPBACK_HOSTS",
+    "BodyReader",
     "ProxyCore",
+    "has_body",
     "principal_key",
     "validate_path",
 ]
@@ -105,7 +107,16 @@ class _Upstream(NamedTuple):
     deadline: float
 
 
-_Effect = _Authenticate | _Limit | _Upstream
+class _ReadBody(NamedTuple):
+    """Receive the request's body (capped), now that its head passed: True when whole, False past the cap, None
+    when the client went away. No body byte is waited for before the caller is known."""
+
+
+_READ_BODY = _ReadBody()
+BodyReader = Callable[[], Awaitable["bool | None"]]
+"""What an async adapter hands :meth:`ProxyCore.handle` to receive a POST's body: see :class:`_ReadBody`."""
+
+_Effect = _Authenticate | _Limit | _Upstream | _ReadBody
 _Flow = Generator[_Effect, Any, ProxyResponse]
 
 
@@ -255,6 +266,11 @@ def _check_callable(authenticate: object) -> None:
     if authenticate is not None and not callable(authenticate):
         kind = type(authenticate).__name__
         raise ValueError(f"authenticate must be callable (or a dotted path to one), not {kind}")
+
+
+def has_body(headers: Mapping[str, str]) -> bool:
+    """Whether a request's head announces a body (a non-zero Content-Length, or any Transfer-Encoding)."""
+    return "transfer-encoding" in headers or headers.get("content-length", "").strip() not in ("", "0")
 
 
 def validate_path(path: str) -> str:
@@ -420,11 +436,14 @@ class ProxyCore:
         orga: AsyncOrgaAI,
         *,
         offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None = None,
+        read_body: BodyReader | None = None,
     ) -> ProxyResponse:
         """Serve one request from async code (Starlette, FastAPI, Django-async).
 
         ``offload(authenticate, request)``, when given, runs every authentication off the event loop (Django's
         ``sync_to_async``, so a hook may use the ORM); otherwise only authenticators marked ``may_block`` leave it.
+        ``read_body()`` receives a POST's body once its head has passed the Host, CORS, authentication and
+        deny-list checks (a refused request is answered without waiting for it); None: the adapter read it already.
         """
         span = request_span(request)
         request = self.prepare(request)
@@ -432,9 +451,9 @@ class ProxyCore:
         logging_as = current_request_id.set(request.request_id)
         try:
             if span is None:
-                return await self._handle(request, orga, offload)
+                return await self._handle(request, orga, offload, read_body)
             with span:
-                return await self._handle(request, orga, offload)
+                return await self._handle(request, orga, offload, read_body)
         finally:
             current_request_id.reset(logging_as)
 
@@ -443,6 +462,7 @@ class ProxyCore:
         request: ProxyRequest,
         orga: AsyncOrgaAI,
         offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None,
+        read_body: BodyReader | None = None,
     ) -> ProxyResponse:
         import asyncio
 
@@ -459,6 +479,8 @@ class ProxyCore:
             try:
                 if isinstance(effect, _Authenticate):
                     value = await self.authenticate_async(effect.request, offload)
+                elif isinstance(effect, _ReadBody):
+                    value = True if read_body is None else await read_body()
                 else:
                     value = await self._perform_async(effect, orga)
             except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it
@@ -528,6 +550,8 @@ class ProxyCore:
             try:
                 if isinstance(effect, _Authenticate):
                     value = self.authenticate(effect.request)
+                elif isinstance(effect, _ReadBody):
+                    value = True  # a sync adapter has read (and capped) the body before calling
                 elif isinstance(effect, _Limit):
                     value = self.rate_limiter.hit_sync(effect.key)
                 else:
@@ -685,6 +709,12 @@ class ProxyCore:
             ex.principal = principal
             if self.kill_switch.check(principal.id) is not None:
                 raise ProxyError(403, "principal_denied", "This account may not start sessions.")
+            if request.method == "POST" and has_body(request.headers):
+                whole = yield _READ_BODY
+                if whole is False:
+                    raise ProxyError(413, "body_too_large", "Request body too large.")
+                if whole is None:
+                    raise ProxyError(400, "bad_request", "The request body did not arrive.", detail="client gone")
 
             decision: RateLimitDecision | None = yield _Limit(principal_key(principal))
             if decision is not None:

@@ -58,11 +58,12 @@ class EventBeacon:
     async def handle(
         self,
         request: ProxyRequest,
-        body: bytes | bytearray | None,
+        body: bytes | bytearray | Callable[[], Awaitable[bytes | bytearray | None]] | None,
         *,
         offload: Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]] | None = None,
     ) -> ProxyResponse:
-        """Serve one beacon; ``body`` is None when it passed :data:`MAX_EVENT_BYTES` (the caller stopped reading).
+        """Serve one beacon; ``body`` is None when it passed :data:`MAX_EVENT_BYTES` (the caller stopped reading), or
+        an async callable that receives it (None past the cap), called only once the caller is authenticated.
         ``offload`` runs the authenticator off the event loop, as in :meth:`ProxyCore.handle`."""
         core = self.core
         request = core.prepare(request)
@@ -75,6 +76,8 @@ class EventBeacon:
                 try:
                     if step == "limit":
                         value = await self.rate_limiter.hit(argument)
+                    elif step == "body":
+                        value = await body() if callable(body) else body
                     else:
                         value = await core.authenticate_async(argument, offload)
                 except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it or raises it
@@ -94,9 +97,15 @@ class EventBeacon:
         try:
             flow = self._flow(request, body)
             step, argument = _advance(flow, None, None)
+            value: Any
             while step != "done":
                 try:
-                    value = self.rate_limiter.hit_sync(argument) if step == "limit" else core.authenticate(argument)
+                    if step == "body":
+                        value = body
+                    elif step == "limit":
+                        value = self.rate_limiter.hit_sync(argument)
+                    else:
+                        value = core.authenticate(argument)
                 except Exception as exc:  # noqa: BLE001 - handed to the flow, which maps it or raises it
                     step, argument = _advance(flow, None, exc)
                 else:
@@ -106,10 +115,9 @@ class EventBeacon:
         finally:
             current_request_id.reset(logging_as)
 
-    def _flow(
-        self, request: ProxyRequest, body: bytes | bytearray | None
-    ) -> Generator[tuple[str, Any], Any, ProxyResponse]:
-        """The beacon without I/O: yields ``("authenticate", request)`` and ``("limit", key)`` to its driver."""
+    def _flow(self, request: ProxyRequest, given: object) -> Generator[tuple[str, Any], Any, ProxyResponse]:
+        """The beacon without I/O: yields ``("authenticate", request)``, ``("body", None)`` (once authenticated) and
+        ``("limit", key)`` to its driver."""
         core = self.core
         request_id = request.request_id or ""
         cors: dict[str, str] = {}
@@ -117,10 +125,13 @@ class EventBeacon:
             cors = core._origin_check(request)
             if request.method == "OPTIONS":
                 return self._finish(core._preflight(request, cors), request_id, {})
-            if body is None:
+            if given is None:
                 raise ProxyError(413, "body_too_large", "Request body too large.")
             found = yield "authenticate", request
             principal = found if isinstance(found, Principal) else Principal(str(found))
+            body = yield "body", None
+            if body is None:
+                raise ProxyError(413, "body_too_large", "Request body too large.")
             decision = yield "limit", principal_key(principal)
             if decision is not None and not decision.allowed:
                 raise ProxyError(429, "rate_limited", "Too many events; slow down.", headers=decision.headers())

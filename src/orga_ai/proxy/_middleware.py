@@ -19,7 +19,13 @@ from typing import Any
 from ._errors import json_error
 from ._request import new_request_id, sane_request_id, security_headers
 
-__all__ = ["BodyLimitMiddleware", "ProxyHeadersMiddleware", "RequestIdMiddleware", "SecurityHeadersMiddleware"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "BodyTooLarge",
+    "ProxyHeadersMiddleware",
+    "RequestIdMiddleware",
+    "SecurityHeadersMiddleware",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -97,7 +103,7 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class _BodyTooLarge(Exception):
+class BodyTooLarge(Exception):
     pass
 
 
@@ -133,7 +139,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge()
+                    raise BodyTooLarge()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -144,7 +150,7 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._refuse(scope, send)
 
@@ -198,12 +204,12 @@ class ProxyHeadersMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise _BodyTooLarge()
+                    raise BodyTooLarge()
             return message
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not started:
                 response = json_error(413, "body_too_large", "Request body too large.", request_id)
                 await _send_response(send_with_headers, response.status, response.headers, response.body)

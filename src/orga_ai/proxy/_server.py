@@ -18,12 +18,15 @@ Every worker beyond the first is a process that rebuilds the app from the ``ORGA
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import ipaddress
 import logging
 import os
 import resource
 import time
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -51,9 +54,9 @@ _FD_MARGIN = 256
 """Descriptors kept free beside the client connections: listening socket, log files, upstream and Redis sockets."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ServerLimits:
-    """What the HTTP layer enforces before the app runs."""
+    """What the HTTP layer enforces before the app runs (and, for a request's body, while it runs)."""
 
     head_timeout: float
     """Seconds to receive a request head (request line and headers); also the idle keep-alive limit."""
@@ -61,11 +64,43 @@ class ServerLimits:
     """Largest request head accepted; a larger one is answered 431 and the connection closed."""
     max_connections: int
     """Connections one worker holds at once; the next ones are answered 503 and closed."""
+    request_timeout: float = 10.0
+    """Seconds to receive a whole request, head and body, counted from the same start as ``head_timeout``."""
+    write_timeout: float = 10.0
+    """Seconds a connection may leave its answers unread (our write buffer full) before it is dropped."""
+    max_client_connections: int = 64
+    """Connections one client address (an IPv6 /64) holds in one worker; the next ones are answered 503."""
+    exempt: tuple[str, ...] = ()
+    """Addresses or networks (the trusted proxies) that ``max_client_connections`` does not apply to."""
 
     @classmethod
     def defaults(cls) -> ServerLimits:
         """The limits of ``orga-ai serve`` without options: the defaults of its settings."""
         return limits_from_settings({option.name: option.default for option in OPTIONS})
+
+
+@functools.lru_cache(maxsize=8)
+def _exempt_networks(exempt: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in exempt)
+
+
+def _client_key(peer: Any, limits: ServerLimits) -> str | None:
+    """Whose share of the connections a new one counts against: its address, an IPv6 address's /64 (one host
+    holds a whole /64), or None for a trusted proxy (every client behind it shares its address) and for a peer
+    without an IP address (a Unix socket)."""
+    if not peer or not isinstance(peer, tuple):
+        return None
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if limits.exempt and any(address in network for network in _exempt_networks(limits.exempt)):
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _canned(status: bytes, reason: str) -> bytes:
@@ -85,7 +120,12 @@ def _canned(status: bytes, reason: str) -> bytes:
 
 _HEAD_TOO_LARGE = _canned(b"431 Request Header Fields Too Large", "Request header fields too large.")
 _OVER_CAPACITY = _canned(b"503 Service Unavailable", "Too many connections.")
+_CLIENT_OVER_CAPACITY = _canned(b"503 Service Unavailable", "Too many connections from this address.")
+_REQUEST_TIMEOUT = _canned(b"408 Request Timeout", "The request was not received in time.")
 _CAP_WARNING_INTERVAL = 60.0
+
+_client_counts: weakref.WeakKeyDictionary[ServerState, dict[str, int]] = weakref.WeakKeyDictionary()
+"""Open connections per client key, one table per server (``orga-ai dev`` runs several in one process)."""
 
 
 class LimitedConfig(uvicorn.Config):
@@ -102,13 +142,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     - Head timer: uvicorn's keep-alive timer, armed when the connection opens (uvicorn arms it only after a response)
       and when a response ends, and cancelled once a head is complete rather than at its first byte: a client has
-      ``head_timeout`` seconds to send a whole request line and headers, however slowly it trickles them. (A head
-      pipelined behind a request in progress gets its seconds from the end of that request's response.)
+      ``head_timeout`` seconds to send a whole request line and headers, however slowly it trickles them.
+    - Request timer: a body still arriving ``request_timeout`` seconds after that same start is answered 408 (if no
+      answer has begun) and its connection closed; the app's ``receive()`` then reports the disconnect.
     - Head size: while a head is incomplete, at most the bytes still allowed are fed to the parser; one more and the
-      answer is 431 and the connection closes, so the parser never holds more than ``max_header_bytes``. (A pipelined
-      head that starts inside the same read as the previous body is counted from that read's end: at most twice.)
-    - Connections: beyond ``max_connections`` open in this worker, a new connection is answered 503 and closed at
-      once, so a flood of idle sockets cannot take the descriptors ``/healthz`` needs.
+      answer is 431 and the connection closes, so the parser never holds more than ``max_header_bytes``.
+    - One request at a time: once a request is whole, nothing more is parsed until its response is written. Bytes
+      that arrive meanwhile are held unparsed and reading stops. Requests pipelined within one read beyond the one
+      waiting its turn are not kept: the connection closes after the answers already owed (RFC 9112 9.3.2: the
+      client retries the rest). An answer the client leaves unread (the write buffer stays full) for
+      ``write_timeout`` seconds drops the connection.
+    - A response sent before its request's body arrived (a refusal judged from the head) closes the connection
+      instead of reading the body to its end.
+    - Connections: beyond ``max_connections`` open in this worker, or ``max_client_connections`` from one address
+      (an IPv6 /64; the trusted proxies exempt), a new connection is answered 503 and closed at once, so no one
+      client can take the descriptors ``/healthz`` and other callers need.
+
+    uvicorn's protocol parses a whole read at once and queues every pipelined request it finds, with no timer on a
+    body: the reasons for this class (docs/security.md). Its private names are checked by
+    ``tests/proxy/test_server_contract.py`` against the pinned uvicorn releases.
     """
 
     _last_cap_warning = -_CAP_WARNING_INTERVAL
@@ -123,41 +175,101 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         limits = getattr(config, "limits", None) or ServerLimits.defaults()
         self.timeout_keep_alive = limits.head_timeout  # type: ignore[assignment] # call_later takes a float
+        self._limits = limits
         self._max_head = limits.max_header_bytes
-        self._max_connections = limits.max_connections
         self._head_bytes: int | None = 0  # bytes of the current head fed to the parser; None inside a body
+        self._in_body = False  # the newest request's head is parsed, its body is still arriving
+        self._clock = 0.0  # when the newest request's time began (the connection opened or the last answer ended)
+        self._request_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._held = bytearray()  # bytes received while a whole request waits for its answer
+        self._overflow = False  # more was pipelined than one request ahead: close once the owed answers are out
+        self._client: str | None = None
+
+    # -- connections -------------------------------------------------------------------------------------------------
 
     def _arm_head_timer(self) -> None:
+        self._clock = self.loop.time()
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self._max_connections:
-            now = time.monotonic()
-            if now - LimitedHttpToolsProtocol._last_cap_warning >= _CAP_WARNING_INTERVAL:
-                LimitedHttpToolsProtocol._last_cap_warning = now
-                logger.warning(
-                    "orga proxy: %d connections open, the --max-connections cap; new ones are answered 503",
-                    self._max_connections,
-                )
-            transport.write(_OVER_CAPACITY)
+        limits = self._limits
+        refusal = None
+        if len(self.connections) > limits.max_connections:
+            refusal = _OVER_CAPACITY
+            self._warn_capped(f"{limits.max_connections} connections open, the --max-connections cap")
+        else:
+            client = _client_key(transport.get_extra_info("peername"), limits)
+            if client is not None:
+                counts = _client_counts.setdefault(self.server_state, {})
+                held = counts.get(client, 0)
+                if held >= limits.max_client_connections:
+                    refusal = _CLIENT_OVER_CAPACITY
+                    self._warn_capped(
+                        f"{held} connections from one address, the --max-client-connections cap"
+                    )
+                else:
+                    counts[client] = held + 1
+                    self._client = client
+        if refusal is not None:
+            transport.write(refusal)
             transport.close()
             return
         self._arm_head_timer()
 
+    @staticmethod
+    def _warn_capped(what: str) -> None:
+        now = time.monotonic()
+        if now - LimitedHttpToolsProtocol._last_cap_warning >= _CAP_WARNING_INTERVAL:
+            LimitedHttpToolsProtocol._last_cap_warning = now
+            logger.warning("orga proxy: %s; new connections are answered 503", what)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            counts = _client_counts.get(self.server_state)
+            if counts is not None:
+                left = counts.get(client, 1) - 1
+                if left > 0:
+                    counts[client] = left
+                else:
+                    counts.pop(client, None)
+        for timer in (self._request_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._request_timer = self._write_timer = None
+        self._held = bytearray()
+        super().connection_lost(exc)
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
     def data_received(self, data: bytes) -> None:
-        # uvicorn's own data_received stops the keep-alive timer at the first byte; here it runs until the head is
-        # complete (on_headers_complete), and the parser gets no more head bytes than the cap allows.
+        # uvicorn's own data_received stops the keep-alive timer at the first byte and parses the whole read; here the
+        # head timer runs until the head is complete, and nothing is parsed while a whole request awaits its answer.
+        if self._overflow:
+            return  # the connection closes once the answers it is owed are out
+        if self._held or (not self._in_body and self.cycle is not None and not self.cycle.response_complete):
+            self._held += data
+            self.flow.pause_reading()
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
         head = self._head_bytes
         if head is None:
             if len(data) <= self._max_head:
                 self._feed(data)
-                return
+            else:
+                self._feed_in_pieces(data)
         elif head + len(data) <= self._max_head:  # the common case: a whole head in one read
             self._head_bytes = head + len(data)
             self._feed(data)
-            return
-        self._feed_in_pieces(data)
+        else:
+            self._feed_in_pieces(data)
+        if self._in_body and self._request_timer is None and not self.transport.is_closing():
+            wait = self._clock + self._limits.request_timeout - self.loop.time()
+            self._request_timer = self.loop.call_later(max(0.0, wait), self._request_timed_out)
 
     def _feed_in_pieces(self, data: bytes) -> None:
         limit = self._max_head
@@ -185,7 +297,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.send_400_response(msg)
             return False
         except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()  # no WebSocket route here (ws="none")
+            # No WebSocket or h2c here (ws="none"): the request is served as plain HTTP; whatever follows its head
+            # is not parsed. One debug line, not uvicorn's warnings (one of them advises installing a library).
+            self.logger.debug("Upgrade request served without upgrading.")
             return False
         return not self.transport.is_closing()
 
@@ -196,14 +310,73 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # else a pipelined head outgrew the cap while a response is being written: no answer can be interleaved
         self.transport.close()
 
+    def _request_timed_out(self) -> None:
+        self._request_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_started:
+                self.transport.write(_REQUEST_TIMEOUT)
+            cycle.disconnected = True  # as connection_lost will say: the app's send() stops, its receive() returns
+            cycle.message_event.set()
+        self.transport.close()
+
+    # -- parser callbacks ------------------------------------------------------------------------------------------
+
     def on_headers_complete(self) -> None:
+        if self._overflow:
+            return
         self._head_bytes = None
         self._unset_keepalive_if_required()
+        if self.pipeline:  # one request already waits behind the one being answered: this one is not kept
+            self._overflow = True
+            self.flow.pause_reading()
+            return
+        self._in_body = True
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._overflow:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._overflow:
+            return
         self._head_bytes = 0
+        self._in_body = False
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if not self.pipeline and (self._in_body or self._overflow):
+            # Answered before its body arrived (refused from its head: the body is not waited for), or the last
+            # answer owed to a connection that pipelined more than one request ahead.
+            self.transport.close()
+        super().on_response_complete()  # counts the response; starts the request waiting its turn, or the timer
+        if self._held and not self.transport.is_closing() and not self.pipeline:
+            held, self._held = bytes(self._held), bytearray()
+            self._clock = self.loop.time()
+            self._parse(held)
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self._limits.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        self.transport.abort()  # the client reads none of its answers: nothing more will reach it
 
 
 # uvicorn's own lines (start, workers, shutdown, protocol warnings) on stderr beside ours, in the same shape.
@@ -234,7 +407,29 @@ def limits_from_settings(settings: Mapping[str, Any]) -> ServerLimits:
     max_connections = int(settings["max_connections"])
     if max_connections < 1:
         raise ServeSettingsError("--max-connections must be at least 1")
-    return ServerLimits(head_timeout, max_header_bytes, max_connections)
+    request_timeout = float(settings["request_timeout"])
+    if not 0.001 <= request_timeout <= 300:
+        raise ServeSettingsError("--request-timeout must be between 0.001 and 300 seconds")
+    write_timeout = float(settings["write_timeout"])
+    if not 0.001 <= write_timeout <= 300:
+        raise ServeSettingsError("--write-timeout must be between 0.001 and 300 seconds")
+    max_client_connections = int(settings["max_client_connections"])
+    if max_client_connections < 1:
+        raise ServeSettingsError("--max-client-connections must be at least 1")
+    exempt = tuple(settings.get("trusted_proxy") or ())
+    try:
+        _exempt_networks(exempt)
+    except ValueError as exc:
+        raise ServeSettingsError(f"--trusted-proxy: {exc}") from None
+    return ServerLimits(
+        head_timeout,
+        max_header_bytes,
+        max_connections,
+        request_timeout=request_timeout,
+        write_timeout=write_timeout,
+        max_client_connections=max_client_connections,
+        exempt=exempt,
+    )
 
 
 def _fit_descriptor_limit(max_connections: int) -> int:
@@ -272,7 +467,7 @@ def serve_forever(settings: Mapping[str, Any], graceful_timeout: float, app: Any
     from uvicorn.supervisors import Multiprocess
 
     limits = limits_from_settings(settings)
-    limits = ServerLimits(limits.head_timeout, limits.max_header_bytes, _fit_descriptor_limit(limits.max_connections))
+    limits = dataclasses.replace(limits, max_connections=_fit_descriptor_limit(limits.max_connections))
     workers = int(settings["workers"])
     if workers > 1 or app is None:
         # One random fingerprint key per run, shared by the workers, unless configured: their logs then agree.

@@ -159,6 +159,19 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds a client has to send a request's line and headers (and an idle keep-alive connection its next one); "
         "then the server closes the connection.",
     ),
+    Option(
+        "request_timeout",
+        "float",
+        10.0,
+        "Seconds a client has to send a whole request, head and body, from the same start as --head-timeout; a "
+        "body still arriving then is answered 408 and the connection closed.",
+    ),
+    Option(
+        "write_timeout",
+        "float",
+        10.0,
+        "Seconds a connection may leave its answers unread (the server's write buffer full); then it is dropped.",
+    ),
     Option("max_header_bytes", "int", 16384, "Largest request head (line and headers); 431 above, read no further."),
     Option(
         "max_connections",
@@ -166,6 +179,13 @@ OPTIONS: tuple[Option, ...] = (
         4096,
         "Connections each worker holds at once; more are answered 503 and closed. "
         "The open-file limit is raised to fit.",
+    ),
+    Option(
+        "max_client_connections",
+        "int",
+        64,
+        "Connections one client address (an IPv6 /64) holds in each worker; more are answered 503 and closed. "
+        "The --trusted-proxy addresses are exempt.",
     ),
     Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),

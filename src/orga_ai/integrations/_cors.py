@@ -13,6 +13,7 @@ import importlib.metadata
 import inspect
 import logging
 import re
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +35,40 @@ def _wildcard(setting: str, own: str) -> CorsInferenceError:
         f"{setting} lets every origin in, and the Orga route will not mint sessions for any web page: list exact "
         f"origins there, or give the route its own list with {own}"
     )
+
+
+def _no_credentials(setting: str, own: str) -> CorsInferenceError:
+    return CorsInferenceError(
+        f"{setting} does not allow credentials, and the Orga route answers its origins with credentials (cookies): "
+        f"allow them there, or give the route its own list with {own}"
+    )
+
+
+_PROBES = ("https://{}.example", "http://{}.test:8443", "https://{}.evil-{}.net", "http://{}")
+
+
+def _matches_anything(pattern: str) -> bool:
+    """Whether ``pattern`` lets in hosts nobody listed: it is tried against a few random origins."""
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        return False  # adopt_cors names the setting and the error
+    for probe in _PROBES:
+        origin = probe.format(secrets.token_hex(6), secrets.token_hex(3))
+        if compiled.fullmatch(origin) or compiled.match(origin):
+            return True
+    return False
+
+
+def _catch_all(patterns: Iterable[str], setting: str, own: str, explicit: bool) -> bool:
+    """True when a pattern is a wildcard in disguise and the route has its own list (adopt nothing then); raises
+    naming the setting when it has none."""
+    for pattern in patterns:
+        if _matches_anything(pattern):
+            if explicit:
+                return True
+            raise _wildcard(f"{setting}: {pattern!r} matches any origin, so it", own)
+    return False
 
 
 def adopt(core: ProxyCore, found: Found | None) -> None:
@@ -58,7 +93,14 @@ def starlette_cors(app: Any, *, own: str, explicit: bool) -> Found | None:
             if explicit:
                 return None
             raise _wildcard("CORSMiddleware(allow_origins=['*'])", own)
-        return origins, [regex] if regex else [], setting
+        patterns = [regex] if regex else []
+        if _catch_all(patterns, "CORSMiddleware(allow_origin_regex=...)", own, explicit):
+            return None
+        if not options.get("allow_credentials", False):
+            if explicit:
+                return None
+            raise _no_credentials("CORSMiddleware(allow_credentials=False)", own)
+        return origins, patterns, setting
     return None
 
 
@@ -80,7 +122,14 @@ def django_cors(path: str, *, own: str, explicit: bool) -> Found | None:
         *getattr(settings, "CORS_ALLOWED_ORIGIN_REGEXES", ()),
         *getattr(settings, "CORS_ORIGIN_REGEX_WHITELIST", ()),
     ]
-    return list(origins), [p if isinstance(p, str) else p.pattern for p in patterns], "CORS_ALLOWED_ORIGINS"
+    texts = [p if isinstance(p, str) else p.pattern for p in patterns]
+    if _catch_all(texts, "CORS_ALLOWED_ORIGIN_REGEXES", own, explicit):
+        return None
+    if (origins or texts) and not getattr(settings, "CORS_ALLOW_CREDENTIALS", False):
+        if explicit:
+            return None
+        raise _no_credentials("CORS_ALLOW_CREDENTIALS = False (django-cors-headers)", own)
+    return list(origins), texts, "CORS_ALLOWED_ORIGINS"
 
 
 def flask_cors(app: Any, path: str, *, own: str, explicit: bool) -> Found | None:
@@ -118,13 +167,33 @@ def flask_cors(app: Any, path: str, *, own: str, explicit: bool) -> Found | None
                 if explicit:
                     return None
                 raise _wildcard("CORS(app, origins='*') (flask-cors)", own)
+            found_origins: list[str] = []
+            found_patterns: list[str] = []
             for origin in _origins_of(options, own):
                 if isinstance(origin, re.Pattern):
-                    patterns.append(origin.pattern)
+                    found_patterns.append(origin.pattern)
+                elif _is_regex(str(origin)):
+                    found_patterns.append(str(origin))  # flask-cors reads such a string as a regular expression
                 else:
-                    origins.append(str(origin))
+                    found_origins.append(str(origin))
+            if _catch_all(found_patterns, "CORS(app, origins=[...]) (flask-cors)", own, explicit):
+                return None
+            credentials = options.get("supports_credentials") if isinstance(options, dict) else None
+            if credentials is None:
+                credentials = getattr(options, "supports_credentials", False)
+            if (found_origins or found_patterns) and not credentials:
+                if explicit:
+                    return None
+                raise _no_credentials("CORS(app, supports_credentials=False) (flask-cors)", own)
+            origins += found_origins
+            patterns += found_patterns
             break  # flask-cors applies the first resource that matches the path
     return origins, patterns, "CORS(app, origins=[...]) (flask-cors)"
+
+
+def _is_regex(origin: str) -> bool:
+    """flask-cors treats an origin string holding regex metacharacters as a pattern (its probably_regex rule)."""
+    return any(c in origin for c in "*?\\^$[]()")
 
 
 def _flask_cors_resources(hook: Any) -> list[tuple[Any, Any]] | None:

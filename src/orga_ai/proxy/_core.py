@@ -598,7 +598,9 @@ class ProxyCore:
         normalized = origin.strip().rstrip("/").lower()
         if normalized in self.cors_origins or (self._cors_patterns and self._pattern_allows(normalized)):
             return {
-                "Access-Control-Allow-Origin": origin.strip(),
+                # The allowlist's spelling (an allowed origin equals an entry, or a pattern's fullmatch, once
+                # normalized): never bytes the caller chose.
+                "Access-Control-Allow-Origin": normalized,
                 "Access-Control-Allow-Credentials": "true",
                 "Access-Control-Expose-Headers": _EXPOSE_HEADERS,
                 "Vary": "Origin",

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..proxy._auth import AnonymousAuth, AnyOf, AuthenticationError, JWTAuth, Principal, SharedSecretAuth
+from ..proxy._auth import (
+    AnonymousAuth,
+    AnyOf,
+    AuthenticationError,
+    JWTAuth,
+    Principal,
+    SharedSecretAuth,
+    to_principal,
+)
 
 __all__ = ["BUILT_IN", "as_principal", "not_logged_in"]
 
@@ -20,20 +28,5 @@ def not_logged_in(detail: str) -> AuthenticationError:
 
 
 def as_principal(found: Any, *, source: str) -> Principal:
-    """The principal of what an app's hook or dependency returned.
-
-    A :class:`Principal` as is; a ``str`` or ``int`` as a user id; an object with an ``id`` (or Django's ``pk``)
-    by that; ``None``, ``""`` or ``False`` as "nobody is logged in" (401). Anything else is a bug in the hook and a
-    TypeError (a 500, with the type in the log).
-    """
-    if isinstance(found, Principal):
-        return found
-    if found is None or found is False or found == "":
-        raise not_logged_in(f"{source} found no user")
-    if isinstance(found, (str, int)) and not isinstance(found, bool):
-        return Principal(str(found), kind="user")
-    for attribute in ("id", "pk"):
-        value = getattr(found, attribute, None)
-        if value is not None and value != "":
-            return Principal(str(value), kind="user")
-    raise TypeError(f"{source} returned a {type(found).__name__}; return a user id (str), an object with .id, or None")
+    """The principal of what an app's hook or dependency returned (:func:`~orga_ai.proxy._auth.to_principal`)."""
+    return to_principal(found, source=source)

@@ -25,7 +25,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
 from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starlette_response
-from ..proxy._auth import AuthenticationError, Principal
+from ..proxy._auth import AuthenticationError, Principal, to_principal
 from ..proxy._clients import AsyncClientHolder
 from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
 from ..proxy._errors import error_for
@@ -165,7 +165,7 @@ class OrgaProxy:
         except AuthenticationError as exc:
             problem = error_for(exc)
             raise HTTPException(problem.status, problem.message, headers=problem.headers) from None
-        return found if isinstance(found, Principal) else Principal(str(found))
+        return to_principal(found, source=self.core._auth_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -28,8 +29,11 @@ __all__ = [
     "Authenticator",
     "JWTAuth",
     "Principal",
+    "PrincipalTypeError",
     "SharedSecretAuth",
     "bearer_token",
+    "hook_name",
+    "to_principal",
 ]
 
 # Asymmetric algorithms a JWKS may serve; HMAC ones only make sense with a shared secret.
@@ -61,6 +65,67 @@ class Principal:
         from ._fingerprint import principal_fingerprint
 
         return f"Principal({principal_fingerprint(self.id)}, kind={self.kind!r})"
+
+
+class PrincipalTypeError(TypeError):
+    """An authenticator or login hook returned something that is no user id; the message names the hook. A bug in
+    the app: the request gets a 500, the log one line per hook."""
+
+
+_ID_TYPES = (str, int, uuid.UUID)
+
+
+def to_principal(found: object, *, source: str) -> Principal:
+    """The principal of what an authenticator or an app's login hook returned: the one rule for every adapter.
+
+    A :class:`Principal` as is (its ``id`` a non-blank ``str``); a ``str``, ``int`` or :class:`uuid.UUID` as a user
+    id; an object whose ``id`` (or Django's ``pk``) is one of those, by that; ``None``, ``""`` or ``False`` as
+    "nobody is logged in" (401). Anything else - a method, a value object, a blank id - raises
+    :class:`PrincipalTypeError`: ``str()`` of it could differ on every request (a bound method's text holds an
+    address), which would give each request a principal of its own, past the rate limit and the deny-list.
+    """
+    if isinstance(found, Principal):
+        if isinstance(found.id, str) and found.id.strip():
+            return found
+        raise PrincipalTypeError(
+            f"{source} returned a Principal whose id is {_described(found.id)}; use a non-blank str"
+        )
+    if found is None or found is False or found == "":
+        raise AuthenticationError(
+            "Log in first: no signed-in user on this request.", code="unauthenticated", detail=f"{source} found no user"
+        )
+    value: object = found
+    if not isinstance(found, _ID_TYPES) or isinstance(found, bool):
+        for attribute in ("id", "pk"):
+            value = getattr(found, attribute, None)
+            if value is not None:
+                break
+        else:
+            raise PrincipalTypeError(
+                f"{source} returned a {type(found).__name__}; return a user id (str, int or UUID), an object whose "
+                ".id or .pk is one, or None"
+            )
+    if isinstance(value, bool) or not isinstance(value, _ID_TYPES):
+        raise PrincipalTypeError(
+            f"{source} returned a user whose id is {_described(value)}; the id must be a str, int or UUID"
+        )
+    text = str(value)
+    if not text.strip():
+        raise PrincipalTypeError(f"{source} returned a blank user id")
+    return Principal(text, kind="user")
+
+
+def _described(value: object) -> str:
+    if callable(value):
+        return f"a {type(value).__name__} (call it: .id is a method here?)"
+    return f"a {type(value).__name__}" if not isinstance(value, str) else "blank"
+
+
+def hook_name(hook: object) -> str:
+    """How a log line names an authenticator or a login hook."""
+    name = getattr(hook, "__qualname__", None) or type(hook).__qualname__
+    module = getattr(hook, "__module__", None) or type(hook).__module__
+    return f"{module}.{name}" if module else str(name)
 
 
 class AuthenticationError(Exception):

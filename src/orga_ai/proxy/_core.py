@@ -34,7 +34,15 @@ from .._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIRateLimi
 from .._ice import IcePolicy, apply_ice_policy
 from .._logging import current_request_id
 from .._telemetry import reset_observer, set_observer
-from ._auth import AnonymousAuth, AuthenticationError, Authenticator, Principal
+from ._auth import (
+    AnonymousAuth,
+    AuthenticationError,
+    Authenticator,
+    Principal,
+    PrincipalTypeError,
+    hook_name,
+    to_principal,
+)
 from ._breaker import CircuitBreaker
 from ._errors import (
     AsyncTimeout,
@@ -268,6 +276,19 @@ def _check_callable(authenticate: object) -> None:
         raise ValueError(f"authenticate must be callable (or a dotted path to one), not {kind}")
 
 
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def report_once(message: str) -> None:
+    """Log an app bug's ERROR line the first time it happens in this process; later ones at DEBUG."""
+    with _reported_lock:
+        first = message not in _reported and len(_reported) < 64
+        if first:
+            _reported.add(message)
+    (logger.error if first else logger.debug)("orga proxy: %s", message)
+
+
 def has_body(headers: Mapping[str, str]) -> bool:
     """Whether a request's head announces a body (a non-zero Content-Length, or any Transfer-Encoding)."""
     return "transfer-encoding" in headers or headers.get("content-length", "").strip() not in ("", "0")
@@ -401,6 +422,7 @@ class ProxyCore:
         self.allowed_hosts = frozenset(h.strip().lower().rstrip(".") for h in allowed_hosts or () if h.strip())
         self.last_upstream_success: float | None = None
         self._auth_may_block = bool(getattr(authenticate, "may_block", False))
+        self._auth_name = hook_name(authenticate)
 
     def _breaker_changed(self, state: str) -> None:
         self.metrics.breaker_transitions.labels(state=state).inc()
@@ -707,7 +729,7 @@ class ProxyCore:
                 )
 
             found = yield _Authenticate(request)
-            principal = found if isinstance(found, Principal) else Principal(str(found))
+            principal = to_principal(found, source=self._auth_name)
             ex.principal = principal
             if self.kill_switch.check(principal.id) is not None:
                 raise ProxyError(403, "principal_denied", "This account may not start sessions.")
@@ -753,6 +775,10 @@ class ProxyCore:
         except AuthenticationError as exc:
             return self._refuse(ex, error_for(exc))
         except RateLimiterUnavailable as exc:
+            return self._refuse(ex, error_for(exc))
+        except PrincipalTypeError as exc:
+            # A hook returning no user id: a 500 each time, one ERROR line per hook (the message says what to fix).
+            report_once(str(exc))
             return self._refuse(ex, error_for(exc))
         except Exception as exc:
             # A custom authenticator's bug, say: the caller gets a bare 500, the log gets the traceback.

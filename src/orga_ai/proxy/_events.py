@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .._logging import current_request_id
-from ._auth import AuthenticationError, Principal
+from ._auth import AuthenticationError, PrincipalTypeError, to_principal
 from ._core import ProxyCore, _principal_fingerprint, principal_key
 from ._errors import ProxyError, error_for, json_error
 from ._ratelimit import RateLimiter, RateLimiterUnavailable
@@ -128,7 +128,7 @@ class EventBeacon:
             if given is None:
                 raise ProxyError(413, "body_too_large", "Request body too large.")
             found = yield "authenticate", request
-            principal = found if isinstance(found, Principal) else Principal(str(found))
+            principal = to_principal(found, source=core._auth_name)
             body = yield "body", None
             if body is None:
                 raise ProxyError(413, "body_too_large", "Request body too large.")
@@ -149,7 +149,7 @@ class EventBeacon:
                 "principal": _principal_fingerprint(principal.id),
                 "beacon_request_id": request_id,
             }
-        except (ProxyError, AuthenticationError, RateLimiterUnavailable) as exc:
+        except (ProxyError, AuthenticationError, RateLimiterUnavailable, PrincipalTypeError) as exc:
             problem = error_for(exc)
             return self._finish(
                 json_error(problem.status, problem.code, problem.message, request_id, problem.headers), request_id, cors

@@ -167,3 +167,34 @@ def test_memory_limiter_reads_rates_as_limits_does(rate: str) -> None:
 def test_memory_limiter_refuses_what_limits_refuses(rate: str) -> None:
     with pytest.raises(ValueError, match="cannot read the rate limit"):
         RateLimiter(rate)
+
+
+def tracked(limiter: RateLimiter, scope: str = "principal") -> int:
+    """How many callers a memory:// limit holds (what its memory grows with)."""
+    return sum(len(windows) for _, windows, s in limiter._memory if s == scope)
+
+
+def test_a_request_refused_by_the_global_ceiling_tracks_no_caller(clock: Clock) -> None:
+    limiter = RateLimiter("10/minute", "5/minute", clock=clock)
+    assert all(decide(limiter, f"early-{i}").allowed for i in range(5))
+    assert tracked(limiter) == 5
+    refused = [decide(limiter, f"flood-{i}") for i in range(10_000)]
+    assert all(not d.allowed and d.scope == "global" for d in refused)
+    assert tracked(limiter) == 5  # not one window for the 10,000 refused callers
+    clock.now += 61
+    again = decide(limiter, "early-0")
+    assert again.allowed and again.remaining == 9  # the refused flood counted nothing against anyone
+
+
+def test_callers_beyond_the_cap_forget_the_one_idle_longest(clock: Clock) -> None:
+    limiter = RateLimiter("2/minute", clock=clock, max_callers=100)
+    assert decide(limiter, "victim").allowed and decide(limiter, "victim").allowed
+    assert not decide(limiter, "victim").allowed
+    for i in range(99):
+        decide(limiter, f"other-{i}")
+    assert tracked(limiter) == 100
+    assert not decide(limiter, "victim").allowed  # hit recently: the victim is the newest, not evicted
+    for i in range(99, 300):
+        decide(limiter, f"other-{i}")
+    assert tracked(limiter) == 100  # bounded, whatever the number of callers
+    assert decide(limiter, "victim").allowed  # forgotten (idle longest): its window started over

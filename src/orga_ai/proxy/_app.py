@@ -288,13 +288,24 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return to_starlette_response(policy.health())
 
+    def foreign_host(request: Request) -> Response | None:
+        # /readyz, /metrics and /openapi.json answer only the allowed Host names, as the route does (DNS rebinding:
+        # a page whose name resolves here must not read them). /healthz says nothing and answers any Host (probes).
+        if policy.host_allowed(request.headers.get("host", "")):
+            return None
+        message = "This server does not answer for that host name; add it to allowed_hosts."
+        return to_starlette_response(json_error(400, "host_not_allowed", message, _request_id(request)))
+
     async def readyz(request: Request) -> Response:
-        return to_starlette_response(policy.readiness(await policy.rate_limiter.check()))
+        return foreign_host(request) or to_starlette_response(policy.readiness(await policy.rate_limiter.check()))
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(policy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        return foreign_host(request) or Response(policy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi_endpoint(request: Request) -> Response:
+        refused = foreign_host(request)
+        if refused is not None:
+            return refused
         nonlocal openapi
         if openapi is None:
             import orjson

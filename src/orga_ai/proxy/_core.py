@@ -637,16 +637,23 @@ class ProxyCore:
             detail=f"origin refused ({len(origin)} chars)",
         )
 
+    def host_allowed(self, host: str) -> bool:
+        """Whether a ``Host`` header names this server: one of ``allowed_hosts`` (by name, or by name and port), or
+        anything when there is no allowlist."""
+        if not self.allowed_hosts:
+            return True
+        host = host.strip().lower()
+        name = _host_name(host)
+        return name is not None and (name in self.allowed_hosts or host in self.allowed_hosts)
+
     def _host_check(self, request: ProxyRequest) -> None:
         """ProxyError(400) unless ``Host`` is one of ``allowed_hosts`` (by name, or by name and port)."""
-        host = request.headers.get("host", "").strip().lower()
-        name = _host_name(host)
-        if name is None or (name not in self.allowed_hosts and host not in self.allowed_hosts):
+        if not self.host_allowed(request.headers.get("host", "")):
             raise ProxyError(
                 400,
                 "host_not_allowed",
                 "This server does not answer for that host name; add it to allowed_hosts.",
-                detail=f"host refused ({len(host)} chars)",
+                detail=f"host refused ({len(request.headers.get('host', ''))} chars)",
             )
 
     def _pattern_allows(self, origin: str) -> bool:

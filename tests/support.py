@@ -95,7 +95,13 @@ def serve(app: Any, *, host: str = "127.0.0.1", **uvicorn_options: Any) -> Itera
         **uvicorn_options,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
+
+    def run() -> None:
+        # A lifespan that refuses to start makes uvicorn exit (SystemExit(3)): that is "did not start", below.
+        with contextlib.suppress(SystemExit):
+            server.run()
+
+    thread = threading.Thread(target=run, name="app-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

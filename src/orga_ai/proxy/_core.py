@@ -280,13 +280,17 @@ _reported: set[str] = set()
 _reported_lock = threading.Lock()
 
 
-def report_once(message: str) -> None:
-    """Log an app bug's ERROR line the first time it happens in this process; later ones at DEBUG."""
+def report_once(exc: BaseException) -> None:
+    """Log an app bug (with its traceback) the first time it happens in this process; later ones at DEBUG."""
+    message = str(exc)
     with _reported_lock:
         first = message not in _reported and len(_reported) < 64
         if first:
             _reported.add(message)
-    (logger.error if first else logger.debug)("orga proxy: %s", message)
+    if first:
+        logger.error("orga proxy: %s", message, exc_info=exc)
+    else:
+        logger.debug("orga proxy: %s", message)
 
 
 def has_body(headers: Mapping[str, str]) -> bool:
@@ -785,7 +789,7 @@ class ProxyCore:
             return self._refuse(ex, error_for(exc))
         except PrincipalTypeError as exc:
             # A hook returning no user id: a 500 each time, one ERROR line per hook (the message says what to fix).
-            report_once(str(exc))
+            report_once(exc)
             return self._refuse(ex, error_for(exc))
         except Exception as exc:
             # A custom authenticator's bug, say: the caller gets a bare 500, the log gets the traceback.

@@ -206,6 +206,33 @@ def app_from_env() -> Starlette:
     return build_app(settings)
 
 
+def _check_host(host: str) -> None:
+    """Refuse a ``--host`` that does not resolve to an address, before uvicorn reports it as a bare errno."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ServeSettingsError(
+            f"--host / {_HOST_ENV}: {host!r} does not resolve to an address of this machine ({reason})"
+        ) from None
+
+
+_HOST_ENV = "ORGA_PROXY_HOST"
+
+
+def _check_deny_file(path: str | None) -> None:
+    """Refuse a ``--deny-file`` that does not exist or cannot be read at start-up, naming the flag."""
+    from ._killswitch import KillSwitch
+
+    if path:
+        try:
+            KillSwitch(path)
+        except ValueError as exc:
+            raise ServeSettingsError(f"--deny-file / ORGA_PROXY_DENY_FILE: {exc}") from None
+
+
 def _check_api_key() -> None:
     from .._client import AsyncOrgaAI
 
@@ -239,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = resolve(args)
+        _check_host(settings["host"])
         configure_logging(settings["log_level"], settings["log_format"])
         for flag in secrets_on_command_line(args):
             logging.getLogger("orga_ai.proxy").warning(
@@ -248,6 +276,7 @@ def _run(args: argparse.Namespace) -> int:
                 flag,
             )
         prepare_shared_metrics(settings["workers"])  # before the first build imports prometheus_client
+        _check_deny_file(settings["deny_file"])
         app = build_app(settings)  # validated here; one worker serves it, more rebuild it from the environment
         limits_from_settings(settings)
         _check_api_key()

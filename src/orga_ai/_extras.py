@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["EXTRAS", "MissingExtraError", "extra_message", "missing_modules", "require_extra"]
+__all__ = ["EXTRAS", "MissingExtraError", "extra_message", "missing_modules", "not_installed", "require_extra"]
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     # The modules each extra brings that its features cannot start without (configuration-dependent ones, such as
@@ -53,9 +53,14 @@ def missing_modules(*modules: str) -> list[str]:
     return [module for module in modules if not _installed(module)]
 
 
-def extra_message(feature: str, extra: str, missing: str) -> str:
-    """The one line for ``feature`` needing ``extra``, whose module ``missing`` is not installed."""
-    return f"{feature} needs the {extra} extra ({missing} is not installed): pip install 'orga-ai[{extra}]'"
+def not_installed(missing: list[str]) -> str:
+    """``x is not installed`` / ``x, y are not installed``."""
+    return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
+
+
+def extra_message(feature: str, extra: str, missing: list[str]) -> str:
+    """The one line for ``feature`` needing ``extra``, whose modules ``missing`` are not installed."""
+    return f"{feature} needs the {extra} extra ({not_installed(missing)}): pip install 'orga-ai[{extra}]'"
 
 
 def require_extra(feature: str, extra: str, *modules: str) -> None:
@@ -68,4 +73,4 @@ def require_extra(feature: str, extra: str, *modules: str) -> None:
     """
     missing = missing_modules(*(modules or EXTRAS[extra]))
     if missing:
-        raise MissingExtraError(extra_message(feature, extra, ", ".join(missing)), name=missing[0], extra=extra)
+        raise MissingExtraError(extra_message(feature, extra, missing), name=missing[0], extra=extra)

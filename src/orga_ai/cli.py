@@ -69,8 +69,12 @@ def _session(args: argparse.Namespace) -> int:
 
 
 def _missing_line(command: str, extra: str, error: ImportError) -> str:
-    missing = f"{error.name} is not installed" if error.name else str(error)
-    return f"orga-ai {command} needs the {extra.partition('[')[2].rstrip(']')} extra ({missing}): pip install '{extra}'"
+    from ._extras import extra_message
+
+    name = extra.partition("[")[2].rstrip("]")
+    if error.name:
+        return extra_message(f"orga-ai {command}", name, [error.name])
+    return f"orga-ai {command} needs the {name} extra ({error}): pip install '{extra}'"
 
 
 def _missing_extra(command: str, extra: str, error: ImportError) -> Callable[[argparse.Namespace], int]:

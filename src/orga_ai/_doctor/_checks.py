@@ -324,11 +324,12 @@ def _describe_servers(report: Report, servers: tuple[IceServer, ...], took: floa
 
 
 async def check_ice(report: Report, config: SessionConfig, timeout: float) -> None:
+    from .._extras import MissingExtraError, require_extra
+
     try:
-        import aioice  # noqa: F401
-    except ImportError:
-        report.add(Check("ice", "reachability", "skip",
-                         detail="aioice is not installed: pip install 'orga-ai[doctor]'", blocking=False))
+        require_extra("the STUN/TURN checks", "doctor")
+    except MissingExtraError as exc:
+        report.add(Check("ice", "reachability", "skip", detail=str(exc), blocking=False))
         return
     from ._probe import plan_probes, run_probe
 

@@ -50,11 +50,11 @@ class FunctionConfigurationError(ValueError):
 def require_installed(extra: str, *modules: str) -> None:
     """Refuse to start, in one line naming the extra, when a module the configuration needs is not installed
     (found without importing it: the import itself waits for the first invocation that uses it)."""
-    from .._extras import missing_modules
+    from .._extras import missing_modules, not_installed
 
     missing = missing_modules(*modules)
     if missing:
-        raise FunctionConfigurationError(f"{', '.join(missing)} is not installed: pip install 'orga-ai[{extra}]'")
+        raise FunctionConfigurationError(f"{not_installed(missing)}: pip install 'orga-ai[{extra}]'")
 
 
 def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **policy: Any) -> ProxyCore:

@@ -16,7 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     # The modules each extra brings that its features cannot start without (configuration-dependent ones, such as
     # PyJWT or redis, are checked where the configuration asks for them).
     "httpx": ("httpx",),
-    "emulator": ("httpx", "starlette", "uvicorn", "jwt"),
+    "emulator": ("httpx", "starlette", "uvicorn", "jwt", "aioice"),
     "proxy": ("starlette", "uvicorn", "prometheus_client", "orjson"),
     "fastapi": ("fastapi", "starlette", "prometheus_client"),
     "flask": ("flask", "prometheus_client"),

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +342,22 @@ def test_without_aioice_the_ice_checks_are_one_line(emulator: RunningEmulator, t
     lines = [line for line in done.stdout.splitlines() if "aioice" in line]
     assert len(lines) == 1 and "pip install 'orga-ai[doctor]'" in lines[0], done.stdout
     assert done.returncode == 0, done.stdout
+
+
+def test_against_a_plain_orga_ai_emulator_a_session_can_be_set_up(tmp_path: Path) -> None:
+    # docs/doctor.md's recipe, as a user runs it: `orga-ai emulator`, then `orga-ai doctor` with its export line.
+    from tests.emulator.test_cli import cli
+
+    with cli() as (url, _):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")}
+        env.update({"ORGA_API_KEY": "sk_orga_ai_local_emulator_dev_key", "ORGA_BASE_URL": url})
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "orga_ai.cli", "doctor", "--json"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        took = time.monotonic() - started
+    run = Run(done.returncode, done.stdout)
+    assert run.code == 0, run.out
+    assert took < 4, took  # no probe waits out its timeout
+    [probe] = run.probes()
+    assert probe["verdict"] == "ok" and probe["name"] == f"stun:127.0.0.1:{url.rsplit(':', 1)[1]} over UDP"
+    assert run.checks["summary"]["verdict"] == "ok"

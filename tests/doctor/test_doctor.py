@@ -104,6 +104,12 @@ def test_probes_cover_each_url_and_transport_once() -> None:
     ]
     assert unusable == ["stuns:h:5349", "turn:h:99999"]
     assert "c" not in repr(probes[1]).replace("turn", "")
+    # Each line names the URL a browser would use over that transport: ?transport= is honoured.
+    assert [p.name for p in probes[1:3]] == ["turn:h:3478?transport=udp over UDP", "turn:h:3478?transport=tcp over TCP"]
+    bare, _ = plan_probes((IceServer("turn:h:3478", "1:u", "c"), IceServer("turn:h:3478?transport=udp", "1:u", "c")))
+    assert [p.name for p in bare] == ["turn:h:3478 over UDP", "turn:h:3478 over TCP"]
+    alone, _ = plan_probes((IceServer("turn:h:3478?transport=udp", "1:u", "c"),))
+    assert [p.name for p in alone] == ["turn:h:3478?transport=udp over UDP"]
 
 
 def test_route_shape_problems_name_what_clients_refuse() -> None:
@@ -198,7 +204,8 @@ def test_an_unreachable_turn_host_fails_within_its_own_timeout(
     with run_emulator(config) as emulator:
         run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", "--timeout", "30")
     turn = [p for p in run.probes() if p["name"].startswith("turn:")]
-    assert len(turn) == 2 and all(p["verdict"] == "fail" for p in turn)
+    assert [p["name"] for p in turn] == ["turn:192.0.2.1:3478?transport=udp over UDP"]
+    assert all(p["verdict"] == "fail" and p["blocking"] is False for p in turn)
     # Each probe is bounded by its own 1 s timeout (plus scheduling slack on a busy machine), not by the run's 30 s.
     assert all(p["ms"] < 1000 + 4000 for p in turn), turn
     assert run.checks["summary"]["verdict"] == "warn" and run.code == 0

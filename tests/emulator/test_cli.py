@@ -81,7 +81,8 @@ def test_hands_out_its_own_stun_server_by_default_and_says_so() -> None:
             "--turn-url and --turn-secret)"
         )
         token = client.post("/v1/realtime/client-secrets", headers={"Authorization": f"Bearer {DEV_API_KEY}"})
-        ice = client.get("/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token.json()['ephemeral_token']}"})
+        bearer = {"Authorization": f"Bearer {token.json()['ephemeral_token']}"}
+        ice = client.get("/v1/realtime/ice-config", headers=bearer)
         assert ice.json()["iceServers"] == [{"urls": [f"stun:127.0.0.1:{port}"]}]
         # A real STUN binding request, over UDP, to the URL handed out: it answers with this socket's address.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -67,5 +67,11 @@ def run(args: argparse.Namespace) -> int:
     options = DoctorOptions(timeout=args.timeout, ice_timeout=args.ice_timeout, route=args.route,
                             route_headers=tuple(args.headers), origin=args.origin)
     report = asyncio.run(run_checks(options))
-    print(report.dumps() if args.json else report.table())
+    try:
+        print(report.dumps() if args.json else report.table(), flush=True)
+    except BrokenPipeError:
+        # `orga-ai doctor | head`: the reader left. Point stdout at /dev/null so the exit flush does not fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return report.exit_code

@@ -6,9 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from orga_ai.testing import RunningEmulator
+from tests.support import free_port
+
+from .test_route import ROUTE
+from .test_serve import SECRET, Replica, replicas
 
 ORGA_AI = str(Path(sys.executable).with_name("orga-ai"))
 
@@ -63,3 +71,53 @@ def test_a_deny_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
     broken.write_bytes(b"\xff\xfe*\n")
     line = one_line(serve("--deny-file", str(broken)))
     assert "unreadable (UnicodeDecodeError)" in line
+
+
+# -- start-up warnings, on a running server --------------------------------------------------------------------------
+
+REDIS_PASSWORD = "redis-pass-Zq81-never-logged"
+
+
+def test_an_unreachable_redis_is_named_at_start_up_in_readyz_and_in_each_503_line(emulator: RunningEmulator) -> None:
+    dead = free_port()  # nothing listens here
+    env = {"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{dead}/0"}
+    with replicas(emulator, 1, env=env) as (replica,):
+        ready = httpx.get(replica.url + "/readyz", timeout=10)
+        refused = httpx.get(replica.url + ROUTE, headers={"Authorization": f"Bearer {SECRET}"}, timeout=10)
+        wait_for_line(replica, '"status":503')
+    where = f"redis://127.0.0.1:{dead}"
+    assert ready.status_code == 503
+    state = ready.json()["checks"]["rateLimiter"]
+    assert state.startswith(f"unavailable: {where}: ConnectionError:") and "refused" in state.lower(), state
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "rate_limiter_unavailable"
+    log = "".join(replica.stderr)
+    [warning] = [line for line in replica.stderr if "does not answer a PING" in line]
+    assert "WARNING" in warning and "--redis-url / ORGA_PROXY_REDIS_URL" in warning and where in warning
+    [access] = [line for line in replica.stderr if '"status":503' in line]
+    assert f"rate-limit storage: {where}: ConnectionError" in access, access
+    assert REDIS_PASSWORD not in log + ready.text + refused.text
+
+
+def wait_for_line(replica: Replica, text: str, timeout: float = 10) -> None:
+    """The access log is written in batches: wait (bounded) until a line with ``text`` arrived."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in replica.stderr):
+        assert time.monotonic() < deadline, "".join(replica.stderr)
+        time.sleep(0.05)
+
+
+def test_workers_without_redis_and_anonymous_beside_credentials_are_announced(emulator: RunningEmulator) -> None:
+    env = {"ORGA_PROXY_SHARED_SECRET": SECRET}
+    with replicas(emulator, 1, "--workers", "2", "--allow-anonymous", env=env) as (replica,):
+        pass
+    log = "".join(replica.stderr)
+    assert "--workers 2 without --redis-url: each worker counts its own callers" in log, log
+    assert "--allow-anonymous (ORGA_PROXY_ALLOW_ANONYMOUS) is ignored: credentials are configured" in log, log
+    assert SECRET not in log
+
+
+def test_a_lone_worker_with_credentials_starts_without_those_warnings(emulator: RunningEmulator) -> None:
+    with replicas(emulator, 1, env={"ORGA_PROXY_SHARED_SECRET": SECRET}) as (replica,):
+        pass
+    log = "".join(replica.stderr)
+    assert "without --redis-url" not in log and "is ignored" not in log and "PING" not in log

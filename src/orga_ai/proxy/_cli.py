@@ -233,6 +233,35 @@ def _check_deny_file(path: str | None) -> None:
             raise ServeSettingsError(f"--deny-file / ORGA_PROXY_DENY_FILE: {exc}") from None
 
 
+def _start_up_warnings(settings: Mapping[str, Any], app: Starlette) -> None:
+    """Say at start-up what would otherwise only show as odd behaviour later: a storage that does not answer, limits
+    that multiply with the workers, an option that another one overrides."""
+    log = logging.getLogger("orga_ai.proxy")
+    core = app.state.orga_proxy
+    limiter = core.rate_limiter
+    problem = limiter.check_sync()
+    limiter.close()  # the workers open their own connections
+    if problem:
+        log.warning(
+            "orga proxy: the rate-limit storage (--redis-url / ORGA_PROXY_REDIS_URL) does not answer a PING: %s; "
+            "every request is refused with 503 and /readyz answers 503 until it does",
+            problem,
+        )
+    if settings["workers"] > 1 and limiter.enabled and not limiter.distributed:
+        log.warning(
+            "orga proxy: --workers %d without --redis-url: each worker counts its own callers, so every limit is "
+            "up to %d times what --rate-limit / --global-rate-limit say; set --redis-url (ORGA_PROXY_REDIS_URL) to "
+            "share one count",
+            settings["workers"],
+            settings["workers"],
+        )
+    if settings["allow_anonymous"] and build_authenticator(settings) is not None:
+        log.warning(
+            "orga proxy: --allow-anonymous (ORGA_PROXY_ALLOW_ANONYMOUS) is ignored: credentials are configured, so "
+            "every caller must present one; remove one of the two"
+        )
+
+
 def _check_api_key() -> None:
     from .._client import AsyncOrgaAI
 
@@ -280,6 +309,7 @@ def _run(args: argparse.Namespace) -> int:
         app = build_app(settings)  # validated here; one worker serves it, more rebuild it from the environment
         limits_from_settings(settings)
         _check_api_key()
+        _start_up_warnings(settings, app)
     except ServeSettingsError as exc:
         print(f"{exc}" if str(exc).startswith("orga-ai serve") else f"orga-ai serve: {exc}", file=sys.stderr)
         return 2

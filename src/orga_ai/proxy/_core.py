@@ -858,7 +858,7 @@ class ProxyCore:
         breaker = self.breaker.state
         checks = {
             "config": "ok",
-            "rateLimiter": "ok" if storage_ok else "unavailable",
+            "rateLimiter": "ok" if storage_ok else f"unavailable: {self.rate_limiter.problem or 'no answer'}",
             "upstream": "ok" if breaker == "closed" else f"circuit {breaker.replace('_', '-')}",
             "minting": "on" if self.kill_switch.minting_enabled else "stopped",
             # Each worker answers for its own storage connection and breaker: say which one answered.

@@ -22,7 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._config import API_KEY_ENV, is_loopback_host, resolve_settings
+from .._config import API_KEY_ENV, INSECURE_BASE_URL_ENV, is_loopback_host, resolve_settings
 from .._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIPermissionError
 from .._ice import parse_ice_url
 from .._models import IceServer, SessionConfig, turn_username_expiry
@@ -99,8 +99,16 @@ def check_config(report: Report, options: DoctorOptions) -> Settings | None:
                          advice="fix the ORGA_* variable named above"))
         return None
     host = urlsplit(settings.base_url).hostname or ""
-    how = "https" if settings.base_url.startswith("https:") else "plain http to a loopback host (development only)"
-    report.add(Check("config", "base URL", "ok", detail=f"{settings.base_url} ({how})"))
+    if settings.base_url.startswith("https:"):
+        report.add(Check("config", "base URL", "ok", detail=f"{settings.base_url} (https)"))
+    elif is_loopback_host(host):
+        report.add(Check("config", "base URL", "ok",
+                         detail=f"{settings.base_url} (plain http to a loopback host: development only)"))
+    else:
+        report.add(Check("config", "base URL", "warn", blocking=False,
+                         detail=f"{settings.base_url} (plain http to another host, allowed by {INSECURE_BASE_URL_ENV})",
+                         advice=f"the key crosses the network in clear text: unset {INSECURE_BASE_URL_ENV} outside "
+                                "a development setup"))
     proxies = [(name, env.get(name) or env.get(name.lower()) or "") for name in _PROXY_VARS]
     used = [(name, value) for name, value in proxies if value.strip()]
     if used:

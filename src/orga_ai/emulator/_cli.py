@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
     """Register the ``emulator`` subcommand on the ``orga-ai`` dispatcher."""
     parser = subparsers.add_parser(
         "emulator",
-        help="run a local Orga Cloud emulator (tokens, ICE config, WebRTC calls, faults on demand)",
+        help="run a local Orga Cloud emulator: tokens, ICE config, calls, faults (needs orga-ai[emulator])",
         description=(
             "Run a local stand-in for Orga Cloud. It is a development tool: its /_emulator/ admin API "
             "(faults, clock, stats) has no authentication, so it binds to loopback unless --allow-remote."

@@ -330,9 +330,15 @@ def add_parser(subparsers: Any) -> None:
     """Register ``orga-ai serve``."""
     parser = subparsers.add_parser(
         "serve",
-        help="run the secure client-secrets proxy (needs authentication configured)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=f"Each flag also reads an environment variable ({OPTIONS[0].env}, ...); the flag wins.",
+        help="run the secure client-secrets proxy (needs orga-ai[proxy] and authentication configured)",
+        description=(
+            "Run the standalone client-secrets proxy: it authenticates your callers, rate-limits them and trades "
+            "ORGA_API_KEY for short-lived session credentials. It refuses to start without authentication "
+            "(a shared secret, JWTs or, for local development, --allow-anonymous). Needs pip install "
+            "'orga-ai[proxy]'."
+        ),
+        epilog=f"Each flag also reads an environment variable ({OPTIONS[0].env}, ...); the flag wins. "
+        "See docs/proxy.md.",
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)

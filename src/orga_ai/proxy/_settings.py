@@ -236,10 +236,18 @@ def secrets_on_command_line(args: argparse.Namespace | Mapping[str, Any] | None)
     return [option.flag for option in SECRET_OPTIONS if given.get(option.name)]
 
 
+def _shown_default(option: Option) -> str:
+    if option.kind == "bool":
+        return "default off"
+    if option.default in (None, []):
+        return "no default"
+    return f"default {option.default}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every option as a flag whose default is None, so "not given" is distinguishable from a value."""
     for option in OPTIONS:
-        text = f"{option.help} [env {option.env}]"
+        text = f"{option.help.replace('`', '')} [env {option.env}; {_shown_default(option)}]".replace("%", "%%")
         if option.kind == "bool":
             parser.add_argument(
                 option.flag, dest=option.name, action="store_const", const=True, default=None, help=text

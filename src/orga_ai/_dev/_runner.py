@@ -169,10 +169,11 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     ice = IceSetup()
     try:
         try:
-            for flag, port in zip(("--port", "--emulator-port"), ports):
+            for port in ports:
                 # Bound here, before uvicorn starts, so a busy port is one clear line and not a traceback.
                 sockets.append(bind(args.host, port))
         except OSError as exc:
+            flag = ("--port", "--emulator-port")[len(sockets)]
             print(f"orga-ai dev: cannot bind {args.host}:{port} ({flag}): {exc.strerror or exc}; choose another "
                   f"with {flag}", file=sys.stderr)
             return 1

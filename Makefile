@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# make dev PORT=8001 EMULATOR_PORT=8788: other ports, when the defaults are taken.
+PORT          ?= 8000
+EMULATOR_PORT ?= 8787
 dev: setup
-	$(BIN)/orga-ai dev
+	$(BIN)/orga-ai dev --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

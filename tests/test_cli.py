@@ -6,6 +6,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 ORGA = [sys.executable, "-m", "orga_ai.cli"]
 
 
@@ -55,3 +57,35 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in ("session", "emulator", "serve", "dev"):
         assert command in result.stdout
+
+
+# -- help texts: plain sentences, defaults shown, extras named ------------------------------------------------------
+
+
+def help_of(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "orga_ai.cli", *args, "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())  # argparse wraps lines: compare words
+
+
+@pytest.mark.parametrize("command", ["serve", "doctor", "emulator", "dev"])
+def test_help_is_plain_text(command: str) -> None:
+    text = help_of(command)
+    for markup in ("``", ":mod:", ":class:", ":func:", "`"):
+        assert markup not in text, (markup, text)
+
+
+def test_serve_help_shows_each_default_and_variable() -> None:
+    text = help_of("serve")
+    assert "Port to listen on. [env ORGA_PROXY_PORT; default 8080]" in text
+    assert "[env ORGA_PROXY_RATE_LIMIT; default 10/minute]" in text
+    assert "[env ORGA_PROXY_ALLOW_ANONYMOUS; default off]" in text
+    assert "pip install 'orga-ai[proxy]'" in text
+
+
+def test_top_level_help_names_the_extras() -> None:
+    text = help_of()
+    assert "(needs orga-ai[proxy] and authentication configured)" in text
+    assert "(needs orga-ai[all])" in text and "(needs orga-ai[emulator])" in text
+    assert "STUN/TURN checks need orga-ai[doctor]" in text

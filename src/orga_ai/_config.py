@@ -7,6 +7,7 @@ that was not given (left as ``None``); the built-in default fills the rest.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -24,9 +25,11 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_TIMEOUT",
+    "INSECURE_BASE_URL_ENV",
     "USER_AGENT",
     "Settings",
     "is_loopback_host",
+    "key_looks_live",
     "resolve_settings",
 ]
 
@@ -139,8 +142,22 @@ def _header_value_ok(value: str) -> bool:
     return all(ch == "\t" or " " <= ch <= "~" or "\x80" <= ch <= "\xff" for ch in value)
 
 
-def validate_base_url(url: str) -> str:
-    """Check that ``url`` is an absolute https URL (http only to a loopback host) and strip its trailing slash."""
+INSECURE_BASE_URL_ENV = "ORGA_ALLOW_INSECURE_BASE_URL"
+"""Set to 1 to allow plain http to a non-loopback base URL (an emulator in another container), with a key that does
+not look live."""
+_NOT_LIVE_KEY_MARKERS = ("_local_", "_test_", "_emulator_", "_dev_")
+
+
+def key_looks_live(key: str) -> bool:
+    """Whether an API key could open the real Orga Cloud: anything but a key marked local, test, emulator or dev
+    (``sk_orga_ai_local_emulator_dev_key``, ``sk_orga_ai_test_...``)."""
+    rest = "_" + key.removeprefix("sk_orga_ai_") + "_"
+    return not any(marker in rest for marker in _NOT_LIVE_KEY_MARKERS)
+
+
+def validate_base_url(url: str, *, allow_insecure: bool = False) -> str:
+    """Check that ``url`` is an absolute https URL (http only to a loopback host, or anywhere with ``allow_insecure``)
+    and strip its trailing slash."""
     if not isinstance(url, str) or not url:
         raise OrgaAIConfigurationError("base_url must be a non-empty URL string")
     parts = urlsplit(url)
@@ -160,10 +177,11 @@ def validate_base_url(url: str) -> str:
         raise OrgaAIConfigurationError("base_url must not carry a query or a fragment")
     if not parts.path.isascii() or any(ch.isspace() or not ch.isprintable() for ch in parts.path):
         raise OrgaAIConfigurationError("base_url's path must be ASCII without spaces: percent-encode it")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure:
         raise OrgaAIConfigurationError(
             f"base_url {url!r} uses plain http to a non-loopback host, which would send the API key in clear "
-            "text; use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)"
+            "text; use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1, or, for an emulator "
+            f"in another container with a non-live key, with {INSECURE_BASE_URL_ENV}=1)"
         )
     return url.rstrip("/")
 
@@ -183,7 +201,9 @@ def resolve_settings(
     env = os.environ if environ is None else environ
 
     key = api_key if api_key is not None else _env(API_KEY_ENV, env)
-    if key is None or not isinstance(key, str) or not key.strip():
+    if key is not None and not isinstance(key, str):
+        raise OrgaAIConfigurationError(f"api_key must be a string (sk_orga_ai_...), not {type(key).__name__}")
+    if key is None or not key.strip():
         raise OrgaAIConfigurationError(
             f"No API key: pass api_key=... or set the {API_KEY_ENV} environment variable. "
             "Keep the key on your server; browsers and apps get ephemeral tokens instead."
@@ -197,6 +217,7 @@ def resolve_settings(
     if timeout is None:
         raw = _env("ORGA_TIMEOUT", env)
         timeout = _parse_float(raw, "ORGA_TIMEOUT") if raw is not None else DEFAULT_TIMEOUT
+        timeout = validate_timeout(timeout, "ORGA_TIMEOUT" if raw is not None else "timeout")
     timeout = validate_timeout(timeout)
 
     if max_retries is None:
@@ -207,6 +228,8 @@ def resolve_settings(
     if debug is None:
         raw = _env("ORGA_DEBUG", env)
         debug = _parse_bool(raw, "ORGA_DEBUG") if raw is not None else False
+    elif not isinstance(debug, bool):  # as strict as ORGA_DEBUG: "maybe" is neither
+        raise OrgaAIConfigurationError(f"debug must be True or False, not {debug!r}")
 
     headers: dict[str, str] = {}
     for name, value in (default_headers or {}).items():
@@ -226,9 +249,26 @@ def resolve_settings(
     if not math.isfinite(retry_after_cap) or retry_after_cap < 0:
         raise OrgaAIConfigurationError("max_retry_after must be a finite number of seconds >= 0")
 
+    raw = _env(INSECURE_BASE_URL_ENV, env)
+    allow_insecure = _parse_bool(raw, INSECURE_BASE_URL_ENV) if raw is not None else False
+    checked_url = validate_base_url(url, allow_insecure=allow_insecure)
+    parts = urlsplit(checked_url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        if key_looks_live(key):
+            raise OrgaAIConfigurationError(
+                f"{INSECURE_BASE_URL_ENV} is set, but the API key looks live: it would cross the network in clear "
+                f"text to {checked_url}; use https, or an emulator key (sk_orga_ai_local_..., sk_orga_ai_test_...)"
+            )
+        logging.getLogger("orga_ai").warning(
+            "orga-ai: %s is set: the API key and tokens go in CLEAR TEXT to %s (an emulator, not Orga Cloud); "
+            "never set it in production",
+            INSECURE_BASE_URL_ENV,
+            checked_url,
+        )
+
     return Settings(
         api_key=Secret(key),
-        base_url=validate_base_url(url),
+        base_url=checked_url,
         timeout=timeout,
         max_retries=max_retries,
         debug=bool(debug),

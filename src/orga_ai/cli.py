@@ -36,6 +36,7 @@ def _mask(token: str) -> str:
 def _session(args: argparse.Namespace) -> int:
     from . import OrgaAI, OrgaAIError
 
+    orga: OrgaAI | None = None
     try:
         with OrgaAI(timeout=args.timeout, base_url=args.base_url) as orga:
             started = time.perf_counter()
@@ -45,7 +46,7 @@ def _session(args: argparse.Namespace) -> int:
             servers = orga.fetch_ice_servers(token)
             ice_ms = (time.perf_counter() - started) * 1000
     except OrgaAIError as exc:
-        print(f"orga-ai session: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"orga-ai session: {type(exc).__name__}: {_name_endpoint(str(exc), orga)}", file=sys.stderr)
         return 1
     ice = [server.to_dict() for server in servers]
     if not args.show_token:
@@ -68,9 +69,27 @@ def _session(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_endpoint(message: str, orga: object) -> str:
+    """The SDK's errors speak of "Orga Cloud"; when the base URL is another endpoint (the emulator, say), name it."""
+    from ._config import DEFAULT_BASE_URL, is_loopback_host
+
+    base_url = getattr(orga, "base_url", None)
+    if not base_url or base_url.rstrip("/") == DEFAULT_BASE_URL:
+        return message
+    from urllib.parse import urlsplit
+
+    local = is_loopback_host(urlsplit(base_url).hostname or "")
+    where = f"the local endpoint {base_url} (ORGA_BASE_URL)" if local else f"{base_url} (ORGA_BASE_URL)"
+    return message.replace("Orga Cloud", where)
+
+
 def _missing_line(command: str, extra: str, error: ImportError) -> str:
-    missing = f"{error.name} is not installed" if error.name else str(error)
-    return f"orga-ai {command} needs the {extra.partition('[')[2].rstrip(']')} extra ({missing}): pip install '{extra}'"
+    from ._extras import extra_message
+
+    name = extra.partition("[")[2].rstrip("]")
+    if error.name:
+        return extra_message(f"orga-ai {command}", name, [error.name])
+    return f"orga-ai {command} needs the {name} extra ({error}): pip install '{extra}'"
 
 
 def _missing_extra(command: str, extra: str, error: ImportError) -> Callable[[argparse.Namespace], int]:

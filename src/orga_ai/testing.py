@@ -20,6 +20,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._extras import require_extra
+
+require_extra("orga_ai.testing", "emulator")
+
 import httpx
 
 from .emulator import ADMIN_HEADER, EmulatorConfig, create_app

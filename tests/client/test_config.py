@@ -122,3 +122,59 @@ def test_repr_shows_a_fingerprint_not_the_key() -> None:
         assert KEY not in text
         assert KEY[:12] not in text
         assert client.api_key_fingerprint in text
+
+
+# -- a new user's mistakes: one true sentence each -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [OrgaAI, AsyncOrgaAI])
+def test_a_key_that_is_not_a_string_is_named_as_such(cls: type[OrgaAI] | type[AsyncOrgaAI]) -> None:
+    with pytest.raises(OrgaAIConfigurationError, match="api_key must be a string") as caught:
+        cls(api_key=12345)  # type: ignore[arg-type]
+    assert "No API key" not in str(caught.value)
+
+
+@pytest.mark.parametrize("debug", ["maybe", "yes", 1])
+def test_debug_takes_a_bool_as_strictly_as_orga_debug(debug: object) -> None:
+    with pytest.raises(OrgaAIConfigurationError, match="debug must be True or False"):
+        OrgaAI(api_key=KEY, debug=debug)  # type: ignore[arg-type]
+
+
+def test_a_bad_orga_timeout_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGA_API_KEY", KEY)
+    monkeypatch.setenv("ORGA_TIMEOUT", "-5")
+    with pytest.raises(OrgaAIConfigurationError, match=r"^ORGA_TIMEOUT must be a positive"):
+        OrgaAI()
+
+
+# -- plain http to another host: an explicit, loud opt-in, for an emulator in another container -------------------
+
+
+def test_insecure_base_url_needs_the_switch_and_is_loud_with_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator_key = "sk_orga_ai_local_emulator_dev_key"
+    with pytest.raises(OrgaAIConfigurationError, match="ORGA_ALLOW_INSECURE_BASE_URL=1"):
+        OrgaAI(api_key=emulator_key, base_url="http://emulator:8787")
+    monkeypatch.setenv("ORGA_ALLOW_INSECURE_BASE_URL", "1")
+    with caplog.at_level("WARNING", logger="orga_ai"):
+        client = OrgaAI(api_key=emulator_key, base_url="http://emulator:8787")
+    assert client.base_url == "http://emulator:8787"
+    [warning] = [r for r in caplog.records if "ORGA_ALLOW_INSECURE_BASE_URL" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "CLEAR TEXT to http://emulator:8787" in warning.getMessage()
+    assert emulator_key not in caplog.text
+    client.close()
+
+
+@pytest.mark.parametrize("key", ["sk_orga_ai_0f3a9c2d7e1b4a6c8d0e", "sk_orga_ai_prod_key_abcdef123456"])
+def test_insecure_base_url_is_refused_with_a_key_that_looks_live(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGA_ALLOW_INSECURE_BASE_URL", "1")
+    with pytest.raises(OrgaAIConfigurationError, match="the API key looks live") as caught:
+        OrgaAI(api_key=key, base_url="http://emulator:8787")
+    assert key not in str(caught.value)
+
+
+def test_the_switch_is_read_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGA_ALLOW_INSECURE_BASE_URL", "please")
+    with pytest.raises(OrgaAIConfigurationError, match="ORGA_ALLOW_INSECURE_BASE_URL must be 1/0"):
+        OrgaAI(api_key=KEY, base_url="http://emulator:8787")

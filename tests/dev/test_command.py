@@ -35,7 +35,14 @@ def test_a_busy_port_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> No
         busy.listen()
         port = busy.getsockname()[1]
         assert main(["dev", "--port", str(port), "--emulator-port", str(free_port()), "--no-coturn"]) == 1
-    assert f"cannot bind 127.0.0.1:{port}" in capsys.readouterr().err
+    assert f"cannot bind 127.0.0.1:{port} (--port)" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dev", "--port", str(free_port()), "--emulator-port", str(port), "--no-coturn"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot bind 127.0.0.1:{port} (--emulator-port)" in err and "choose another with --emulator-port" in err
 
 
 def test_serves_the_page_its_config_and_a_cors_ready_emulator(dev_server: DevServer) -> None:

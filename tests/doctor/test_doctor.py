@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,12 @@ def test_probes_cover_each_url_and_transport_once() -> None:
     ]
     assert unusable == ["stuns:h:5349", "turn:h:99999"]
     assert "c" not in repr(probes[1]).replace("turn", "")
+    # Each line names the URL a browser would use over that transport: ?transport= is honoured.
+    assert [p.name for p in probes[1:3]] == ["turn:h:3478?transport=udp over UDP", "turn:h:3478?transport=tcp over TCP"]
+    bare, _ = plan_probes((IceServer("turn:h:3478", "1:u", "c"), IceServer("turn:h:3478?transport=udp", "1:u", "c")))
+    assert [p.name for p in bare] == ["turn:h:3478 over UDP", "turn:h:3478 over TCP"]
+    alone, _ = plan_probes((IceServer("turn:h:3478?transport=udp", "1:u", "c"),))
+    assert [p.name for p in alone] == ["turn:h:3478?transport=udp over UDP"]
 
 
 def test_route_shape_problems_name_what_clients_refuse() -> None:
@@ -197,7 +204,8 @@ def test_an_unreachable_turn_host_fails_within_its_own_timeout(
     with run_emulator(config) as emulator:
         run = doctor(monkeypatch, capsys, caplog, emulator, "--ice-timeout", "1", "--timeout", "30")
     turn = [p for p in run.probes() if p["name"].startswith("turn:")]
-    assert len(turn) == 2 and all(p["verdict"] == "fail" for p in turn)
+    assert [p["name"] for p in turn] == ["turn:192.0.2.1:3478?transport=udp over UDP"]
+    assert all(p["verdict"] == "fail" and p["blocking"] is False for p in turn)
     # Each probe is bounded by its own 1 s timeout (plus scheduling slack on a busy machine), not by the run's 30 s.
     assert all(p["ms"] < 1000 + 4000 for p in turn), turn
     assert run.checks["summary"]["verdict"] == "warn" and run.code == 0
@@ -341,3 +349,22 @@ def test_without_aioice_the_ice_checks_are_one_line(emulator: RunningEmulator, t
     lines = [line for line in done.stdout.splitlines() if "aioice" in line]
     assert len(lines) == 1 and "pip install 'orga-ai[doctor]'" in lines[0], done.stdout
     assert done.returncode == 0, done.stdout
+
+
+def test_against_a_plain_orga_ai_emulator_a_session_can_be_set_up(tmp_path: Path) -> None:
+    # docs/doctor.md's recipe, as a user runs it: `orga-ai emulator`, then `orga-ai doctor` with its export line.
+    from tests.emulator.test_cli import cli
+
+    with cli() as (url, _):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")}
+        env.update({"ORGA_API_KEY": "sk_orga_ai_local_emulator_dev_key", "ORGA_BASE_URL": url})
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "orga_ai.cli", "doctor", "--json"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        took = time.monotonic() - started
+    run = Run(done.returncode, done.stdout)
+    assert run.code == 0, run.out
+    assert took < 4, took  # no probe waits out its timeout
+    [probe] = run.probes()
+    assert probe["verdict"] == "ok" and probe["name"] == f"stun:127.0.0.1:{url.rsplit(':', 1)[1]} over UDP"
+    assert run.checks["summary"]["verdict"] == "ok"

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, li
     )
     try:
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(4)]
+        banner = [process.stdout.readline() for _ in range(5)]
         match = re.search(r"listening on (http://\S+)", banner[0])
         assert match, banner
         # The banner is printed before uvicorn starts serving; wait until it answers.
@@ -72,6 +73,26 @@ def test_prints_url_dev_key_and_export_line_then_serves() -> None:
         assert response.status_code == 200
 
 
+def test_hands_out_its_own_stun_server_by_default_and_says_so() -> None:
+    with cli() as (url, banner), httpx.Client(base_url=url) as client:
+        port = int(url.rsplit(":", 1)[1])
+        assert banner[4].strip() == (
+            f"ICE servers handed out: stun:127.0.0.1:{port} (the emulator's built-in STUN server; no TURN: pass "
+            "--turn-url and --turn-secret)"
+        )
+        token = client.post("/v1/realtime/client-secrets", headers={"Authorization": f"Bearer {DEV_API_KEY}"})
+        bearer = {"Authorization": f"Bearer {token.json()['ephemeral_token']}"}
+        ice = client.get("/v1/realtime/ice-config", headers=bearer)
+        assert ice.json()["iceServers"] == [{"urls": [f"stun:127.0.0.1:{port}"]}]
+        # A real STUN binding request, over UDP, to the URL handed out: it answers with this socket's address.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(5)
+            transaction = b"orga-ai-test"
+            udp.sendto(bytes.fromhex("000100002112a442") + transaction, ("127.0.0.1", port))
+            answer, _ = udp.recvfrom(2048)
+        assert answer[:2] == bytes.fromhex("0101") and answer[8:20] == transaction  # a binding success response
+
+
 def test_options_configure_the_emulator() -> None:
     key = "sk_orga_ai_from_the_cli"
     args = ("--api-key", key, "--ttl", "30", "--token-form", "howto", "--quota", "1",
@@ -83,6 +104,7 @@ def test_options_configure_the_emulator() -> None:
         ice = client.get("/v1/realtime/ice-config", headers={"Authorization": f"Bearer {token['ephemeralToken']}"})
         stun, turn = ice.json()["iceServers"]
         assert (stun["urls"], turn["urls"]) == (["stun:127.0.0.1:9"], ["turn:127.0.0.1:10"])
+        assert "ICE servers handed out: as given: stun:127.0.0.1:9, turn:127.0.0.1:10" in banner[4]
         limited = client.post("/v1/realtime/client-secrets", headers={"Authorization": f"Bearer {key}"})
         assert limited.status_code == 429
 

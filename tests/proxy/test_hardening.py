@@ -271,11 +271,10 @@ def test_deny_file_swapped_for_one_of_the_same_size_and_time_is_reloaded(proxy: 
     assert client.get(ROUTE, headers=mallory).status_code == 200
 
 
-def test_deny_file_missing_at_start_up_is_not_ready(proxy: ProxyFactory, tmp_path: Path) -> None:
-    client = proxy(deny_file=str(tmp_path / "absent.txt"))
-    ready = client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["checks"]["denyFile"] == "missing"
+def test_deny_file_missing_at_start_up_is_refused(proxy: ProxyFactory, tmp_path: Path) -> None:
+    # No last good list exists yet: starting would mint for everyone the file meant to deny.
+    with pytest.raises(ValueError, match=r"absent\.txt.* is missing: fix the path"):
+        proxy(deny_file=str(tmp_path / "absent.txt"))
 
 
 # -- keyed fingerprints ----------------------------------------------------------------------------------------------

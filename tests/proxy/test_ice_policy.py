@@ -78,6 +78,21 @@ def test_a_policy_that_leaves_nothing_is_a_500_in_words(
     assert "ICE policy" in caplog.text and "left none" in caplog.text
 
 
+def test_a_policy_that_leaves_nothing_logs_one_line_and_stops_spending_tokens(
+    proxy: ProxyFactory, emulator: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = proxy(allow_anonymous=True, ice_policy=IcePolicy(transports={"tls"}))
+    minted = emulator.stats()["tokens_issued"]
+    statuses = [client.get(ROUTE).status_code for _ in range(3)]
+    assert statuses == [500, 500, 500]
+    # Only the first request asked Orga: the next ones, within the retry window, spend no token.
+    assert emulator.stats()["tokens_issued"] == minted + 1
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "orga_ai.proxy"]
+    assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
+    assert "unexpected error" not in caplog.text and "Traceback" not in caplog.text
+    assert "refusing for 30 s without asking Orga" in errors[0].getMessage()
+
+
 def test_serve_settings_build_the_policy() -> None:
     env = {"ORGA_PROXY_ICE_TRANSPORT": "tcp,tls", "ORGA_PROXY_ICE_MAX_SERVERS": "3"}
     assert ice_policy(resolve({}, env)) == IcePolicy(transports={"tcp", "tls"}, max_servers=3)

@@ -136,7 +136,7 @@ def test_fastapi_refuses_a_wildcard_cors_middleware_at_start_up() -> None:
 def test_serve_refuses(flag: list[str], words: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGA_")} | {"ORGA_API_KEY": "sk_orga_ai_x"}
     result = subprocess.run(
-        [sys.executable, "-m", "orga_ai.cli", "serve", "--allow-anonymous", "--port", "0", *flag],
+        [sys.executable, "-m", "orga_ai.cli", "serve", "--allow-anonymous", "--port", "8080", *flag],
         env=env,
         capture_output=True,
         text=True,

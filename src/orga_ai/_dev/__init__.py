@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     """Register the ``dev`` subcommand on the ``orga-ai`` dispatcher."""
     parser = subparsers.add_parser(
         "dev",
-        help="run the emulator, the proxy and a demo page together on loopback (the whole flow, locally)",
+        help="run the emulator, the proxy and a demo page together on loopback (needs orga-ai[all])",
         description=(
             "Serve the Orga emulator, the proxy route /api/orga-client-secrets (anonymous access) and a demo page "
             "that opens a real WebRTC session through them. With ORGA_API_KEY set, the real Orga Cloud replaces "

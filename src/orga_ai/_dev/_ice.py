@@ -8,18 +8,16 @@ or, without coturn, a minimal STUN binding responder (host and server-reflexive 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-__all__ = ["IceSetup", "StunResponder", "start_coturn", "stop_coturn", "udp_socket"]
+from ..emulator._stun import StunResponder, serve_stun, udp_socket
+
+__all__ = ["IceSetup", "StunResponder", "serve_stun", "start_coturn", "stop_coturn", "udp_socket"]
 
 COTURN_START_TIMEOUT = 3.0
 """Seconds coturn gets to start listening before the dev server gives up on it."""
@@ -43,17 +41,6 @@ class IceSetup:
     description: str = ""
     coturn: subprocess.Popen[bytes] | None = None
     stun_socket: socket.socket | None = None
-
-
-def udp_socket(host: str, port: int = 0) -> socket.socket:
-    """A UDP socket bound to ``host:port`` (0 picks a free port)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def _free_udp_port(host: str) -> int:
@@ -117,40 +104,3 @@ def stop_coturn(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-class StunResponder(asyncio.DatagramProtocol):
-    """Answers STUN binding requests with the sender's address (RFC 5389 XOR-MAPPED-ADDRESS); ignores the rest."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport: a cast, not a check.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        from aioice import stun
-
-        try:
-            request = stun.parse_message(data)
-        except ValueError:
-            return
-        if request.message_method != stun.Method.BINDING or request.message_class != stun.Class.REQUEST:
-            return
-        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id)
-        response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
-        response.add_fingerprint()
-        if self.transport is not None:
-            self.transport.sendto(bytes(response), addr)
-
-
-@contextlib.asynccontextmanager
-async def serve_stun(sock: socket.socket) -> AsyncIterator[asyncio.DatagramTransport]:
-    """Serve :class:`StunResponder` on a bound UDP socket for the duration of the block."""
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(StunResponder, sock=sock)
-    try:
-        yield transport
-    finally:
-        transport.close()

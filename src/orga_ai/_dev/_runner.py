@@ -173,7 +173,9 @@ def run_dev(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
                 # Bound here, before uvicorn starts, so a busy port is one clear line and not a traceback.
                 sockets.append(bind(args.host, port))
         except OSError as exc:
-            print(f"orga-ai dev: cannot bind {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            flag = ("--port", "--emulator-port")[len(sockets)]
+            print(f"orga-ai dev: cannot bind {args.host}:{port} ({flag}): {exc.strerror or exc}; choose another "
+                  f"with {flag}", file=sys.stderr)
             return 1
         page_url = _url(args.host, args.port)
         servers: list[tuple[str, _Server, socket.socket]] = []

@@ -41,19 +41,25 @@ def add_parser(subparsers: Any) -> None:
     """Register ``orga-ai doctor``."""
     parser = subparsers.add_parser(
         "doctor",
-        help="check key, network, clock, STUN/TURN reachability and your route: why calls fail",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        help="check key, network, clock, STUN/TURN reachability and your route: why calls fail "
+        "(STUN/TURN checks need orga-ai[doctor])",
+        description=(
+            "Find out why calls fail. From this host and with this environment's ORGA_* settings, check the "
+            "configuration, the network path to Orga Cloud, the API key (one token is minted), the clock, every "
+            "STUN/TURN server over every transport, and optionally your own proxy route. The STUN/TURN checks need "
+            "pip install 'orga-ai[doctor]'."
+        ),
         epilog="Mints one token (it is never printed). Exit 0: a session can be set up from this host; 1: not.",
     )
     add = parser.add_argument
-    add("--json", action="store_true", help="print the verdicts as JSON")
+    add("--json", action="store_true", help="print the verdicts as JSON (default: a table)")
     add("--timeout", type=_positive, default=10.0, help="seconds for each HTTP check (default 10)")
     add("--ice-timeout", type=_positive, default=DEFAULT_ICE_TIMEOUT,
         help=f"seconds for each STUN binding or TURN allocation (default {DEFAULT_ICE_TIMEOUT:g})")
     add("--route", metavar="URL", help="also check your own proxy route at URL (it mints one more token)")
     add("--header", dest="headers", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
         help="a header to send to --route, e.g. 'Authorization: Bearer ...' (repeatable; never printed)")
-    add("--origin", help="send this Origin to --route and check its CORS answer")
+    add("--origin", help="send this Origin to --route and check its CORS answer (default: no Origin)")
     parser.set_defaults(handler=run)
 
 
@@ -67,5 +73,11 @@ def run(args: argparse.Namespace) -> int:
     options = DoctorOptions(timeout=args.timeout, ice_timeout=args.ice_timeout, route=args.route,
                             route_headers=tuple(args.headers), origin=args.origin)
     report = asyncio.run(run_checks(options))
-    print(report.dumps() if args.json else report.table())
+    try:
+        print(report.dumps() if args.json else report.table(), flush=True)
+    except BrokenPipeError:
+        # `orga-ai doctor | head`: the reader left. Point stdout at /dev/null so the exit flush does not fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return report.exit_code

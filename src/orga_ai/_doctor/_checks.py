@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._config import API_KEY_ENV, is_loopback_host, resolve_settings
+from .._config import API_KEY_ENV, INSECURE_BASE_URL_ENV, is_loopback_host, resolve_settings
 from .._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIPermissionError
 from .._ice import parse_ice_url
 from .._models import IceServer, SessionConfig, turn_username_expiry
@@ -98,8 +99,16 @@ def check_config(report: Report, options: DoctorOptions) -> Settings | None:
                          advice="fix the ORGA_* variable named above"))
         return None
     host = urlsplit(settings.base_url).hostname or ""
-    how = "https" if settings.base_url.startswith("https:") else "plain http to a loopback host (development only)"
-    report.add(Check("config", "base URL", "ok", detail=f"{settings.base_url} ({how})"))
+    if settings.base_url.startswith("https:"):
+        report.add(Check("config", "base URL", "ok", detail=f"{settings.base_url} (https)"))
+    elif is_loopback_host(host):
+        report.add(Check("config", "base URL", "ok",
+                         detail=f"{settings.base_url} (plain http to a loopback host: development only)"))
+    else:
+        report.add(Check("config", "base URL", "warn", blocking=False,
+                         detail=f"{settings.base_url} (plain http to another host, allowed by {INSECURE_BASE_URL_ENV})",
+                         advice=f"the key crosses the network in clear text: unset {INSECURE_BASE_URL_ENV} outside "
+                                "a development setup"))
     proxies = [(name, env.get(name) or env.get(name.lower()) or "") for name in _PROXY_VARS]
     used = [(name, value) for name, value in proxies if value.strip()]
     if used:
@@ -120,6 +129,28 @@ def check_config(report: Report, options: DoctorOptions) -> Settings | None:
 
 
 # -- DNS, TCP, TLS ---------------------------------------------------------------------------------------------------
+
+
+def _refused(exc: BaseException) -> bool:
+    # asyncio reports a refusal on several addresses as one OSError whose message lists each ("Multiple exceptions").
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return True
+    codes = re.findall(r"\[Errno (\d+)\]", str(exc)) if str(exc).startswith("Multiple exceptions") else []
+    return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
+
+
+def _tcp_advice(exc: BaseException, host: str, port: int) -> str:
+    """What to do when the base URL's TCP port does not connect: a refusal is nothing listening, not a firewall."""
+    if _refused(exc):
+        if is_loopback_host(host):
+            return (f"nothing listens on {host}:{port}: start the local emulator (orga-ai emulator --port {port}), "
+                    "or unset ORGA_BASE_URL to check Orga Cloud")
+        return f"nothing listens on {host}:{port}, or a firewall rejects the connection: check ORGA_BASE_URL"
+    if is_loopback_host(host):
+        return f"the local endpoint {host}:{port} accepts no connection in time: is it stuck or overloaded?"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"a firewall or proxy may drop outbound TCP {port} (STUN/TURN aside, HTTPS_PROXY applies to the SDK)"
+    return f"check the network path from this host to {host}:{port}"
 
 
 async def check_network(report: Report, settings: Settings, timeout: float) -> bool:
@@ -146,7 +177,7 @@ async def check_network(report: Report, settings: Settings, timeout: float) -> b
     except (OSError, asyncio.TimeoutError) as exc:
         why = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
         report.add(Check("network", f"TCP {host}:{port}", "fail", time.perf_counter() - started, why,
-                         f"a firewall or proxy may block outbound TCP {port}; see HTTPS_PROXY"))
+                         _tcp_advice(exc, host, port)))
         return False
     writer.close()
     with _quiet():
@@ -324,11 +355,12 @@ def _describe_servers(report: Report, servers: tuple[IceServer, ...], took: floa
 
 
 async def check_ice(report: Report, config: SessionConfig, timeout: float) -> None:
+    from .._extras import MissingExtraError, require_extra
+
     try:
-        import aioice  # noqa: F401
-    except ImportError:
-        report.add(Check("ice", "reachability", "skip",
-                         detail="aioice is not installed: pip install 'orga-ai[doctor]'", blocking=False))
+        require_extra("the STUN/TURN checks", "doctor")
+    except MissingExtraError as exc:
+        report.add(Check("ice", "reachability", "skip", detail=str(exc), blocking=False))
         return
     from ._probe import plan_probes, run_probe
 
@@ -414,6 +446,26 @@ def route_shape_problems(body: Any) -> list[str]:
     return problems
 
 
+def route_advice(status: int, code: str | None, options: DoctorOptions, request_id: str | None) -> str:
+    """What to do about a route that did not answer 200: the refusal's code says which setting is at fault."""
+    log_line = (f"the route's log line for request id {request_id}" if request_id
+                else "the route's log (it sent no X-Request-ID)")
+    if code == "origin_not_allowed":
+        return (f"the route refuses Origin {options.origin}: add that exact origin to the route's CORS allowlist "
+                "(orga-ai serve: --cors-origin / ORGA_PROXY_CORS_ORIGIN)")
+    if code == "principal_denied":
+        return f"the deny list refuses this caller (--deny-file); see {log_line}"
+    if status in (401, 403):
+        if not options.route_headers:
+            return "the route wants credentials: pass --header 'Authorization: Bearer ...' as your app would"
+        sent = ", ".join(sorted(name for name, _ in options.route_headers))
+        return (f"the route refused the credentials sent ({sent}): check that they are valid, current and meant for "
+                f"this route (a token that expired, another secret); see {log_line}")
+    if status == 404:
+        return f"nothing is served at this path: check the --route URL against the route's path; see {log_line}"
+    return f"see {log_line}"
+
+
 async def check_route(report: Report, options: DoctorOptions) -> None:
     import aiohttp
 
@@ -444,10 +496,9 @@ async def check_route(report: Report, options: DoctorOptions) -> None:
     if status != 200:
         code = body.get("error", {}).get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) \
             else None
-        advice = ("the route wants credentials: pass --header 'Authorization: Bearer ...' as your app would"
-                  if status in (401, 403) else "see the route's log line for this request id")
         report.add(Check("route", "status", "fail", took,
-                         f"HTTP {status}{f' ({code})' if code else ''}; headers sent: {names}", advice,
+                         f"HTTP {status}{f' ({code})' if code else ''}; headers sent: {names}",
+                         route_advice(status, code, options, got.get("x-request-id")),
                          data={"status": status, "requestId": got.get("x-request-id")}))
         return
     report.add(Check("route", "status", "ok", took, f"HTTP 200 in {_ms(took)}; headers sent: {names}",

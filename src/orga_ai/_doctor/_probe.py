@@ -1,7 +1,8 @@
 """ICE reachability from this host: a STUN binding or a TURN allocation per URL and transport, with aioice.
 
 :func:`plan_probes` (pure) turns the ICE servers Orga returned into probes: ``stun:`` is a binding over UDP,
-``turn:`` an allocation over UDP and over TCP, ``turns:`` an allocation over TLS. :func:`run_probe` performs one
+``turn:`` an allocation over UDP and over TCP (only the one its ``?transport=`` names, when it names one),
+``turns:`` an allocation over TLS. :func:`run_probe` performs one
 with the issued credentials, bounded by its own timeout. aioice (``orga-ai[doctor]``, also in ``orga-ai[webrtc]``)
 speaks STUN/TURN; nothing here encodes a message by hand.
 """
@@ -55,6 +56,9 @@ def plan_probes(servers: Iterable[IceServer]) -> tuple[list[Probe], list[str]]:
                 continue
             if parsed.scheme == "stun":
                 plan = [("stun", "udp")]
+            elif parsed.scheme == "turn" and "?" in url:
+                # ?transport=udp|tcp: a browser reaches this URL over that transport only.
+                plan = [("turn", parsed.transport)]
             elif parsed.scheme == "turn":
                 plan = [("turn", "udp"), ("turn", "tcp")]
             else:

@@ -26,6 +26,7 @@ class Check:
         detail: what was found, in one line; never a secret (fingerprints only).
         advice: on a warning or a failure, one sentence on what to do.
         blocking: whether a failure means no session can be set up (exit 1); a single ICE path failing does not.
+            ``--json`` shows it true on failures only: an ``ok`` or ``skip`` line blocks nothing.
         data: machine-readable facts for ``--json``.
     """
 
@@ -46,7 +47,7 @@ class Check:
             out["detail"] = self.detail
         if self.advice:
             out["advice"] = self.advice
-        out["blocking"] = self.blocking
+        out["blocking"] = self.blocking and self.verdict == "fail"  # only a failure can block a session
         if self.data:
             out["data"] = self.data
         return out

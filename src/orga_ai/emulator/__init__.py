@@ -28,6 +28,10 @@ cross-site request (no CORS on ``/_emulator/``) and takes POST/DELETE only with 
 Needs the ``orga-ai[emulator]`` extra.
 """
 
+from .._extras import require_extra
+
+require_extra("orga_ai.emulator", "emulator")
+
 from ._app import ADMIN_HEADER, EmulatedDrop, create_app
 from ._config import DEFAULT_QUOTA_PER_MINUTE, DEFAULT_TTL, DEV_API_KEY, EmulatorConfig
 from ._faults import BODY_KINDS, FAULT_HEADER, FAULT_PATHS, Fault, FaultError, parse_fault

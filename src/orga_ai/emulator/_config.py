@@ -31,6 +31,8 @@ DEFAULT_CALL_SECONDS = 300.0
 """A WebRTC peer of ``/v1/realtime/calls`` is closed after this many seconds, whatever the client does."""
 DEFAULT_STUN_URLS: tuple[str, ...] = ("stun:127.0.0.1:3478",)
 DEFAULT_TURN_URLS: tuple[str, ...] = ("turn:127.0.0.1:3478?transport=udp",)
+"""Placeholders of an in-process emulator: well-formed, but nothing answers them unless you run a server there.
+``orga-ai emulator`` replaces them with its own STUN server (docs/emulator.md)."""
 
 TokenForm = Literal["api", "howto"]
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")

@@ -50,11 +50,11 @@ class FunctionConfigurationError(ValueError):
 def require_installed(extra: str, *modules: str) -> None:
     """Refuse to start, in one line naming the extra, when a module the configuration needs is not installed
     (found without importing it: the import itself waits for the first invocation that uses it)."""
-    import importlib.util
+    from .._extras import missing_modules, not_installed
 
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    missing = missing_modules(*modules)
     if missing:
-        raise FunctionConfigurationError(f"{', '.join(missing)} is not installed: pip install 'orga-ai[{extra}]'")
+        raise FunctionConfigurationError(f"{not_installed(missing)}: pip install 'orga-ai[{extra}]'")
 
 
 def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **policy: Any) -> ProxyCore:
@@ -91,12 +91,13 @@ def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **
     return core
 
 
-def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def policy_from_env(environ: Mapping[str, str] | None = None, *, extra: str = "functions") -> dict[str, Any]:
     """The :class:`ProxyCore` arguments that the ``ORGA_PROXY_*`` variables describe (the same variables as
     ``orga-ai serve``; the listening options such as the port do not apply to a function).
 
     Raises:
-        FunctionConfigurationError: a variable is unreadable, or no authentication is configured.
+        FunctionConfigurationError: a variable is unreadable, no authentication is configured, or a library the
+            variables ask for is not installed (named with ``extra``, before anything imports it).
     """
     from ..proxy._breaker import CircuitBreaker
     from ..proxy._cli import build_authenticator
@@ -104,6 +105,13 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
     try:
         settings = resolve({}, environ)
+    except ValueError as exc:
+        raise FunctionConfigurationError(str(exc)) from None
+    if settings["jwt_secret"] or settings["jwks_url"]:
+        require_installed(extra, "jwt")
+    if settings["redis_url"] and (settings["rate_limit"] is not None or settings["global_rate_limit"] is not None):
+        require_installed(extra, "limits", "redis")
+    try:
         authenticate = build_authenticator(settings)
         ice = ice_policy(settings)
     except ValueError as exc:
@@ -154,7 +162,7 @@ def platform_peer(pairs: list[tuple[str, str]], fallback: str | None) -> tuple[s
 def core_from_env(extra: str, environ: Mapping[str, str] | None = None) -> ProxyCore:
     """The function's :class:`ProxyCore` from the ``ORGA_PROXY_*`` variables (see :func:`policy_from_env`); a refused
     origin's 403 names ``ORGA_PROXY_CORS_ORIGIN`` as the setting to change."""
-    core = function_core(extra=extra, **policy_from_env(environ))
+    core = function_core(extra=extra, **policy_from_env(environ, extra=extra))
     core.cors_setting = "ORGA_PROXY_CORS_ORIGIN"
     return core
 

@@ -21,6 +21,10 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require_extra
+
+require_extra("orga_ai.integrations.fastapi", "fastapi")
+
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 

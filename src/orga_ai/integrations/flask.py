@@ -19,6 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require_extra
+
+# Flask only: orga_ai.integrations.gcp shares this module's helpers and runs without prometheus_client.
+require_extra("orga_ai.integrations.flask", "flask", "flask")
+
 from flask import Blueprint, Response, request
 
 from ..proxy._auth import Principal
@@ -130,6 +135,7 @@ def create_blueprint(
         events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
             (authenticated like the route, rate-limited on its own window, 1 KiB at most; docs/operations.md).
     """
+    require_extra("orga_ai.integrations.flask", "flask")  # the route's metrics: prometheus_client
     validate_path(path)
     authenticate = policy.get("authenticate")
     if authenticate is not None and not isinstance(authenticate, BUILT_IN):

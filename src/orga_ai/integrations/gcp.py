@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-try:
-    from flask import Request, Response, request
-except ImportError:  # pragma: no cover - depends on the installation
-    raise ImportError("orga_ai.integrations.gcp needs Flask: pip install 'orga-ai[gcp]'") from None
+from .._extras import require_extra
+
+require_extra("orga_ai.integrations.gcp", "gcp", "flask")
+
+from flask import Request, Response, request
 
 from ..proxy._errors import json_error
 from ..proxy._request import ProxyRequest, new_request_id

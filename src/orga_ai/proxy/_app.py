@@ -225,6 +225,9 @@ def create_app(
         events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
             (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
     """
+    from .._extras import require_extra
+
+    require_extra("orga_ai.proxy.create_app", "proxy", "starlette", "prometheus_client", "orjson")
     import orjson  # noqa: F401 - loaded with the server: _request.json_bytes then encodes every answer with it
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException

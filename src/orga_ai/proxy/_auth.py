@@ -281,7 +281,9 @@ class JWTAuth:
         subject_claim: str = "sub",
         jwks_timeout: float = 2.0,
     ) -> None:
-        import jwt  # noqa: F401 - a missing PyJWT fails here, at configuration, not at the first caller
+        from .._extras import require_extra
+
+        require_extra("JWTAuth", "proxy", "jwt")  # a missing PyJWT fails here, at configuration, not at the first call
 
         if (secret is None) == (jwks_url is None):
             raise ValueError("JWTAuth needs exactly one of secret= or jwks_url=")

@@ -206,6 +206,62 @@ def app_from_env() -> Starlette:
     return build_app(settings)
 
 
+def _check_host(host: str) -> None:
+    """Refuse a ``--host`` that does not resolve to an address, before uvicorn reports it as a bare errno."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ServeSettingsError(
+            f"--host / {_HOST_ENV}: {host!r} does not resolve to an address of this machine ({reason})"
+        ) from None
+
+
+_HOST_ENV = "ORGA_PROXY_HOST"
+
+
+def _check_deny_file(path: str | None) -> None:
+    """Refuse a ``--deny-file`` that does not exist or cannot be read at start-up, naming the flag."""
+    from ._killswitch import KillSwitch
+
+    if path:
+        try:
+            KillSwitch(path)
+        except ValueError as exc:
+            raise ServeSettingsError(f"--deny-file / ORGA_PROXY_DENY_FILE: {exc}") from None
+
+
+def _start_up_warnings(settings: Mapping[str, Any], app: Starlette) -> None:
+    """Say at start-up what would otherwise only show as odd behaviour later: a storage that does not answer, limits
+    that multiply with the workers, an option that another one overrides."""
+    log = logging.getLogger("orga_ai.proxy")
+    core = app.state.orga_proxy
+    limiter = core.rate_limiter
+    problem = limiter.check_sync()
+    limiter.close()  # the workers open their own connections
+    if problem:
+        log.warning(
+            "orga proxy: the rate-limit storage (--redis-url / ORGA_PROXY_REDIS_URL) does not answer a PING: %s; "
+            "every request is refused with 503 and /readyz answers 503 until it does",
+            problem,
+        )
+    if settings["workers"] > 1 and limiter.enabled and not limiter.distributed:
+        log.warning(
+            "orga proxy: --workers %d without --redis-url: each worker counts its own callers, so every limit is "
+            "up to %d times what --rate-limit / --global-rate-limit say; set --redis-url (ORGA_PROXY_REDIS_URL) to "
+            "share one count",
+            settings["workers"],
+            settings["workers"],
+        )
+    if settings["allow_anonymous"] and build_authenticator(settings) is not None:
+        log.warning(
+            "orga proxy: --allow-anonymous (ORGA_PROXY_ALLOW_ANONYMOUS) is ignored: credentials are configured, so "
+            "every caller must present one; remove one of the two"
+        )
+
+
 def _check_api_key() -> None:
     from .._client import AsyncOrgaAI
 
@@ -239,6 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = resolve(args)
+        _check_host(settings["host"])
         configure_logging(settings["log_level"], settings["log_format"])
         for flag in secrets_on_command_line(args):
             logging.getLogger("orga_ai.proxy").warning(
@@ -248,9 +305,11 @@ def _run(args: argparse.Namespace) -> int:
                 flag,
             )
         prepare_shared_metrics(settings["workers"])  # before the first build imports prometheus_client
+        _check_deny_file(settings["deny_file"])
         app = build_app(settings)  # validated here; one worker serves it, more rebuild it from the environment
         limits_from_settings(settings)
         _check_api_key()
+        _start_up_warnings(settings, app)
     except ServeSettingsError as exc:
         print(f"{exc}" if str(exc).startswith("orga-ai serve") else f"orga-ai serve: {exc}", file=sys.stderr)
         return 2
@@ -271,9 +330,15 @@ def add_parser(subparsers: Any) -> None:
     """Register ``orga-ai serve``."""
     parser = subparsers.add_parser(
         "serve",
-        help="run the secure client-secrets proxy (needs authentication configured)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=f"Each flag also reads an environment variable ({OPTIONS[0].env}, ...); the flag wins.",
+        help="run the secure client-secrets proxy (needs orga-ai[proxy] and authentication configured)",
+        description=(
+            "Run the standalone client-secrets proxy: it authenticates your callers, rate-limits them and trades "
+            "ORGA_API_KEY for short-lived session credentials. It refuses to start without authentication "
+            "(a shared secret, JWTs or, for local development, --allow-anonymous). Needs pip install "
+            "'orga-ai[proxy]'."
+        ),
+        epilog=f"Each flag also reads an environment variable ({OPTIONS[0].env}, ...); the flag wins. "
+        "See docs/proxy.md.",
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .._exceptions import OrgaAIAuthenticationError, OrgaAIError, OrgaAIRateLimitError, OrgaAITimeoutError
+from .._exceptions import (
+    OrgaAIAuthenticationError,
+    OrgaAIConfigurationError,
+    OrgaAIError,
+    OrgaAIRateLimitError,
+    OrgaAITimeoutError,
+)
 from .._ice import IcePolicy, apply_ice_policy
 from .._logging import current_request_id
 from .._telemetry import reset_observer, set_observer
@@ -98,6 +104,9 @@ _ALLOWED_METHODS = ("GET", "POST")
 _ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id", "traceparent", "tracestate"})
 _EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 _MIN_UPSTREAM_SECONDS = 0.05
+ICE_POLICY_RETRY_SECONDS = 30.0
+"""After the ICE policy left no server of a config, requests are refused for this long without asking Orga (each ask
+spends a token for nothing); then one request asks again, in case Orga's servers changed."""
 
 
 # -- effects the flow asks its driver to perform ---------------------------------------------------------------------
@@ -417,6 +426,7 @@ class ProxyCore:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.ice_policy = IcePolicy.coerce(ice_policy)
+        self._ice_policy_refusal: tuple[float, str] | None = None  # (until, why) the policy left no ICE server
         if fingerprint_key is not None:
             set_fingerprint_key(fingerprint_key)
         if isinstance(allowed_hosts, (str, bytes)):
@@ -797,6 +807,10 @@ class ProxyCore:
             return self._refuse(ex, error_for(exc))
 
     def _upstream(self, ex: _Exchange) -> _Flow:
+        held = self._ice_policy_refusal
+        if held is not None and time.monotonic() < held[0]:
+            # The policy left nothing of Orga's last config moments ago: refuse without spending another token.
+            return self._refuse(ex, error_for(OrgaAIConfigurationError(held[1], step="ice")))
         self.metrics.in_flight_add(1.0)
         began = time.monotonic()
         settled = False
@@ -806,7 +820,14 @@ class ProxyCore:
                 raise _DeadlineExceeded()
             try:
                 config: SessionConfig = yield _Upstream(remaining)
-                config = apply_ice_policy(config, self.ice_policy)
+                try:
+                    config = apply_ice_policy(config, self.ice_policy)
+                except OrgaAIConfigurationError as exc:
+                    # A setting, not a bug: one line (no traceback), then no upstream call for a while.
+                    self._ice_policy_refusal = (time.monotonic() + ICE_POLICY_RETRY_SECONDS, exc.message)
+                    logger.error("orga proxy: %s; refusing for %g s without asking Orga", exc.message,
+                                 ICE_POLICY_RETRY_SECONDS)
+                    raise
             except OrgaAITimeoutError:
                 raise
             except (OrgaAIError, AsyncTimeout) as exc:
@@ -823,7 +844,7 @@ class ProxyCore:
                 self.breaker.record_success()  # Orga answered: it is up, even if it said no
             settled = True
             problem = error_for(exc)
-            if problem.status == 500:
+            if problem.status == 500 and not isinstance(exc, OrgaAIConfigurationError):
                 logger.error("orga proxy: unexpected error %s", type(exc).__name__, exc_info=exc)
             return self._refuse(ex, problem)
         finally:
@@ -927,7 +948,7 @@ class ProxyCore:
         breaker = self.breaker.state
         checks = {
             "config": "ok",
-            "rateLimiter": "ok" if storage_ok else "unavailable",
+            "rateLimiter": "ok" if storage_ok else f"unavailable: {self.rate_limiter.problem or 'no answer'}",
             "upstream": "ok" if breaker == "closed" else f"circuit {breaker.replace('_', '-')}",
             "minting": "on" if self.kill_switch.minting_enabled else "stopped",
             # Each worker answers for its own storage connection and breaker: say which one answered.

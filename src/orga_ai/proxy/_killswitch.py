@@ -8,7 +8,8 @@ Two ways to flip it, both live:
   all minting; any other line is a principal id, or a principal's fingerprint (``fp:...``) exactly as the access log
   shows it; ``#`` starts a comment. Mount one file on every replica (a Kubernetes ConfigMap, say) to flip them all.
   A file that disappears or cannot be read keeps the last good list (fail closed), logs an ERROR at every recheck
-  and makes ``/readyz`` answer 503 until it is back.
+  and makes ``/readyz`` answer 503 until it is back. A file missing or unreadable when the switch is made is refused
+  (``ValueError``): there is no last good list then, and a typo in the path would silently turn the list off.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class KillSwitch:
         self._checked_at = -float("inf")
         self.problem: str | None = None
         """Why the deny file could not be (re)loaded, or None; ``/readyz`` reports it and answers 503."""
-        self._reload()
+        self._reload(initial=True)
 
     # -- in code ---------------------------------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class KillSwitch:
         self._checked_at = now
         self._reload()
 
-    def _reload(self) -> None:
+    def _reload(self, *, initial: bool = False) -> None:
         # Fail closed: a deny file that disappears, cannot be read or is not UTF-8 text keeps the last good list (a
         # denied principal or a `*` must not be lifted by a broken deploy), logs an ERROR at every recheck until it
         # is fixed, and makes /readyz answer 503.
@@ -129,6 +130,11 @@ class KillSwitch:
                         entries.add(entry)
         except (OSError, UnicodeDecodeError) as exc:
             self.problem = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__})"
+            if initial:
+                raise ValueError(
+                    f"the deny file {self.deny_file!r} is {self.problem}: fix the path, or create the file (empty "
+                    "denies no one); without it neither the deny list nor its * kill switch would apply"
+                ) from None
             logger.error(
                 "orga proxy: the deny file is %s; keeping the last good list (%d principal(s), minting %s)",
                 self.problem,

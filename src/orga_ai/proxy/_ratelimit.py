@@ -440,6 +440,8 @@ class RateLimiter:
         self._per = _checked(parse, per_principal, "rate_limit")
         self._global = _checked(parse, global_limit, "global_rate_limit")
         self.storage_uri = storage_uri
+        self.problem: str | None = None
+        """Why the storage last failed (its place and the reason, never a password), or None once it answered."""
         self.distributed = self._storage.distributed
         self.key_prefix = key_prefix
         self.storage_timeout = self._storage.timeout
@@ -463,6 +465,38 @@ class RateLimiter:
     @property
     def enabled(self) -> bool:
         return self._per is not None or self._global is not None
+
+    @property
+    def where(self) -> str:
+        """The storage's scheme and hosts (or socket path), never its password: for log lines and ``/readyz``."""
+        parts = urllib.parse.urlsplit(self.storage_uri)
+        place = parts.path if self._storage.scheme == "redis+unix" else parts.netloc.rpartition("@")[2]
+        return f"{self._storage.scheme}://{place}"
+
+    def _unavailable(self, exc: BaseException) -> RateLimiterUnavailable:
+        """The refusal for a storage failure, naming the storage and the reason (its password masked if it shows);
+        also kept as :attr:`problem` until the storage answers again."""
+        cause = getattr(exc, "storage_error", None) or exc  # limits wraps the Redis client's error
+        text = " ".join(str(cause).split())[:200]
+        for secret in (self._storage.options.get("password"), urllib.parse.urlsplit(self.storage_uri).password):
+            if secret:
+                text = text.replace(str(secret), "***")
+        reason = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+        self.problem = f"{self.where}: {reason}"
+        return RateLimiterUnavailable(self.problem)
+
+    def check_sync(self) -> str | None:
+        """PING the storage now: None when it answers (or there is none to ask), else why not, in one line naming
+        the storage (never its password). For the start-up check."""
+        if not self.enabled or not self.distributed:
+            return None
+        try:
+            self._sync()
+            self._sync_storage.storage.ping()
+        except Exception as exc:  # noqa: BLE001 - every failure is the reason the storage is not usable
+            return str(self._unavailable(exc))
+        self.problem = None
+        return None
 
     def describe(self) -> str:
         """The limits in words, for the start-up log (the storage URI is reduced to its scheme: it may hold a
@@ -538,10 +572,10 @@ class RateLimiter:
         except RateLimiterUnavailable:
             raise
         except (asyncio.TimeoutError, OSError) as exc:
-            raise RateLimiterUnavailable(type(exc).__name__) from None
+            raise self._unavailable(exc) from None
         except Exception as exc:
             if _is_storage_error(exc):
-                raise RateLimiterUnavailable(type(exc).__name__) from None
+                raise self._unavailable(exc) from None
             raise
 
     def _hit_memory(self, principal_key: str) -> RateLimitDecision:
@@ -597,9 +631,15 @@ class RateLimiter:
             return True
         try:
             limiter = await asyncio.wait_for(self._async_ready(), self.storage_timeout * 2)
-            return bool(await asyncio.wait_for(limiter.storage.check(), self.storage_timeout * 2))
-        except Exception:  # noqa: BLE001 - any failure means "not ready"; the reason is not the probe's business
+            client = getattr(getattr(limiter.storage, "bridge", None), "storage", None)
+            if client is None or not hasattr(client, "ping"):
+                return bool(await asyncio.wait_for(limiter.storage.check(), self.storage_timeout * 2))
+            await asyncio.wait_for(client.ping(), self.storage_timeout * 2)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; /readyz shows the reason
+            self._unavailable(exc)
             return False
+        self.problem = None
+        return True
 
     async def aclose(self) -> None:
         """Release the async storage's connections and background task."""
@@ -640,10 +680,10 @@ class RateLimiter:
                 first = first or decision
             return first
         except (TimeoutError, OSError) as exc:
-            raise RateLimiterUnavailable(type(exc).__name__) from None
+            raise self._unavailable(exc) from None
         except Exception as exc:
             if _is_storage_error(exc):
-                raise RateLimiterUnavailable(type(exc).__name__) from None
+                raise self._unavailable(exc) from None
             raise
 
     def close(self) -> None:

@@ -256,10 +256,18 @@ def secrets_on_command_line(args: argparse.Namespace | Mapping[str, Any] | None)
     return [option.flag for option in SECRET_OPTIONS if given.get(option.name)]
 
 
+def _shown_default(option: Option) -> str:
+    if option.kind == "bool":
+        return "default off"
+    if option.default in (None, []):
+        return "no default"
+    return f"default {option.default}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every option as a flag whose default is None, so "not given" is distinguishable from a value."""
     for option in OPTIONS:
-        text = f"{option.help} [env {option.env}]"
+        text = f"{option.help.replace('`', '')} [env {option.env}; {_shown_default(option)}]".replace("%", "%%")
         if option.kind == "bool":
             parser.add_argument(
                 option.flag, dest=option.name, action="store_const", const=True, default=None, help=text
@@ -296,7 +304,38 @@ def resolve(
     _read_secret_files(out)
     if "workers" in out and (not isinstance(out["workers"], int) or out["workers"] < 1):
         raise ValueError(f"--workers / ORGA_PROXY_WORKERS must be 1 or more, not {out['workers']!r}")
+    _check_ranges(out)
     return out
+
+
+# (lowest, highest or None, what the range means): checked at start-up, so a bad value is one line naming the flag and
+# its variable, not a traceback from the library the value reaches.
+_RANGES: dict[str, tuple[float, float | None, str]] = {
+    "port": (1, 65535, "between 1 and 65535"),
+    "prefetch": (0, 1000, "a whole number between 0 (off) and 1000"),
+    "breaker_threshold": (0, None, "0 (off) or more"),
+    "breaker_cooldown": (0.001, None, "more than 0 seconds"),
+    "max_concurrency": (1, None, "1 or more"),
+    "max_body_bytes": (0, None, "0 or more"),
+    "jwt_leeway": (0, None, "0 seconds or more"),
+}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+def _check_ranges(out: Mapping[str, Any]) -> None:
+    for name, (low, high, meaning) in _RANGES.items():
+        value = out.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or value < low or (high is not None and value > high):
+            option = _BY_NAME[name]
+            raise ServeSettingsError(f"{option.flag} / {option.env} must be {meaning}, not {value!r}")
+    for name, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
+        value = out.get(name)
+        if isinstance(value, str) and value.lower() not in choices:
+            option = _BY_NAME[name]
+            raise ServeSettingsError(f"{option.flag} / {option.env}: {value!r} is not one of {', '.join(choices)}")
 
 
 def to_environ(settings: Mapping[str, Any]) -> dict[str, str]:

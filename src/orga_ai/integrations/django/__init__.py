@@ -30,6 +30,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
+from ..._extras import require_extra
+
+require_extra("orga_ai.integrations.django", "django")
+
 from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
 from ...proxy._clients import AsyncClientHolder, SyncClientHolder

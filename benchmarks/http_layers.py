@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import resource
@@ -97,7 +98,7 @@ def serve_in_this_process(name: str, port: int) -> None:
             from orga_ai.proxy._server import LimitedConfig, ServerLimits
 
             defaults = ServerLimits.defaults()
-            limits = ServerLimits(defaults.head_timeout, defaults.max_header_bytes, CAP)
+            limits = dataclasses.replace(defaults, max_connections=CAP)
             config: uvicorn.Config = LimitedConfig(app, limits=limits, server_header=False, **common)
         else:
             config = uvicorn.Config(

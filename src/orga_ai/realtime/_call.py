@@ -565,6 +565,10 @@ class RealtimeCall:
     async def _close(self) -> None:
         self._on_remote_end()
         self.state = "closed"
+        # Closed by us: the iteration ends now (events not read yet stay in ``events``).
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_END)
         self._outgoing.stop()
         try:
             await self._pc.close()

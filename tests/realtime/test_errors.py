@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from starlette.applications import Starlette
@@ -33,6 +34,11 @@ pytestmark = pytest.mark.slow
 def session(emulator: RunningEmulator) -> SessionConfig:
     with OrgaAI(api_key=emulator.api_key, base_url=emulator.base_url) as orga:
         return orga.get_session_config()
+
+
+def orga_at(calls: Callable[[Request], Awaitable[Response]]) -> Starlette:
+    """A stand-in Orga whose /v1/realtime/calls is ``calls``."""
+    return Starlette(routes=[Route("/v1/realtime/calls", calls, methods=["POST"])])
 
 
 def assert_no_secret(error: BaseException, config: SessionConfig) -> None:
@@ -91,9 +97,9 @@ async def test_an_answer_without_conversation_id(rt_emulator: RunningEmulator) -
         return JSONResponse({"answer": {"sdp": "v=0\r\n", "type": "answer"}}, headers={"x-request-id": "req_x"})
 
     config = session(rt_emulator)
-    with serve(Starlette(routes=[Route("/v1/realtime/calls", calls, methods=["POST"])])) as url:
-        with pytest.raises(OrgaAIRealtimeInvalidAnswerError, match="conversation_id") as caught:
-            await rt.connect(config, base_url=url)
+    refused = pytest.raises(OrgaAIRealtimeInvalidAnswerError, match="conversation_id")
+    with serve(orga_at(calls)) as url, refused as caught:
+        await rt.connect(config, base_url=url)
     assert (caught.value.request_id, caught.value.status_code) == ("req_x", 200)
 
 
@@ -104,9 +110,8 @@ async def test_an_sdp_the_peer_refuses(rt_emulator: RunningEmulator) -> None:
                                                                         "type": "answer"}})
 
     config = session(rt_emulator)
-    with serve(Starlette(routes=[Route("/v1/realtime/calls", calls, methods=["POST"])])) as url:
-        with pytest.raises(OrgaAIRealtimeInvalidAnswerError) as caught:
-            await rt.connect(config, base_url=url)
+    with serve(orga_at(calls)) as url, pytest.raises(OrgaAIRealtimeInvalidAnswerError) as caught:
+        await rt.connect(config, base_url=url)
     assert caught.value.conversation_id == "conv_bad"
 
 
@@ -167,9 +172,8 @@ async def test_no_path_is_an_ice_failure_or_timeout_never_a_hang(rt_emulator: Ru
         return JSONResponse(answer)
 
     config = session(rt_emulator)
-    with serve(Starlette(routes=[Route("/v1/realtime/calls", calls, methods=["POST"])])) as url:
-        with pytest.raises((OrgaAIRealtimeICEError, OrgaAIRealtimeTimeoutError)) as caught:
-            await rt.connect(config, base_url=url, connect_timeout=4)
+    with serve(orga_at(calls)) as url, pytest.raises((OrgaAIRealtimeICEError, OrgaAIRealtimeTimeoutError)) as caught:
+        await rt.connect(config, base_url=url, connect_timeout=4)
     assert caught.value.phase == "ice"
     assert caught.value.conversation_id is not None
 

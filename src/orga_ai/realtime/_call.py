@@ -542,6 +542,7 @@ class RealtimeCall:
         if self.state == "closed":
             return out
         report = await self._pc.getStats()
+        lost: int | None = None
         for stat in report.values():
             kind = getattr(stat, "type", "")
             if kind == "outbound-rtp":
@@ -549,11 +550,12 @@ class RealtimeCall:
             elif kind == "inbound-rtp":
                 out["packetsReceived"] += stat.packetsReceived
             elif kind == "remote-inbound-rtp":
-                out["remotePacketsReceived"] = (out["remotePacketsReceived"] or 0) + max(
-                    0, out["packetsSent"] - max(0, stat.packetsLost)
-                )
+                # Orga's receiver reports (RTCP): proof our packets arrived, independent of any echo.
+                lost = (lost or 0) + max(0, stat.packetsLost)
                 if stat.roundTripTime is not None:
                     out["rttMs"] = round(stat.roundTripTime * 1000, 1)
+        if lost is not None:
+            out["remotePacketsReceived"] = max(0, out["packetsSent"] - lost)
         return out
 
     async def close(self) -> None:

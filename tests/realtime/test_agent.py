@@ -27,8 +27,8 @@ def test_scripts_are_checked(tmp_path: Path) -> None:
         parse_agent_script({"turns": [{"transcript": "x"}]})
     with pytest.raises(ValueError, match="no such WAV"):
         parse_agent_script({"turns": [{"reply": "x", "wav": "missing.wav"}]}, tmp_path)
+    (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not JSON"):
-        (tmp_path / "bad.json").write_text("{")
         load_agent_script(tmp_path / "bad.json")
     script = tmp_path / "script.json"
     write_wav(tmp_path / "hi.wav", tone(300, 0.2))

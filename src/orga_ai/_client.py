@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from ._pool import PoolStats, WarmPool
     from ._sync_http import SyncPool
+    from .realtime import RealtimeNamespace
 
 __all__ = ["AsyncOrgaAI", "OrgaAI"]
 
@@ -484,6 +485,14 @@ class AsyncOrgaAI(_BaseClient):
     ) -> EphemeralToken:
         """Only the first step: POST /v1/realtime/client-secrets with the API key."""
         return await self._run(token_flow(self._context(timeout, deadline)))
+
+    @property
+    def realtime(self) -> RealtimeNamespace:
+        """Realtime calls placed with this client's key: ``async with orga.realtime.connect(voice=...) as call:``
+        (the ``orga-ai[realtime]`` extra; see :mod:`orga_ai.realtime`)."""
+        from .realtime import RealtimeNamespace
+
+        return RealtimeNamespace(self)
 
     async def fetch_ice_servers(
         self, token: str | EphemeralToken, *, timeout: float | None = None, deadline: float | None = None

@@ -11,6 +11,18 @@
         ├── OrgaAIConnectionError    the connection could not be made or broke
         └── OrgaAIInvalidResponseError  Orga Cloud answered, but not with what the contract promises
 
+The realtime client (``orga_ai.realtime``, the ``orga-ai[realtime]`` extra) has a branch of its own; each error says in
+``phase`` which step of the call failed (``config``, ``gather``, ``calls``, ``ice``, ``channel``):
+
+    OrgaAIError
+    └── OrgaAIRealtimeError               a call could not be placed, or broke
+        ├── OrgaAIRealtimeTimeoutError    a connect step ran out of time (gathering, POST /calls, ICE + DTLS + channel)
+        ├── OrgaAIRealtimeRefusedError    POST /calls (or your route) answered non-2xx: status_code, request_id, code
+        ├── OrgaAIRealtimeInvalidAnswerError  a 2xx without conversation_id or answer, or an SDP the peer refused
+        ├── OrgaAIRealtimeConnectionError     POST /calls (or the route) could not be reached, or broke
+        ├── OrgaAIRealtimeICEError        no candidate pair works: ICE failed
+        └── OrgaAIRealtimeChannelClosedError  the events channel or the call is closed
+
 ``OrgaAIAuthenticationError`` and ``OrgaAIServerError`` are the two classes of the Node SDK; code written against them
 keeps working. No message or attribute ever carries the API key or a token.
 """
@@ -30,6 +42,13 @@ __all__ = [
     "OrgaAIInvalidResponseError",
     "OrgaAIPermissionError",
     "OrgaAIRateLimitError",
+    "OrgaAIRealtimeChannelClosedError",
+    "OrgaAIRealtimeConnectionError",
+    "OrgaAIRealtimeError",
+    "OrgaAIRealtimeICEError",
+    "OrgaAIRealtimeInvalidAnswerError",
+    "OrgaAIRealtimeRefusedError",
+    "OrgaAIRealtimeTimeoutError",
     "OrgaAIServerError",
     "OrgaAITimeoutError",
     "Step",
@@ -133,6 +152,81 @@ class OrgaAIConnectionError(OrgaAIServerError):
 
 class OrgaAIInvalidResponseError(OrgaAIServerError):
     """Orga Cloud answered with a body that breaks the contract: not JSON, wrong types, missing fields, too big."""
+
+
+RealtimePhase = Literal["config", "gather", "calls", "ice", "channel"]
+
+
+class OrgaAIRealtimeError(OrgaAIError):
+    """A realtime call could not be placed, or broke. ``phase`` names the step; ``conversation_id`` is set once Orga
+    answered ``POST /v1/realtime/calls``. Never carries the ephemeral token or a TURN credential."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: RealtimePhase,
+        conversation_id: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, request_id=request_id)
+        self.phase = phase
+        self.conversation_id = conversation_id
+
+    def __repr__(self) -> str:
+        parts = [repr(self.message), f"phase={self.phase!r}"]
+        for name in ("status_code", "code", "request_id", "conversation_id"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class OrgaAIRealtimeTimeoutError(OrgaAIRealtimeError):
+    """A step of connecting ran out of time: ICE gathering, ``POST /v1/realtime/calls`` (10 s), or the wait for the
+    connection and the events channel."""
+
+
+class OrgaAIRealtimeRefusedError(OrgaAIRealtimeError):
+    """``POST /v1/realtime/calls`` (or, with ``phase="config"``, your session-config route) answered non-2xx.
+
+    ``status_code`` is the HTTP status, ``request_id`` Orga's ``x-request-id``, ``code`` its error code when it sent
+    one, ``retry_after`` the seconds of a ``Retry-After`` header (429, 503), else None."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: RealtimePhase,
+        status: int,
+        conversation_id: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, phase=phase, conversation_id=conversation_id, status=status, code=code, request_id=request_id
+        )
+        self.retry_after = retry_after
+
+
+class OrgaAIRealtimeInvalidAnswerError(OrgaAIRealtimeError):
+    """Orga (or the route) answered 2xx with a body that breaks the contract: not JSON, no ``conversation_id`` or
+    ``answer``, or an SDP answer the peer connection refused."""
+
+
+class OrgaAIRealtimeConnectionError(OrgaAIRealtimeError):
+    """``POST /v1/realtime/calls`` (or the route) could not be reached, or the connection broke before an answer."""
+
+
+class OrgaAIRealtimeICEError(OrgaAIRealtimeError):
+    """ICE failed: no candidate pair between this host and Orga works (firewall, no TURN, refused TURN credentials)."""
+
+
+class OrgaAIRealtimeChannelClosedError(OrgaAIRealtimeError):
+    """The ``orga-realtime-client-events`` channel, or the whole call, is closed: nothing more can be sent."""
 
 
 def error_for_status(

@@ -1,4 +1,4 @@
-"""The ``orga-ai`` command line: ``session``, ``emulator``, ``serve``, ``dev`` and ``doctor``.
+"""The ``orga-ai`` command line: ``session``, ``emulator``, ``serve``, ``dev``, ``doctor`` and ``call``.
 
 Each subcommand lives beside the code it runs and registers itself through ``add_parser(subparsers)``; this module
 only dispatches, so ``orga-ai --help`` stays fast and works without the optional extras installed.
@@ -21,6 +21,7 @@ _SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("serve", "orga_ai.proxy._cli", "orga-ai[proxy]"),
     ("dev", "orga_ai._dev", "orga-ai[all]"),
     ("doctor", "orga_ai._doctor", "orga-ai[doctor]"),
+    ("call", "orga_ai.realtime._cli", "orga-ai[realtime]"),
 )
 
 

@@ -10,6 +10,14 @@
 With pytest, ``pytest_plugins = ["orga_ai.testing"]`` in the root ``conftest.py`` adds two fixtures: ``emulator_server``
 (one emulator for the whole session) and ``emulator`` (the same emulator, reset before each test). Needs the
 ``orga-ai[emulator]`` extra.
+
+To test an agent's behaviour, :func:`place_call` places a real call (against the emulator, or a real Orga base URL
+and key) and returns its transcript, events and audio; the ``realtime_call`` fixture is the same bound to the
+``emulator`` fixture (``orga-ai[realtime]``; see docs/realtime.md)::
+
+    async def test_greets(realtime_call):
+        result = await realtime_call(input_wav="tests/hello.wav", duration=5)
+        assert result.transcript[-1][0] == "agent"
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._extras import require_extra
 
@@ -29,7 +37,12 @@ import httpx
 from .emulator import ADMIN_HEADER, EmulatorConfig, create_app
 from .emulator._server import base_url, bind, check_host, make_server
 
-__all__ = ["RunningEmulator", "run_emulator"]
+if TYPE_CHECKING:
+    import os
+
+    from .realtime._session import CallResult
+
+__all__ = ["RunningEmulator", "place_call", "run_emulator"]
 
 DEFAULT_START_TIMEOUT = 10.0
 """Seconds to wait for the emulator to accept connections."""
@@ -135,6 +148,37 @@ def run_emulator(
         sock.close()
 
 
+async def place_call(
+    base_url: str,
+    api_key: str,
+    *,
+    duration: float = 3.0,
+    input_wav: str | os.PathLike[str] | None = None,
+    input_pcm: bytes | None = None,
+    input_rate: int = 48000,
+    output_wav: str | os.PathLike[str] | None = None,
+    until: Callable[[list[Any]], bool] | None = None,
+    **options: Any,
+) -> CallResult:
+    """Place one real call with ``api_key`` at ``base_url`` (the emulator's, or Orga's), play ``input_wav`` or
+    ``input_pcm`` into it, listen ``duration`` seconds (or until ``until(events)``), and return a ``CallResult``:
+    ``transcript``, ``events``, ``audio`` (48 kHz mono PCM16), timings and the candidate type. ``options`` are those
+    of :func:`orga_ai.realtime.connect` (``voice=``, ``instructions=``, ``relay_only=``...)."""
+    from ._client import AsyncOrgaAI
+    from .realtime._session import run_call
+
+    async with AsyncOrgaAI(api_key=api_key, base_url=base_url, max_retries=0) as orga:
+        return await run_call(
+            orga.realtime.connect(**options),
+            duration=duration,
+            input_wav=input_wav,
+            input_pcm=input_pcm,
+            input_rate=input_rate,
+            output_wav=output_wav,
+            until=until,
+        )
+
+
 try:
     import pytest
 except ImportError:  # pragma: no cover - the fixtures only make sense under pytest
@@ -152,3 +196,12 @@ else:
         """The session's emulator, reset before the test: no faults, no counters, fresh quota and clock."""
         emulator_server.reset()
         return emulator_server
+
+    @pytest.fixture
+    def realtime_call(emulator: RunningEmulator) -> Callable[..., Any]:
+        """``await realtime_call(input_wav=..., duration=...)``: :func:`place_call` against the ``emulator``."""
+
+        async def call(**options: Any) -> CallResult:
+            return await place_call(emulator.base_url, emulator.api_key, **options)
+
+        return call

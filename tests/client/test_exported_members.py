@@ -6,7 +6,9 @@ EXPECTED = {
     "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AsyncOrgaAI", "EphemeralToken", "IcePolicy",
     "IceServer", "OrgaAI", "OrgaAIAuthenticationError", "OrgaAIBadRequestError", "OrgaAIConfigurationError",
     "OrgaAIConnectionError", "OrgaAIError", "OrgaAIInvalidResponseError", "OrgaAIPermissionError",
-    "OrgaAIRateLimitError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret",
+    "OrgaAIRateLimitError", "OrgaAIRealtimeChannelClosedError", "OrgaAIRealtimeConnectionError", "OrgaAIRealtimeError",
+    "OrgaAIRealtimeICEError", "OrgaAIRealtimeInvalidAnswerError", "OrgaAIRealtimeRefusedError",
+    "OrgaAIRealtimeTimeoutError", "OrgaAIServerError", "OrgaAITimeoutError", "PoolStats", "RetryBudget", "Secret",
     "SessionConfig", "__version__", "fingerprint",
 }
 

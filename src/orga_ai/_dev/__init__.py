@@ -55,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
         help="do not start coturn even if installed: a built-in STUN responder only (no relay candidates)")
     add("--ice-relay-only", action="store_true",
         help="the proxy hands out TURN URLs only (the route's ICE policy, see docs/ice.md)")
+    add("--agent-script", default=None, metavar="FILE",
+        help="the emulator answers with a scripted agent instead of the echo (docs/realtime.md)")
     add("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
         help="uvicorn log level (default warning)")
     parser.set_defaults(handler=run)

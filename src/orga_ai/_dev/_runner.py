@@ -254,4 +254,8 @@ def _emulator_config(args: argparse.Namespace, ice: IceSetup, config_class: Any,
         kwargs["ttl"] = args.ttl
     if ice.turn_secret:
         kwargs["turn_secret"] = ice.turn_secret
+    if getattr(args, "agent_script", None):
+        from ..emulator._script import load_agent_script
+
+        kwargs["agent_script"] = load_agent_script(args.agent_script)
     return config_class(**kwargs)

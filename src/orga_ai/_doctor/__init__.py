@@ -60,6 +60,9 @@ def add_parser(subparsers: Any) -> None:
     add("--header", dest="headers", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
         help="a header to send to --route, e.g. 'Authorization: Bearer ...' (repeatable; never printed)")
     add("--origin", help="send this Origin to --route and check its CORS answer (default: no Origin)")
+    add("--call", action="store_true",
+        help="then place real calls (relay-only, then all candidates) and check media flows each way "
+        "(uses two more tokens; pip install 'orga-ai[realtime]')")
     parser.set_defaults(handler=run)
 
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print("orga-ai doctor: --header and --origin go with --route URL", file=sys.stderr)
         return 2
     options = DoctorOptions(timeout=args.timeout, ice_timeout=args.ice_timeout, route=args.route,
-                            route_headers=tuple(args.headers), origin=args.origin)
+                            route_headers=tuple(args.headers), origin=args.origin, call=args.call)
     report = asyncio.run(run_checks(options))
     try:
         print(report.dumps() if args.json else report.table(), flush=True)

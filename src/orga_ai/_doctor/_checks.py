@@ -52,6 +52,7 @@ class DoctorOptions:
     route_headers: Sequence[tuple[str, str]] = ()
     origin: str | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    call: bool = False
 
 
 def _ms(seconds: float) -> str:
@@ -537,6 +538,10 @@ async def run_checks(options: DoctorOptions) -> Report:
         config = await check_session(report, settings, options)
         if config is not None:
             await check_ice(report, config, options.ice_timeout)
+            if options.call:
+                from ._call import check_call
+
+                await check_call(report, settings, options.timeout)
     if options.route:
         await check_route(report, options)
     return report

@@ -375,7 +375,8 @@ class _Api:
                 from ._webrtc import CallManager
             except ImportError:
                 return None
-            self.call_manager = CallManager(call_seconds=self.config.call_seconds)
+            self.call_manager = CallManager(call_seconds=self.config.call_seconds,
+                                            agent_script=self.config.agent_script)
         return self.call_manager
 
     # -- /_emulator ----------------------------------------------------------------------------------------------------

@@ -56,6 +56,9 @@ def add_parser(subparsers: Any) -> None:
         help="allow a non-loopback --host (ORGA_EMULATOR_ALLOW_REMOTE); the admin API is then open to that network")
     add("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
         help="uvicorn log level (ORGA_EMULATOR_LOG_LEVEL, default info)")
+    add("--agent-script", default=None, metavar="FILE",
+        help="answer calls with a scripted agent instead of the echo: transcripts, replies and a WAV or a tone "
+        "per utterance (ORGA_EMULATOR_AGENT_SCRIPT; docs/realtime.md)")
     parser.set_defaults(handler=run)
 
 
@@ -98,6 +101,11 @@ def _config_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Any,
         "turn_urls": tuple(_pick(args.turn_urls, env, "TURN_URLS", _split, [])),
         "webrtc": not _pick(args.no_webrtc, env, "NO_WEBRTC", _flag, False),
     }
+    script = _pick(getattr(args, "agent_script", None), env, "AGENT_SCRIPT", str, "")
+    if script:
+        from ._script import load_agent_script
+
+        kwargs["agent_script"] = load_agent_script(script)
     secret = _pick(args.turn_secret, env, "TURN_SECRET", str, "")
     if secret:
         kwargs["turn_secret"] = secret

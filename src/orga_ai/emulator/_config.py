@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._script import AgentScript
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -61,6 +64,8 @@ class EmulatorConfig:
         max_logged_requests: how many requests ``GET /_emulator/requests`` keeps (oldest dropped first).
         cors_origins: browser origins allowed to call the API cross-origin (Orga's client SDKs call
             ``/v1/realtime/calls`` from the page); ``("*",)`` by default, as the emulator holds no user data.
+        agent_script: a scripted agent answers calls instead of the echo (``emulator/_script.py`` describes it;
+            ``orga-ai emulator --agent-script FILE``).
     """
 
     api_keys: tuple[str, ...] = field(default=(DEV_API_KEY,), repr=False)
@@ -76,6 +81,7 @@ class EmulatorConfig:
     webrtc: bool = True
     max_logged_requests: int = 1000
     cors_origins: tuple[str, ...] = ("*",)
+    agent_script: AgentScript | None = None
 
     def __post_init__(self) -> None:
         # Tuples are part of the contract (the config is hashable and frozen); accept lists and coerce them.

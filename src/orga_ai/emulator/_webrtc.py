@@ -4,6 +4,7 @@ Imported only when a call arrives, so ``import orga_ai.emulator`` works without 
 ``RTCPeerConnection`` that accepts the client's ``orga-realtime-client-events`` data channel, greets it with
 ``session.created`` and ``conversation.created``, answers ``session.update`` with ``session.updated``, and sends the
 client's own audio back: enough for a client to prove its whole path (signalling, ICE, DTLS, SCTP, RTP) works.
+With an agent script (``EmulatorConfig.agent_script``) a scripted agent answers instead of the echo (``_agent.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerCo
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.sdp import candidate_from_sdp
 
+from ._script import AgentScript
 from ._validation import CallRequest
 
 __all__ = ["EVENTS_CHANNEL", "CallManager"]
@@ -48,9 +50,13 @@ def _session(params: dict[str, Any]) -> dict[str, Any]:
 class _Call:
     """One peer connection and what must be stopped with it."""
 
-    def __init__(self, conversation_id: str, params: dict[str, Any]) -> None:
+    def __init__(self, conversation_id: str, params: dict[str, Any], agent_script: AgentScript | None = None) -> None:
         self.conversation_id = conversation_id
         self.session = _session(params)
+        self.agent_script = agent_script
+        self.agent: Any = None
+        self.listener: asyncio.Task[None] | None = None
+        self.channel: RTCDataChannel | None = None
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.blackhole = MediaBlackhole()
         self.expiry: asyncio.Task[None] | None = None
@@ -83,13 +89,24 @@ class _Call:
     def on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != EVENTS_CHANNEL:
             return
+        self.channel = channel
         channel.on("message", lambda raw: self.on_message(channel, raw))
         # aiortc reports an in-band channel only once it is open, so the greeting can go right away.
         self.send(channel, {"type": "session.created", "session": dict(self.session)})
         self.send(channel, {"type": "conversation.created", "conversation": {"id": self.conversation_id}})
 
     def on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
+        if track.kind == "audio" and self.agent_script is not None:
+            from ._agent import ScriptedAgent
+
+            def send(message: dict[str, Any]) -> None:
+                if self.channel is not None:
+                    self.send(self.channel, message)
+
+            self.agent = ScriptedAgent(self.agent_script, send)
+            self.pc.addTrack(self.agent.voice)
+            self.listener = asyncio.ensure_future(self.agent.listen(track))
+        elif track.kind == "audio":
             # The echo: the remote track is the source of our sender, so the client hears itself.
             self.pc.addTrack(track)
         else:
@@ -100,6 +117,11 @@ class _Call:
         if self.closed:
             return
         self.closed = True
+        if self.listener is not None:
+            self.listener.cancel()
+            await asyncio.gather(self.listener, return_exceptions=True)
+        if self.agent is not None:
+            await self.agent.close()
         await self.blackhole.stop()
         await self.pc.close()
 
@@ -107,8 +129,9 @@ class _Call:
 class CallManager:
     """The live calls of one emulator: answers offers, closes peers on timeout, failure or shutdown."""
 
-    def __init__(self, *, call_seconds: float) -> None:
+    def __init__(self, *, call_seconds: float, agent_script: AgentScript | None = None) -> None:
         self._call_seconds = call_seconds
+        self._agent_script = agent_script
         self._calls: dict[str, _Call] = {}
 
     @property
@@ -118,7 +141,7 @@ class CallManager:
 
     async def answer(self, conversation_id: str, request: CallRequest) -> str:
         """Accept ``request.sdp`` and return the SDP answer (ICE gathered, no trickle). ValueError if it can't."""
-        call = _Call(conversation_id, request.params)
+        call = _Call(conversation_id, request.params, self._agent_script)
         pc = call.pc
         pc.on("datachannel", call.on_datachannel)
         pc.on("track", call.on_track)

@@ -245,6 +245,22 @@ async function addMicrophone(pc) {
   }
 }
 
+// What the caller said and what the agent answered, as a conversation (the two events Orga's client SDKs turn into
+// conversation items).
+function showTranscript(type, message) {
+  let who = null;
+  if (type === "conversation.item.input_audio_transcription.completed") who = "you";
+  else if (type === "response.output_item.done") who = "agent";
+  if (!who) return;
+  const parts = (message.item && Array.isArray(message.item.content)) ? message.item.content : [];
+  const fromItem = parts.map((p) => p && (p.transcript || p.text)).filter(Boolean).join(" ");
+  const text = message.transcript || message.text || message.message || fromItem || "";
+  const li = document.createElement("li");
+  li.dataset.role = who;
+  li.textContent = `${who}: ${text}`;
+  $("transcript").appendChild(li);
+}
+
 function showEvent(raw) {
   let message;
   try {
@@ -261,6 +277,7 @@ function showEvent(raw) {
   payload.textContent = ` ${JSON.stringify(message)}`;
   li.append(name, payload);
   $("events").appendChild(li);
+  showTranscript(type, message);
   if (type === "error") {
     showError(`Orga sent an error on the data channel: ${errorMessageOf(message) || JSON.stringify(message)}`);
   }
@@ -432,7 +449,7 @@ function hangUp() {
 function resetView() {
   hangUp();
   clearError();
-  for (const id of ["candidates", "ice-warnings", "events"]) $(id).replaceChildren();
+  for (const id of ["candidates", "ice-warnings", "events", "transcript"]) $(id).replaceChildren();
   for (const type of ["host", "srflx", "relay", "prflx"]) setText(`count-${type}`, "0");
   for (const id of ["gathering-state", "ice-state", "connection-state", "channel-state", "audio-status", "call-status"]) {
     setText(id, "—", "");

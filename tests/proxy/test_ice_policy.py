@@ -106,8 +106,8 @@ def test_function_entry_points_read_the_same_variables() -> None:
     from orga_ai.integrations._function import FunctionConfigurationError, policy_from_env
 
     env = {"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_ICE_RELAY_ONLY": "1"}
-    assert policy_from_env(env)["ice_policy"] == IcePolicy(relay_only=True)
-    assert policy_from_env({"ORGA_PROXY_SHARED_SECRET": SECRET})["ice_policy"] is None
+    assert policy_from_env(env).ice_policy == IcePolicy(relay_only=True)
+    assert policy_from_env({"ORGA_PROXY_SHARED_SECRET": SECRET}).ice_policy is None
     with pytest.raises(FunctionConfigurationError, match="unknown ICE transport"):
         policy_from_env({"ORGA_PROXY_SHARED_SECRET": SECRET, "ORGA_PROXY_ICE_TRANSPORT": "quic"})
 

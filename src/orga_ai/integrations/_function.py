@@ -23,6 +23,7 @@ from ..proxy._request import ProxyRequest, ProxyResponse
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
+    from ..proxy._policy import ProxyPolicy
 
 __all__ = [
     "FunctionConfigurationError",
@@ -70,38 +71,28 @@ def function_core(core: ProxyCore | None = None, *, extra: str = "functions", **
         FunctionConfigurationError: memory:// limits, or anything :class:`ProxyCore` refuses.
     """
     if core is None:
-        limiter = policy.get("rate_limiter")
-        if limiter is not None:
-            in_memory = limiter.enabled and not limiter.distributed
-        else:
-            storage = str(policy.get("storage_uri") or "memory://")
-            limited = policy.get("rate_limit", "10/minute") is not None or policy.get("global_rate_limit") is not None
-            in_memory = limited and storage.partition("://")[0] == "memory"
-        if in_memory:
-            raise FunctionConfigurationError(_MEMORY_REFUSED)
         policy.setdefault("metrics", NullMetrics())
         try:
             core = ProxyCore(**policy)
         except ValueError as exc:
             raise FunctionConfigurationError(str(exc)) from None
-    elif core.rate_limiter.enabled and not core.rate_limiter.distributed:
+    if core.rate_limiter.enabled and not core.rate_limiter.distributed:
         raise FunctionConfigurationError(_MEMORY_REFUSED)
     if core.rate_limiter.enabled:
         require_installed(extra, "limits", "redis")
     return core
 
 
-def policy_from_env(environ: Mapping[str, str] | None = None, *, extra: str = "functions") -> dict[str, Any]:
-    """The :class:`ProxyCore` arguments that the ``ORGA_PROXY_*`` variables describe (the same variables as
-    ``orga-ai serve``; the listening options such as the port do not apply to a function).
+def policy_from_env(environ: Mapping[str, str] | None = None, *, extra: str = "functions") -> ProxyPolicy:
+    """The :class:`~orga_ai.proxy.ProxyPolicy` that the ``ORGA_PROXY_*`` variables describe (the same variables and
+    the same reading as ``orga-ai serve``; the listening options such as the port do not apply to a function).
 
     Raises:
         FunctionConfigurationError: a variable is unreadable, no authentication is configured, or a library the
             variables ask for is not installed (named with ``extra``, before anything imports it).
     """
-    from ..proxy._breaker import CircuitBreaker
-    from ..proxy._cli import build_authenticator
-    from ..proxy._settings import ice_policy, resolve
+    from ..proxy._policy import ProxyPolicy
+    from ..proxy._settings import build_authenticator, resolve
 
     try:
         settings = resolve({}, environ)
@@ -113,31 +104,16 @@ def policy_from_env(environ: Mapping[str, str] | None = None, *, extra: str = "f
         require_installed(extra, "limits", "redis")
     try:
         authenticate = build_authenticator(settings)
-        ice = ice_policy(settings)
+        if authenticate is None and not settings["allow_anonymous"]:
+            raise FunctionConfigurationError(
+                "no authentication configured: set ORGA_PROXY_SHARED_SECRET, ORGA_PROXY_JWT_SECRET or "
+                "ORGA_PROXY_JWKS_URL (or ORGA_PROXY_ALLOW_ANONYMOUS=1, for development only)"
+            )
+        return ProxyPolicy.from_settings(settings, authenticate=authenticate)
+    except FunctionConfigurationError:
+        raise
     except ValueError as exc:
         raise FunctionConfigurationError(str(exc)) from None
-    anonymous = bool(settings["allow_anonymous"])
-    if authenticate is None and not anonymous:
-        raise FunctionConfigurationError(
-            "no authentication configured: set ORGA_PROXY_SHARED_SECRET, ORGA_PROXY_JWT_SECRET or "
-            "ORGA_PROXY_JWKS_URL (or ORGA_PROXY_ALLOW_ANONYMOUS=1, for development only)"
-        )
-    return {
-        "authenticate": authenticate,
-        "allow_anonymous": anonymous and authenticate is None,
-        "rate_limit": settings["rate_limit"],
-        "global_rate_limit": settings["global_rate_limit"],
-        "storage_uri": settings["redis_url"] or "memory://",
-        "cors_origins": settings["cors_origin"],
-        "trusted_proxies": settings["trusted_proxy"],
-        "deadline": settings["deadline"],
-        "max_concurrency": settings["max_concurrency"],
-        "max_body_bytes": settings["max_body_bytes"],
-        "breaker": CircuitBreaker(settings["breaker_threshold"], settings["breaker_cooldown"]),
-        "deny_file": settings["deny_file"],
-        "max_header_bytes": settings["max_header_bytes"],
-        "ice_policy": ice,
-    }
 
 
 def platform_peer(pairs: list[tuple[str, str]], fallback: str | None) -> tuple[str | None, list[tuple[str, str]]]:
@@ -162,7 +138,7 @@ def platform_peer(pairs: list[tuple[str, str]], fallback: str | None) -> tuple[s
 def core_from_env(extra: str, environ: Mapping[str, str] | None = None) -> ProxyCore:
     """The function's :class:`ProxyCore` from the ``ORGA_PROXY_*`` variables (see :func:`policy_from_env`); a refused
     origin's 403 names ``ORGA_PROXY_CORS_ORIGIN`` as the setting to change."""
-    core = function_core(extra=extra, **policy_from_env(environ, extra=extra))
+    core = function_core(extra=extra, policy=policy_from_env(environ, extra=extra))
     core.cors_setting = "ORGA_PROXY_CORS_ORIGIN"
     return core
 

@@ -22,6 +22,7 @@ from ._errors import ProxyError, error_for
 from ._fingerprint import principal_fingerprint
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
+from ._policy import ProxyPolicy
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
 from ._request import ProxyRequest, ProxyResponse
 
@@ -46,6 +47,7 @@ __all__ = [
     "Principal",
     "ProxyCore",
     "ProxyError",
+    "ProxyPolicy",
     "ProxyRequest",
     "ProxyResponse",
     "RateLimitDecision",

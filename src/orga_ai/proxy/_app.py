@@ -5,25 +5,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._auth import Authenticator, Principal
-from ._breaker import CircuitBreaker
 from ._clients import AsyncClientHolder, preload_transport
 from ._core import (
-    DEFAULT_DEADLINE,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PATH,
     BodyReader,
     ProxyCore,
 )
 from ._errors import json_error
 from ._killswitch import KillSwitch
-from ._metrics import CONTENT_TYPE, Metrics
+from ._metrics import CONTENT_TYPE
 from ._middleware import BodyTooLarge, ProxyHeadersMiddleware
 from ._openapi import openapi_document
+from ._policy import ProxyPolicy
 from ._request import LazyCookies, ProxyRequest, ProxyResponse, new_request_id
 
 if TYPE_CHECKING:
@@ -32,7 +27,6 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from .._client import AsyncOrgaAI
-    from .._ice import IcePolicy
 
 __all__ = ["create_app", "to_proxy_request", "to_starlette_response"]
 
@@ -173,57 +167,31 @@ async def read_event_body(receive: Callable[[], Awaitable[MutableMapping[str, An
 
 
 def create_app(
+    policy: ProxyPolicy | None = None,
     *,
     orga: AsyncOrgaAI | None = None,
-    authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | None = None,
-    allow_anonymous: bool = False,
-    rate_limit: str | None = "10/minute",
-    global_rate_limit: str | None = None,
-    storage_uri: str = "memory://",
-    cors_origins: Iterable[str] = (),
-    trusted_proxies: Iterable[str] = (),
-    path: str = DEFAULT_PATH,
-    deadline: float = DEFAULT_DEADLINE,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    breaker_threshold: int = 5,
-    breaker_cooldown: float = 10.0,
-    deny_file: str | None = None,
-    kill_switch: KillSwitch | None = None,
-    prefetch: int = 0,
     orga_options: Mapping[str, Any] | None = None,
     core: ProxyCore | None = None,
+    kill_switch: KillSwitch | None = None,
     metrics_enabled: bool = True,
-    ice_policy: IcePolicy | Mapping[str, Any] | None = None,
-    allowed_hosts: Iterable[str] | None = None,
-    fingerprint_key: str | None = None,
-    events: bool = False,
+    **settings: Any,
 ) -> Starlette:
-    """Build the proxy: ``GET``/``POST`` ``path`` mints one session config for an authenticated caller.
+    """Build the proxy: ``GET``/``POST`` ``policy.path`` mints one session config for an authenticated caller.
 
-    Also served: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/openapi.json``. The app keeps its
-    :class:`ProxyCore` at ``app.state.orga_proxy`` (its ``kill_switch`` stops minting live).
+    Also served: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/openapi.json``, and with
+    ``policy.events`` the beacon ``POST {path}/events``. The app keeps its :class:`ProxyCore` at
+    ``app.state.orga_proxy`` (its ``kill_switch`` stops minting live).
 
     Args:
+        policy: the route's settings (:class:`~orga_ai.proxy.ProxyPolicy`); or give them as keywords,
+            ``create_app(authenticate=JWTAuth(...), rate_limit="5/minute")``, which is
+            ``create_app(ProxyPolicy(authenticate=..., rate_limit=...))``.
         orga: the SDK client to use; by default one ``AsyncOrgaAI(**orga_options)`` is created on first use (API
             key from ``ORGA_API_KEY``) and closed at shutdown. A client you pass stays yours to close.
-        authenticate: who may call (``JWTAuth``, ``SharedSecretAuth`` or any callable); required unless
-            ``allow_anonymous=True``, which is for local development and is logged as a warning.
-        rate_limit / global_rate_limit / storage_uri: per-principal limit, global ceiling, ``memory://`` or
-            ``redis://...`` shared by replicas.
-        cors_origins: exact browser origins allowed cross-origin; trusted_proxies: whose X-Forwarded-For to believe.
-        deadline: seconds for the whole request (default 8; the Orga widget gives up at 10).
-        max_concurrency: upstream calls in flight before shedding with 503.
-        breaker_threshold / breaker_cooldown: the circuit breaker (0 disables it).
-        deny_file / kill_switch: the live deny-list.
-        prefetch: passed to ``AsyncOrgaAI(prefetch=...)`` when the SDK supports a warm pool.
-        core: a ready :class:`ProxyCore`, instead of the policy arguments above.
-        ice_policy: an :class:`~orga_ai.IcePolicy` narrowing the ICE servers handed out (docs/ice.md).
-        allowed_hosts: the ``Host`` names the route answers (default: any; loopback only with ``allow_anonymous``).
-        fingerprint_key: the key of the principals' fingerprints in logs (default ``ORGA_PROXY_FINGERPRINT_KEY``, else
-            random per process).
-        events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
-            (authenticated like the route, rate-limited, 1 KiB at most; see docs/operations.md).
+        core: a ready :class:`ProxyCore` instead of a policy (its policy's ``path``, ``events`` and ``prefetch``
+            apply; keywords among those override them).
+        kill_switch: a ready deny-list (default: one watching ``policy.deny_file``).
+        metrics_enabled: serve ``/metrics``.
     """
     from .._extras import require_extra
 
@@ -235,45 +203,30 @@ def create_app(
     from starlette.responses import Response
     from starlette.routing import Route
 
-    if not path.startswith("/"):
-        raise ValueError("path must start with '/'")
     if core is None:
-        metrics = Metrics()
-        core = ProxyCore(
-            authenticate=authenticate,
-            allow_anonymous=allow_anonymous,
-            rate_limit=rate_limit,
-            global_rate_limit=global_rate_limit,
-            storage_uri=storage_uri,
-            cors_origins=cors_origins,
-            trusted_proxies=trusted_proxies,
-            deadline=deadline,
-            max_concurrency=max_concurrency,
-            breaker=CircuitBreaker(breaker_threshold, breaker_cooldown),
-            kill_switch=kill_switch,
-            deny_file=deny_file,
-            metrics=metrics,
-            max_body_bytes=max_body_bytes,
-            ice_policy=ice_policy,
-            allowed_hosts=allowed_hosts,
-            fingerprint_key=fingerprint_key,
-        )
-    policy = core
-    clients = AsyncClientHolder(policy.metrics, orga, options=orga_options, prefetch=prefetch)
+        core = ProxyCore(policy, kill_switch=kill_switch, **settings)
+        route = core.policy
+    else:
+        if policy is not None:
+            raise ValueError("give create_app a policy or a ready core, not both")
+        route = core.policy.replace(**settings) if settings else core.policy
+    path, events, prefetch = route.path, route.events, route.prefetch
+    proxy = core
+    clients = AsyncClientHolder(proxy.metrics, orga, options=orga_options, prefetch=prefetch)
     openapi = None
 
     def body_reader(method: str, receive: Any) -> BodyReader | None:
         # A POST's body is received only after its head passed the checks (ProxyCore.handle's read_body).
-        return functools.partial(drain_body, receive, policy.max_body_bytes) if method == "POST" else None
+        return functools.partial(drain_body, receive, proxy.max_body_bytes) if method == "POST" else None
 
     async def client_secrets(request: Request) -> Response:
         read_body = body_reader(request.method, request.receive)
-        return to_starlette_response(await policy.handle(to_proxy_request(request), clients.get(), read_body=read_body))
+        return to_starlette_response(await proxy.handle(to_proxy_request(request), clients.get(), read_body=read_body))
 
     async def client_secrets_asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         # client_secrets above, in pure ASGI: the same response, byte for byte.
         read_body = body_reader(scope["method"], receive)
-        response = await policy.handle(_from_scope(scope), clients.get(), read_body=read_body)
+        response = await proxy.handle(_from_scope(scope), clients.get(), read_body=read_body)
         await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
 
@@ -281,7 +234,7 @@ def create_app(
     if events:
         from ._events import EventBeacon
 
-        beacon = EventBeacon(policy)
+        beacon = EventBeacon(proxy)
 
     async def events_endpoint(request: Request) -> Response:
         assert beacon is not None
@@ -289,21 +242,21 @@ def create_app(
         return to_starlette_response(await beacon.handle(to_proxy_request(request), read))
 
     async def healthz(request: Request) -> Response:
-        return to_starlette_response(policy.health())
+        return to_starlette_response(proxy.health())
 
     def foreign_host(request: Request) -> Response | None:
         # /readyz, /metrics and /openapi.json answer only the allowed Host names, as the route does (DNS rebinding:
         # a page whose name resolves here must not read them). /healthz says nothing and answers any Host (probes).
-        if policy.host_allowed(request.headers.get("host", "")):
+        if proxy.host_allowed(request.headers.get("host", "")):
             return None
         message = "This server does not answer for that host name; add it to allowed_hosts."
         return to_starlette_response(json_error(400, "host_not_allowed", message, _request_id(request)))
 
     async def readyz(request: Request) -> Response:
-        return foreign_host(request) or to_starlette_response(policy.readiness(await policy.rate_limiter.check()))
+        return foreign_host(request) or to_starlette_response(proxy.readiness(await proxy.rate_limiter.check()))
 
     async def metrics_endpoint(request: Request) -> Response:
-        return foreign_host(request) or Response(policy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        return foreign_host(request) or Response(proxy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi_endpoint(request: Request) -> Response:
         refused = foreign_host(request)
@@ -333,19 +286,19 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        policy.announce()
+        proxy.announce()
         clients.get()  # fail at start-up, not at the first caller, when the API key is missing
         preload_transport()
         # With a warm pool, the first callers are served from it: fill it before taking traffic, within bounds (an
         # Orga outage must not hold the start-up for long; the pool keeps refilling in the background).
-        filled = await clients.warm_up(min(5.0, policy.deadline))
+        filled = await clients.warm_up(min(5.0, proxy.deadline))
         if filled is False:
             logger.warning("orga proxy: the warm pool was not full at start-up; it keeps refilling")
         try:
             yield
         finally:
             await clients.aclose()
-            await policy.rate_limiter.aclose()
+            await proxy.rate_limiter.aclose()
             if beacon is not None:
                 await beacon.aclose()
             _flush_access_log()
@@ -363,7 +316,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(ProxyHeadersMiddleware, max_bytes=policy.max_body_bytes),
+            Middleware(ProxyHeadersMiddleware, max_bytes=proxy.max_body_bytes),
             Middleware(_DirectRoute, path=path, endpoint=client_secrets_asgi),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
@@ -371,6 +324,6 @@ def create_app(
     )
     # A path with a trailing slash would get a 307 whose Location is built from the Host header: a 404 instead.
     app.router.redirect_slashes = False
-    app.state.orga_proxy = policy
+    app.state.orga_proxy = proxy
     app.state.orga_clients = clients
     return app

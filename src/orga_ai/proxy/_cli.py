@@ -17,82 +17,29 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._logging import RequestIdFilter
-from ._settings import OPTIONS, ServeSettingsError, add_arguments, ice_policy, resolve, secrets_on_command_line
+from ._settings import (
+    OPTIONS,
+    ServeSettingsError,
+    add_arguments,
+    build_authenticator,
+    resolve,
+    secrets_on_command_line,
+)
 
 if TYPE_CHECKING:
     import argparse
 
     from starlette.applications import Starlette
 
-    from ._auth import Authenticator
 
 __all__ = ["add_parser", "app_from_env", "build_app", "build_authenticator", "run"]
-
-_NO_AUTH = """orga-ai serve: no authentication configured, refusing to start.
-Choose one (flag, or its environment variable):
-  --shared-secret SECRET  (ORGA_PROXY_SHARED_SECRET)    callers send Authorization: Bearer SECRET
-  --jwt-secret KEY        (ORGA_PROXY_JWT_SECRET)       your app's HS256 JWTs; add --jwt-audience and --jwt-issuer
-  --jwks-url URL          (ORGA_PROXY_JWKS_URL)         your identity provider's JWTs; add --jwt-audience/--jwt-issuer
-  --allow-anonymous       (ORGA_PROXY_ALLOW_ANONYMOUS)  anyone, rate-limited per IP: local development only"""
-
-
-def build_authenticator(settings: Mapping[str, Any]) -> Authenticator | None:
-    """The authenticator the settings describe, or None when only anonymous access (or nothing) is configured."""
-    from ._auth import AnyOf, JWTAuth, SharedSecretAuth
-
-    found: list[Authenticator] = []
-    if settings["shared_secret"]:
-        found.append(SharedSecretAuth(settings["shared_secret"]))
-    if settings["jwt_secret"] or settings["jwks_url"]:
-        if settings["jwt_secret"] and settings["jwks_url"]:
-            raise ServeSettingsError("give --jwt-secret or --jwks-url, not both")
-        audience = settings["jwt_audience"] or None
-        found.append(
-            JWTAuth(
-                secret=settings["jwt_secret"],
-                jwks_url=settings["jwks_url"],
-                audience=audience[0] if audience and len(audience) == 1 else audience,
-                issuer=settings["jwt_issuer"],
-                algorithms=settings["jwt_algorithm"] or None,
-                cookie_name=settings["jwt_cookie"],
-                leeway=settings["jwt_leeway"],
-            )
-        )
-    elif settings["jwt_audience"] or settings["jwt_issuer"]:
-        raise ServeSettingsError("--jwt-audience/--jwt-issuer need --jwt-secret or --jwks-url")
-    if not found:
-        return None
-    return found[0] if len(found) == 1 else AnyOf(*found)
-
 
 def build_app(settings: Mapping[str, Any]) -> Starlette:
     """The proxy app the settings describe. Raises ServeSettingsError (or ValueError) when they are unusable."""
     from ._app import create_app
+    from ._policy import ProxyPolicy
 
-    authenticate = build_authenticator(settings)
-    if authenticate is None and not settings["allow_anonymous"]:
-        raise ServeSettingsError(_NO_AUTH)
-    app = create_app(
-        authenticate=authenticate,
-        allow_anonymous=bool(settings["allow_anonymous"]) and authenticate is None,
-        rate_limit=settings["rate_limit"],
-        global_rate_limit=settings["global_rate_limit"],
-        storage_uri=settings["redis_url"] or "memory://",
-        cors_origins=settings["cors_origin"],
-        trusted_proxies=settings["trusted_proxy"],
-        path=settings["path"],
-        deadline=settings["deadline"],
-        max_concurrency=settings["max_concurrency"],
-        max_body_bytes=settings["max_body_bytes"],
-        breaker_threshold=settings["breaker_threshold"],
-        breaker_cooldown=settings["breaker_cooldown"],
-        deny_file=settings["deny_file"],
-        prefetch=settings["prefetch"],
-        events=bool(settings["events"]),
-        ice_policy=ice_policy(settings),
-        allowed_hosts=settings["allowed_host"] or None,
-        fingerprint_key=settings["fingerprint_key"],
-    )
+    app = create_app(ProxyPolicy.from_settings(settings))
     app.state.orga_proxy.cors_setting = "--cors-origin (ORGA_PROXY_CORS_ORIGIN)"
     return app
 

@@ -37,13 +37,12 @@ from .._exceptions import (
     OrgaAIRateLimitError,
     OrgaAITimeoutError,
 )
-from .._ice import IcePolicy, apply_ice_policy
+from .._ice import apply_ice_policy
 from .._logging import current_request_id
 from .._telemetry import reset_observer, set_observer
 from ._auth import (
     AnonymousAuth,
     AuthenticationError,
-    Authenticator,
     Principal,
     PrincipalTypeError,
     hook_name,
@@ -64,6 +63,19 @@ from ._errors import (
 from ._fingerprint import principal_fingerprint, set_fingerprint_key
 from ._killswitch import KillSwitch
 from ._metrics import Metrics
+from ._policy import (
+    ANONYMOUS_GLOBAL_RATE_LIMIT,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_PATH,
+    LOOPBACK_HOSTS,
+    ProxyPolicy,
+    networks,
+    validate_origins,
+    validate_path,
+)
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimiterUnavailable
 from ._request import ProxyRequest, ProxyResponse, json_bytes, new_request_id, sane_request_id, security_headers
 from ._tracing import annotate, current_request_span, request_span
@@ -86,16 +98,6 @@ __all__ = [
     "principal_key",
     "validate_path",
 ]
-
-DEFAULT_PATH = "/api/orga-client-secrets"
-DEFAULT_DEADLINE = 8.0
-"""Seconds for the whole request: Orga's widget gives up at 10 s, so the route answers (504) before it does."""
-DEFAULT_MAX_CONCURRENCY = 64
-"""Upstream calls in flight per process; the next caller is shed with 503 at once rather than queued."""
-DEFAULT_MAX_BODY_BYTES = 4096
-"""The route takes no body; a POST carrying more than this is refused with 413."""
-DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-"""All request headers together; more is refused with 431."""
 
 logger = logging.getLogger("orga_ai.proxy")
 access_logger = logging.getLogger("orga_ai.proxy.access")
@@ -177,12 +179,6 @@ class _ConcurrencyCap:
             self.in_flight -= 1
 
 
-ANONYMOUS_GLOBAL_RATE_LIMIT = "120/minute"
-"""The ceiling across all callers of an anonymous route when ``global_rate_limit`` is not given."""
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-"""The ``Host`` names an anonymous route answers unless told otherwise (any port)."""
-
 
 def _hop_address(hop: str) -> str | None:
     """The address of one ``X-Forwarded-For`` hop, written ``ip``, ``ip:port``, ``[v6]`` or ``[v6]:port`` (proxies
@@ -231,58 +227,14 @@ def _netloc(origin: str) -> str | None:
         return None
 
 
-def _check_count(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
-def _networks(values: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    out = []
-    for value in values:
-        try:
-            out.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"trusted proxy {value!r} is not an IP address or CIDR network") from None
-    return tuple(out)
 
 
-def _validate_origins(origins: Iterable[str]) -> frozenset[str]:
-    out = set()
-    for origin in origins:
-        origin = origin.strip().rstrip("/")
-        if origin in {"*", "null"}:
-            raise ValueError(
-                f"CORS origin {origin!r} is not allowed: list exact origins such as https://app.example.com "
-                "(a wildcard with credentials would let any site mint sessions for your users)"
-            )
-        parts = urlsplit(origin)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query:
-            raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port], with no path")
-        out.add(origin.lower())
-    return frozenset(out)
 
 
-def _import_hook(path: str) -> Any:
-    """``authenticate="package.module.function"`` (or ``"package.module:function"``): imported now, so a typo fails
-    at start-up naming the path rather than answering every request with a 500."""
-    import importlib
-
-    module_name, sep, attribute = path.replace(":", ".").rpartition(".")
-    try:
-        if not sep or not module_name:
-            raise ImportError("not a dotted path")
-        hook = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"authenticate={path!r} cannot be imported ({exc})") from None
-    if not callable(hook):
-        raise ValueError(f"authenticate={path!r} is a {type(hook).__name__}, not a callable")
-    return hook
 
 
-def _check_callable(authenticate: object) -> None:
-    if authenticate is not None and not callable(authenticate):
-        kind = type(authenticate).__name__
-        raise ValueError(f"authenticate must be callable (or a dotted path to one), not {kind}")
 
 
 _reported: set[str] = set()
@@ -307,11 +259,6 @@ def has_body(headers: Mapping[str, str]) -> bool:
     return "transfer-encoding" in headers or headers.get("content-length", "").strip() not in ("", "0")
 
 
-def validate_path(path: str) -> str:
-    """The route's path, refused unless it is absolute (``"api/x"`` would mount nowhere a browser asks)."""
-    if not isinstance(path, str) or not path.startswith("/") or "?" in path or "#" in path or " " in path:
-        raise ValueError(f"path={path!r} must be an absolute URL path such as '/api/orga-client-secrets'")
-    return path
 
 
 def principal_key(principal: Principal) -> str:
@@ -332,105 +279,60 @@ _principal_fingerprint = principal_fingerprint  # keyed: logs cannot be reversed
 
 
 class ProxyCore:
-    """The policy of the client-secrets route, held once, for every framework.
+    """The client-secrets route's flow and state (limiter, breaker, deny-list, metrics) for one
+    :class:`~orga_ai.proxy.ProxyPolicy`, held once, for every framework.
 
-    Args:
-        authenticate: who the caller is (see :mod:`orga_ai.proxy._auth`); any callable
-            ``(ProxyRequest) -> Principal | str`` raising :class:`AuthenticationError` to refuse. Required unless
-            ``allow_anonymous=True``. A dotted path (``"myapp.auth.hook"``) is imported at once.
-        allow_anonymous: explicit opt-in to serve anyone (principal = client IP); announced with a warning.
-        rate_limit: per-principal limit such as ``"10/minute"``; None for none.
-        global_rate_limit: a ceiling across all callers, such as ``"600/minute"``; None for none (with
-            ``allow_anonymous``, None means :data:`ANONYMOUS_GLOBAL_RATE_LIMIT`, 120 a minute).
-        storage_uri: rate-limit storage, ``memory://`` or ``redis://host:port/db``.
-        cors_origins: exact origins allowed to call cross-origin (never ``*``).
-        trusted_proxies: addresses or CIDR networks whose ``X-Forwarded-For`` is believed.
-        deadline: seconds for the whole request (default 8).
-        max_concurrency: upstream calls in flight before new ones are shed with 503 (0 = no cap).
-        breaker: the circuit breaker (default: open after 5 consecutive upstream failures, 10 s cool-down).
-        kill_switch: the deny-list (default: an in-memory one, or one watching ``deny_file``).
-        deny_file: a file of denied principals (``*`` stops all minting), re-read when it changes.
-        metrics: the Prometheus metrics (default: a fresh registry).
-        rate_limiter: a ready :class:`RateLimiter`, instead of the three rate-limit arguments.
-        max_body_bytes / max_header_bytes: request size caps (413 / 431).
-        ice_policy: an :class:`~orga_ai.IcePolicy` (or a dict of its fields) narrowing the ICE servers handed out,
-            applied after Orga's answer was validated and before the JSON leaves (docs/ice.md); None hands out what
-            Orga returned.
-        allowed_hosts: the ``Host`` names (``name`` or ``name:port``) the route answers; another gets 400
-            ``host_not_allowed`` (DNS rebinding: a page whose name resolves to this server). Default: any for an
-            authenticated route, loopback names only with ``allow_anonymous``.
-        fingerprint_key: the key of the principals' fingerprints in logs (process-wide; default
-            ``ORGA_PROXY_FINGERPRINT_KEY``, else random per process; see docs/security.md).
+    ``ProxyCore(policy)``, or ``ProxyCore(**settings)`` for ``ProxyCore(ProxyPolicy(**settings))`` (every setting and
+    its default: :class:`~orga_ai.proxy.ProxyPolicy`). The collaborators can be given ready-made: ``breaker`` (else
+    one from ``breaker_threshold``/``breaker_cooldown``), ``kill_switch`` (else one watching ``deny_file``),
+    ``metrics`` (else a fresh registry), ``rate_limiter`` (else one from the three rate-limit settings).
     """
 
     def __init__(
         self,
+        policy: ProxyPolicy | None = None,
         *,
-        authenticate: Authenticator | Callable[[ProxyRequest], Principal | str] | str | None = None,
-        allow_anonymous: bool = False,
-        rate_limit: str | None = "10/minute",
-        global_rate_limit: str | None = None,
-        storage_uri: str = "memory://",
-        cors_origins: Iterable[str] = (),
-        trusted_proxies: Iterable[str] = (),
-        deadline: float = DEFAULT_DEADLINE,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         breaker: CircuitBreaker | None = None,
         kill_switch: KillSwitch | None = None,
-        deny_file: str | None = None,
         metrics: Metrics | None = None,
         rate_limiter: RateLimiter | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        ice_policy: IcePolicy | Mapping[str, Any] | None = None,
-        allowed_hosts: Iterable[str] | None = None,
-        fingerprint_key: str | None = None,
+        **settings: Any,
     ) -> None:
-        if isinstance(authenticate, str):  # the type says callable; settings files and env vars give strings
-            authenticate = _import_hook(authenticate)
-        _check_callable(authenticate)
-        if authenticate is None:
-            if not allow_anonymous:
-                raise ValueError(
-                    "the proxy needs authentication: pass authenticate=JWTAuth(...) or SharedSecretAuth(...) "
-                    "(or any callable), or allow_anonymous=True for local development only"
-                )
-            authenticate = AnonymousAuth()
-        elif isinstance(authenticate, AnonymousAuth) and not allow_anonymous:
-            raise ValueError("AnonymousAuth serves anyone; pass allow_anonymous=True to mean it")
-        if isinstance(deadline, bool) or not (isinstance(deadline, (int, float)) and 0 < deadline <= 60):
-            raise ValueError(f"deadline must be between 0 and 60 seconds, got {deadline!r}")
-        _check_count("max_concurrency", max_concurrency, 0)
-        _check_count("max_body_bytes", max_body_bytes, 0)
-        _check_count("max_header_bytes", max_header_bytes, 1)
-        self.authenticate: Callable[[ProxyRequest], Principal | str] = authenticate  # type: ignore[assignment]
-        self.anonymous = allow_anonymous and isinstance(authenticate, AnonymousAuth)
+        if policy is None:
+            policy = ProxyPolicy(**settings)
+        elif settings:
+            policy = policy.replace(**settings)
+        self.policy = policy
+        authenticate = policy.authenticate if policy.authenticate is not None else AnonymousAuth()
+        self.authenticate: Callable[[ProxyRequest], Principal | str] = authenticate
+        self.anonymous = policy.allow_anonymous and isinstance(authenticate, AnonymousAuth)
         self.metrics = metrics if metrics is not None else Metrics()
+        global_rate_limit = policy.global_rate_limit
         if self.anonymous and global_rate_limit is None and rate_limiter is None:
             # Per-IP limits alone let a botnet (or an IPv6 host's many /64s) mint without end: a ceiling by default.
             global_rate_limit = ANONYMOUS_GLOBAL_RATE_LIMIT
-        self.rate_limiter = rate_limiter or RateLimiter(rate_limit, global_rate_limit, storage_uri=storage_uri)
-        self._unlimited = rate_limiter is None and rate_limit is None
-        for name, value in (("cors_origins", cors_origins), ("trusted_proxies", trusted_proxies)):
-            if isinstance(value, (str, bytes)):
-                raise ValueError(f"{name} takes a list, not one string: {name}=[{value!r}]")
-        self.cors_origins = _validate_origins(cors_origins)
+        self.rate_limiter = rate_limiter or RateLimiter(
+            policy.rate_limit, global_rate_limit, storage_uri=policy.storage_uri
+        )
+        self._unlimited = rate_limiter is None and policy.rate_limit is None
+        self.cors_origins = validate_origins(policy.cors_origins)  # adoption adds the host app's origins
         self._cors_patterns: tuple[re.Pattern[str], ...] = ()
         self.cors_setting = "cors_origins"  # what the 403 tells a developer to change; adapters name their own
-        self.trusted_proxies = _networks(trusted_proxies)
-        self.deadline = float(deadline)
-        self.cap = _ConcurrencyCap(max_concurrency)
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.trusted_proxies = networks(policy.trusted_proxies)
+        self.deadline = policy.deadline
+        self.cap = _ConcurrencyCap(policy.max_concurrency)
+        if breaker is None:
+            breaker = CircuitBreaker(policy.breaker_threshold, policy.breaker_cooldown)
+        self.breaker = breaker
         self.breaker._on_change = self._breaker_changed
-        self.kill_switch = kill_switch if kill_switch is not None else KillSwitch(deny_file)
-        self.max_body_bytes = max_body_bytes
-        self.max_header_bytes = max_header_bytes
-        self.ice_policy = IcePolicy.coerce(ice_policy)
+        self.kill_switch = kill_switch if kill_switch is not None else KillSwitch(policy.deny_file)
+        self.max_body_bytes = policy.max_body_bytes
+        self.max_header_bytes = policy.max_header_bytes
+        self.ice_policy = policy.ice_policy
         self._ice_policy_refusal: tuple[float, str] | None = None  # (until, why) the policy left no ICE server
-        if fingerprint_key is not None:
-            set_fingerprint_key(fingerprint_key)
-        if isinstance(allowed_hosts, (str, bytes)):
-            raise ValueError(f"allowed_hosts takes a list, not one string: allowed_hosts=[{allowed_hosts!r}]")
+        if policy.fingerprint_key is not None:
+            set_fingerprint_key(policy.fingerprint_key)
+        allowed_hosts = policy.allowed_hosts
         if allowed_hosts is None and self.anonymous:
             allowed_hosts = LOOPBACK_HOSTS  # anonymous minting: only for pages served from this machine
         self.allowed_hosts = frozenset(h.strip().lower().rstrip(".") for h in allowed_hosts or () if h.strip())
@@ -679,7 +581,7 @@ class ProxyCore:
         refused as in ``cors_origins``."""
         if isinstance(origins, str) or isinstance(patterns, str):
             raise ValueError(f"{setting}: expected a list of origins, got one string")
-        self.cors_origins = self.cors_origins | _validate_origins(origins)
+        self.cors_origins = self.cors_origins | validate_origins(origins)
         compiled = []
         for pattern in patterns:
             try:

@@ -13,20 +13,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._core import DEFAULT_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENCY, DEFAULT_PATH
+from ._policy import policy_settings
 
 if TYPE_CHECKING:
-    import argparse  # argparse is the CLI's; a function host reads settings from the environment only
+    import argparse
 
     from .._ice import IcePolicy
+    from ._auth import Authenticator  # argparse is the CLI's; a function host reads settings from the environment only
 
 __all__ = [
+    "NO_AUTH",
     "OPTIONS",
     "Option",
     "ServeSettingsError",
     "add_arguments",
+    "build_authenticator",
     "ice_policy",
     "markdown_table",
+    "option_named",
     "resolve",
     "to_environ",
 ]
@@ -81,11 +85,22 @@ class Option:
             raise ServeSettingsError(f"{self.env}: {exc}") from None
 
 
+def _policy_option(name: str) -> Option:
+    """The option of a :class:`~orga_ai.proxy.ProxyPolicy` field, from the field's own declaration."""
+    for _field, how, default in policy_settings():
+        if how.option == name:
+            shown = how.option_default if how.own_default else default
+            if isinstance(shown, tuple):
+                shown = list(shown)
+            return Option(name, how.kind, shown, how.help, secret=how.secret)
+    raise LookupError(name)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", "str", "127.0.0.1", "Interface to listen on."),
     Option("port", "int", 8080, "Port to listen on."),
     Option("workers", "int", 1, "Worker processes (each with its own limiter unless --redis-url is set)."),
-    Option("path", "str", DEFAULT_PATH, "Path of the client-secrets route."),
+    _policy_option("path"),
     Option(
         "shared_secret",
         "list",
@@ -101,57 +116,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("jwt_algorithm", "list", [], "Accepted JWT algorithms (repeatable); pinned, never `none`."),
     Option("jwt_cookie", "str", None, "Also read the JWT from this cookie."),
     Option("jwt_leeway", "float", 30.0, "Seconds of clock skew tolerated on `exp`/`nbf`."),
-    Option(
-        "allow_anonymous",
-        "bool",
-        False,
-        "Serve callers without credentials (rate-limited per IP). Development only; announced loudly at start-up.",
-    ),
-    Option("rate_limit", "str", "10/minute", "Per-principal limit (`none` to disable)."),
-    Option("global_rate_limit", "str", None, "Ceiling across all callers, e.g. `600/minute`."),
-    Option(
-        "redis_url",
-        "str",
-        None,
-        "`redis://host:port/db`, `redis+sentinel://h1:p1,h2:p2/<service>` or `redis+cluster://h1:p1,h2:p2` "
-        "(`?password_file=`, `?timeout=`; `rediss` for TLS): share rate limits between replicas "
-        "(fails closed with 503 when Redis is down).",
-        secret=True,
-    ),
-    Option("cors_origin", "list", [], "Exact browser origin allowed cross-origin (repeatable; never `*`)."),
-    Option(
-        "trusted_proxy",
-        "list",
-        [],
-        "Address or CIDR of a reverse proxy whose `X-Forwarded-For` is believed (repeatable).",
-    ),
-    Option(
-        "allowed_host",
-        "list",
-        [],
-        "`Host` name (or `name:port`) the route answers (repeatable); others get 400. Default: any, or "
-        "loopback names only with --allow-anonymous.",
-    ),
-    Option(
-        "fingerprint_key",
-        "str",
-        None,
-        "Key of the principals' fingerprints in logs (HMAC; 16+ characters). Set the same on every replica to "
-        "correlate their logs and use `fp:` lines in a deny file; default: random per run.",
-        secret=True,
-    ),
-    Option("deadline", "float", DEFAULT_DEADLINE, "Seconds for the whole request before 504."),
-    Option("max_concurrency", "int", DEFAULT_MAX_CONCURRENCY, "Upstream calls in flight before shedding with 503."),
-    Option("max_body_bytes", "int", DEFAULT_MAX_BODY_BYTES, "Largest request body accepted (413 above)."),
-    Option("breaker_threshold", "int", 5, "Consecutive upstream failures that open the circuit breaker (0: off)."),
-    Option("breaker_cooldown", "float", 10.0, "Seconds the breaker stays open before one probe."),
-    Option(
-        "deny_file",
-        "str",
-        None,
-        "Deny-list file, re-read live: `*` stops all minting, other lines are "
-        "principal ids or their `fp:` fingerprints.",
-    ),
+    _policy_option("allow_anonymous"),
+    _policy_option("rate_limit"),
+    _policy_option("global_rate_limit"),
+    _policy_option("redis_url"),
+    _policy_option("cors_origin"),
+    _policy_option("trusted_proxy"),
+    _policy_option("allowed_host"),
+    _policy_option("fingerprint_key"),
+    _policy_option("deadline"),
+    _policy_option("max_concurrency"),
+    _policy_option("max_body_bytes"),
+    _policy_option("breaker_threshold"),
+    _policy_option("breaker_cooldown"),
+    _policy_option("deny_file"),
     Option(
         "head_timeout",
         "float",
@@ -172,7 +150,7 @@ OPTIONS: tuple[Option, ...] = (
         10.0,
         "Seconds a connection may leave its answers unread (the server's write buffer full); then it is dropped.",
     ),
-    Option("max_header_bytes", "int", 16384, "Largest request head (line and headers); 431 above, read no further."),
+    _policy_option("max_header_bytes"),
     Option(
         "max_connections",
         "int",
@@ -187,16 +165,10 @@ OPTIONS: tuple[Option, ...] = (
         "Connections one client address (an IPv6 /64) holds in each worker; more are answered 503 and closed. "
         "The --trusted-proxy addresses are exempt.",
     ),
-    Option("prefetch", "int", 0, "Session configs kept minted ahead (the SDK's warm pool; 0: off)."),
+    _policy_option("prefetch"),
     Option("graceful_timeout", "float", None, "Seconds SIGTERM waits for in-flight requests (default: deadline + 2)."),
     Option("log_level", "str", "info", "`debug`, `info`, `warning` or `error`."),
-    Option(
-        "events",
-        "bool",
-        False,
-        "Also serve `POST {path}/events`: logs `{request_id, conversation_id, state}` from the page (authenticated, "
-        "rate-limited).",
-    ),
+    _policy_option("events"),
     Option(
         "log_format",
         "str",
@@ -230,6 +202,49 @@ OPTIONS += tuple(
 SECRET_OPTIONS = tuple(option for option in OPTIONS if option.secret)
 
 _BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def option_named(name: str) -> Option:
+    """The option called ``name`` (its flag and variable, for messages)."""
+    return _BY_NAME[name]
+
+
+NO_AUTH = """orga-ai serve: no authentication configured, refusing to start.
+Choose one (flag, or its environment variable):
+  --shared-secret SECRET  (ORGA_PROXY_SHARED_SECRET)    callers send Authorization: Bearer SECRET
+  --jwt-secret KEY        (ORGA_PROXY_JWT_SECRET)       your app's HS256 JWTs; add --jwt-audience and --jwt-issuer
+  --jwks-url URL          (ORGA_PROXY_JWKS_URL)         your identity provider's JWTs; add --jwt-audience/--jwt-issuer
+  --allow-anonymous       (ORGA_PROXY_ALLOW_ANONYMOUS)  anyone, rate-limited per IP: local development only"""
+
+
+def build_authenticator(settings: Mapping[str, Any]) -> Authenticator | None:
+    """The authenticator the credential options describe, or None when only anonymous access (or nothing) is
+    configured."""
+    from ._auth import AnyOf, JWTAuth, SharedSecretAuth
+
+    found: list[Authenticator] = []
+    if settings.get("shared_secret"):
+        found.append(SharedSecretAuth(settings["shared_secret"]))
+    if settings.get("jwt_secret") or settings.get("jwks_url"):
+        if settings["jwt_secret"] and settings["jwks_url"]:
+            raise ServeSettingsError("give --jwt-secret or --jwks-url, not both")
+        audience = settings["jwt_audience"] or None
+        found.append(
+            JWTAuth(
+                secret=settings["jwt_secret"],
+                jwks_url=settings["jwks_url"],
+                audience=audience[0] if audience and len(audience) == 1 else audience,
+                issuer=settings["jwt_issuer"],
+                algorithms=settings["jwt_algorithm"] or None,
+                cookie_name=settings["jwt_cookie"],
+                leeway=settings["jwt_leeway"],
+            )
+        )
+    elif settings.get("jwt_audience") or settings.get("jwt_issuer"):
+        raise ServeSettingsError("--jwt-audience/--jwt-issuer need --jwt-secret or --jwks-url")
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else AnyOf(*found)
 
 
 def _read_secret_files(out: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ In ``urls.py``::
 
     urlpatterns = [path("", include("orga_ai.integrations.django.urls"))]
 
-``ORGA_PROXY`` takes the keyword arguments of :class:`orga_ai.proxy.ProxyCore` plus ``path`` (default
-``api/orga-client-secrets``), ``orga_options`` (for ``OrgaAI(...)``), ``view`` (``"sync"`` or ``"async"``; by
+``ORGA_PROXY`` takes the settings of :class:`orga_ai.proxy.ProxyPolicy` by their names (``path`` may omit
+its leading slash; default ``api/orga-client-secrets``), plus ``orga_options`` (for ``OrgaAI(...)``), ``view`` (``"sync"`` or ``"async"``; by
 default the URL include serves the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
 ``OrgaAI``, under WSGI) and ``events`` (``True``: the URL include also serves ``POST {path}/events``, the beacon of
 docs/operations.md, with the route's authentication, its own rate limit and a 1 KiB cap). Authenticators receive a
@@ -40,6 +40,7 @@ from ...proxy._clients import AsyncClientHolder, SyncClientHolder
 from ...proxy._core import DEFAULT_PATH, ProxyCore
 from ...proxy._errors import error_for, json_error
 from ...proxy._events import EventBeacon, read_capped
+from ...proxy._policy import ProxyPolicy
 from ...proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from .._cors import adopt, django_cors
 from .._hooks import not_logged_in
@@ -95,9 +96,8 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
     from django.utils.module_loading import import_string
 
     config = _settings()
-    config.pop("path", None)
-    config.pop("view", None)
-    config.pop("events", None)
+    config.pop("view", None)  # the adapter's own; path and events are the policy's
+    config["path"] = "/" + route_path()  # urls.py takes it without its leading slash
     orga_options = config.pop("orga_options", None)
     authenticate = config.get("authenticate")
     if isinstance(authenticate, str):
@@ -105,10 +105,7 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
             config["authenticate"] = import_string(authenticate)
         except ImportError as exc:
             raise ValueError(f'ORGA_PROXY["authenticate"] = {authenticate!r} cannot be imported: {exc}') from None
-    try:
-        core = ProxyCore(**config)
-    except TypeError as exc:
-        raise ValueError(f"ORGA_PROXY has a key ProxyCore does not take: {exc}") from None
+    core = ProxyCore(ProxyPolicy.from_mapping(config, where="settings.ORGA_PROXY"))
     own = 'ORGA_PROXY["cors_origins"]'
     core.cors_setting = own
     adopt(core, django_cors("/" + route_path(), own=own, explicit=bool(core.cors_origins)))

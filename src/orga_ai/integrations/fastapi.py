@@ -31,10 +31,11 @@ from fastapi.routing import APIRoute
 from ..proxy._app import drain_body, read_event_body, to_proxy_request, to_starlette_response
 from ..proxy._auth import AuthenticationError, Principal, to_principal
 from ..proxy._clients import AsyncClientHolder
-from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
+from ..proxy._core import ProxyCore
 from ..proxy._errors import error_for
 from ..proxy._events import EventBeacon
 from ..proxy._openapi import EVENT_SUMMARY, event_request_body, event_responses, route_responses
+from ..proxy._policy import ProxyPolicy
 from ..proxy._request import ProxyRequest
 from ._cors import adopt, starlette_cors
 from ._hooks import as_principal, not_logged_in
@@ -70,27 +71,29 @@ class OrgaProxy:
         self,
         *,
         orga: AsyncOrgaAI | None = None,
-        path: str = DEFAULT_PATH,
+        policy: ProxyPolicy | None = None,
         core: ProxyCore | None = None,
         orga_options: dict[str, Any] | None = None,
-        prefetch: int = 0,
         include_in_schema: bool = True,
         principal: Any = None,
-        events: bool = False,
-        **policy: Any,
+        **settings: Any,
     ) -> None:
         if principal is not None:
-            if policy.get("authenticate") is not None or core is not None:
+            given = settings.get("authenticate") or (policy is not None and policy.authenticate is not None)
+            if given or core is not None:
                 raise ValueError("give principal=Depends(...) or authenticate=..., not both")
             if not hasattr(principal, "dependency"):
                 raise TypeError("principal= takes a FastAPI dependency: principal=Depends(get_current_user)")
-            policy["authenticate"] = _FromDependency()
-        validate_path(path)
+            settings["authenticate"] = _FromDependency()
         if core is None:
-            core = ProxyCore(**policy)
+            core = ProxyCore(policy, **settings)
             core.cors_setting = "create_router(cors_origins=[...])"
+            route = core.policy
+        else:
+            route = core.policy.replace(**settings) if settings else core.policy
+        path, events = route.path, route.events
         self.core = core
-        self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=prefetch)
+        self.clients = AsyncClientHolder(self.core.metrics, orga, options=orga_options, prefetch=route.prefetch)
         # The route class only changes this router's routes: the app's own routes and exception handlers are untouched.
         self.router = APIRouter(lifespan=self.lifespan, route_class=_DependencyRefusalRoute)
         endpoint: Any = self.endpoint

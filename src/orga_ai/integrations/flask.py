@@ -28,9 +28,10 @@ from flask import Blueprint, Response, request
 
 from ..proxy._auth import Principal
 from ..proxy._clients import SyncClientHolder
-from ..proxy._core import DEFAULT_PATH, ProxyCore, validate_path
+from ..proxy._core import ProxyCore
 from ..proxy._errors import json_error
 from ..proxy._events import EventBeacon, read_capped
+from ..proxy._policy import ProxyPolicy
 from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from ._cors import adopt, flask_cors
 from ._hooks import BUILT_IN, as_principal
@@ -116,35 +117,37 @@ class OrgaBlueprint(Blueprint):
 def create_blueprint(
     *,
     orga: OrgaAI | None = None,
-    path: str = DEFAULT_PATH,
+    policy: ProxyPolicy | None = None,
     name: str = "orga_ai_proxy",
     core: ProxyCore | None = None,
     orga_options: dict[str, Any] | None = None,
-    events: bool = False,
-    **policy: Any,
+    **settings: Any,
 ) -> OrgaBlueprint:
     """A blueprint serving ``GET``/``POST``/``OPTIONS`` ``path`` with the proxy policy.
 
     Args:
         orga: the SDK client; by default one ``OrgaAI(**orga_options)`` (``ORGA_API_KEY`` from the environment) is
             made on first use.
-        path: where the route is served (relative to the blueprint's ``url_prefix``, if you give one).
-        core: a ready :class:`~orga_ai.proxy.ProxyCore`; otherwise ``policy`` (``authenticate=``, ``rate_limit=``,
-            ``cors_origins=``, ``trusted_proxies=``, ...) builds one. ``authenticate`` may be a callable of the
-            Flask request (see :func:`session_user`), called inside the request context.
-        events: also serve ``POST {path}/events``, the beacon that logs ``{request_id, conversation_id, state}``
-            (authenticated like the route, rate-limited on its own window, 1 KiB at most; docs/operations.md).
+        policy: the route's settings (:class:`~orga_ai.proxy.ProxyPolicy`), or give them as keywords
+            (``authenticate=``, ``rate_limit=``, ``cors_origins=``, ``path=`` (relative to the blueprint's
+            ``url_prefix``), ``events=`` (also serve ``POST {path}/events``, docs/operations.md), ...).
+            ``authenticate`` may be a callable of the Flask request (see :func:`session_user`), called inside the
+            request context.
+        core: a ready :class:`~orga_ai.proxy.ProxyCore` instead of a policy.
     """
     require_extra("orga_ai.integrations.flask", "flask")  # the route's metrics: prometheus_client
-    validate_path(path)
-    authenticate = policy.get("authenticate")
+    authenticate = settings.get("authenticate", policy.authenticate if policy is not None else None)
     if authenticate is not None and not isinstance(authenticate, BUILT_IN):
         if not callable(authenticate):
             raise TypeError(f"authenticate= must be callable, not {type(authenticate).__name__}")
-        policy["authenticate"] = _FlaskHook(authenticate)
+        settings["authenticate"] = _FlaskHook(authenticate)
     if core is None:
-        core = ProxyCore(**policy)
+        core = ProxyCore(policy, **settings)
         core.cors_setting = "create_blueprint(cors_origins=[...])"
+        route = core.policy
+    else:
+        route = core.policy.replace(**settings) if settings else core.policy
+    path, events = route.path, route.events
     policy_core = core
     explicit_cors = bool(policy_core.cors_origins)
     blueprint = OrgaBlueprint(name, __name__)

@@ -13,7 +13,8 @@ In ``urls.py``::
     urlpatterns = [path("", include("orga_ai.integrations.django.urls"))]
 
 ``ORGA_PROXY`` takes the settings of :class:`orga_ai.proxy.ProxyPolicy` by their names (``path`` may omit
-its leading slash; default ``api/orga-client-secrets``), plus ``orga_options`` (for ``OrgaAI(...)``), ``view`` (``"sync"`` or ``"async"``; by
+its leading slash; default ``api/orga-client-secrets``), plus ``orga_options`` (for ``OrgaAI(...)``) and ``view``
+(``"sync"`` or ``"async"``; by
 default the URL include serves the async view, on ``AsyncOrgaAI``, when Django serves ASGI, and the sync one, on
 ``OrgaAI``, under WSGI) and ``events`` (``True``: the URL include also serves ``POST {path}/events``, the beacon of
 docs/operations.md, with the route's authentication, its own rate limit and a 1 KiB cap). Authenticators receive a

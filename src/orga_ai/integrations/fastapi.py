@@ -172,7 +172,7 @@ class OrgaProxy:
         except AuthenticationError as exc:
             problem = error_for(exc)
             raise HTTPException(problem.status, problem.message, headers=problem.headers) from None
-        return to_principal(found, source=self.core._auth_name)
+        return to_principal(found, source=self.core.auth_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:

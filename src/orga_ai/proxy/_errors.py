@@ -13,6 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .._exceptions import (
     OrgaAIAuthenticationError,
@@ -34,9 +35,12 @@ else:  # pragma: no cover - Python 3.10
     from asyncio import TimeoutError as AsyncTimeout
 
 __all__ = [
+    "ERRORS",
     "AsyncTimeout",
+    "ErrorCode",
     "ProxyError",
     "error_for",
+    "error_response",
     "json_error",
     "log_refusal",
     "redact",
@@ -53,10 +57,112 @@ def redact(text: str) -> str:
     return _SECRET_SHAPES.sub(lambda m: f"<redacted {fingerprint(m.group(0))}>", text)
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One refusal of the route: its status, the sentence the caller reads, and what the docs say of it."""
+
+    status: int
+    message: str
+    description: str
+
+
+ERRORS: dict[str, ErrorCode] = {
+    "bad_request": ErrorCode(400, "Bad request.", "Malformed request (an unreadable Content-Length, a bad body)."),
+    "host_not_allowed": ErrorCode(
+        400,
+        "This server does not answer for that host name; add it to allowed_hosts.",
+        "The Host header is not one of the allowed host names (DNS rebinding).",
+    ),
+    "unauthenticated": ErrorCode(401, "Log in first.", "No credentials were sent."),
+    "invalid_token": ErrorCode(
+        401,
+        "The credentials were refused.",
+        "The credentials are forged, malformed, for another audience or issuer, or use an algorithm that is not "
+        "accepted.",
+    ),
+    "token_expired": ErrorCode(401, "The token has expired.", "The caller's JWT has expired."),
+    "forbidden": ErrorCode(
+        403, "Forbidden.", "The app's own login refused the caller (FastAPI: the principal dependency raised 403)."
+    ),
+    "origin_not_allowed": ErrorCode(
+        403,
+        "This origin may not call this endpoint.",
+        "The browser Origin is not in the CORS allowlist (``null`` never is).",
+    ),
+    "header_not_allowed": ErrorCode(
+        403, "A requested header is not allowed.", "A CORS preflight asked for a header the route does not accept."
+    ),
+    "principal_denied": ErrorCode(403, "This account may not start sessions.", "The caller is on the deny-list."),
+    "not_found": ErrorCode(404, "Not found.", "No such path."),
+    "method_not_allowed": ErrorCode(405, "Method not allowed.", "Only GET, POST and OPTIONS are served."),
+    "body_too_large": ErrorCode(
+        413, "Request body too large.", "The request carried a body over the cap (4 KiB by default)."
+    ),
+    "rate_limited": ErrorCode(
+        429, "Too many requests; slow down.", "The caller's (or the global) rate limit is spent; see Retry-After."
+    ),
+    "headers_too_large": ErrorCode(431, "Request headers too large.", "The request headers are too large."),
+    "internal_error": ErrorCode(500, "Internal error.", "A bug; the log has the details."),
+    "proxy_misconfigured": ErrorCode(
+        500,
+        "The session service is misconfigured.",
+        "The proxy's own Orga settings are unusable (no API key, an ICE policy that leaves no server, ...).",
+    ),
+    "upstream_auth_failed": ErrorCode(
+        502, "The session service is misconfigured.", "Orga Cloud refused the proxy's API key: not the caller's fault."
+    ),
+    "upstream_error": ErrorCode(
+        502, "The session service failed; try again.", "Orga Cloud failed or answered outside its contract."
+    ),
+    "minting_disabled": ErrorCode(
+        503, "Session minting is paused; try again later.", "The kill switch has stopped all minting."
+    ),
+    "upstream_rate_limited": ErrorCode(
+        503,
+        "The session service is busy; try again shortly.",
+        "Orga Cloud asked the proxy to slow down; see Retry-After.",
+    ),
+    "upstream_unavailable": ErrorCode(
+        503,
+        "The session service is unavailable; try again soon.",
+        "The circuit breaker is open after repeated upstream failures; see Retry-After.",
+    ),
+    "overloaded": ErrorCode(
+        503,
+        "Too many sessions being started; try again.",
+        "Too many upstream calls in flight; shed at once; see Retry-After.",
+    ),
+    "rate_limiter_unavailable": ErrorCode(
+        503,
+        "Temporarily unavailable; try again shortly.",
+        "The rate-limit storage (Redis) is unreachable: fail closed.",
+    ),
+    "auth_unavailable": ErrorCode(
+        503, "Authentication is unavailable; try again shortly.", "The identity provider's JWKS could not be fetched."
+    ),
+    "deadline_exceeded": ErrorCode(
+        504,
+        "The session service took too long to answer.",
+        "No session config within the route's deadline (8 s by default).",
+    ),
+}
+"""Every code the route answers with, in one place: each refusal takes its status and default sentence from here
+(:meth:`ProxyError.of`), and the docs and the OpenAPI document list them from here."""
+
+
+def markdown_table() -> str:
+    """The error codes as the Markdown table of ``docs/proxy.md`` ("Responses")."""
+    lines = ["| Status | Code | When |", "|---|---|---|"]
+    for code, entry in sorted(ERRORS.items(), key=lambda item: (item[1].status, item[0])):
+        lines.append(f"| {entry.status} | `{code}` | {entry.description} |")
+    return "\n".join(lines)
+
+
 class ProxyError(Exception):
     """A refusal of the route, ready to become ``{"error": {"code", "message", "requestId"}}``.
 
-    ``message`` goes to the caller and is generic; ``detail`` goes to the log only (redacted).
+    ``message`` goes to the caller and is generic; ``detail`` goes to the log only (redacted). Raise one with
+    :meth:`of`, which takes the status (and the default message) from :data:`ERRORS`.
     """
 
     def __init__(
@@ -74,6 +180,27 @@ class ProxyError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.detail = detail
+
+    @classmethod
+    def of(
+        cls,
+        code: str,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        detail: str = "",
+    ) -> ProxyError:
+        """The refusal ``code`` of :data:`ERRORS` (a KeyError for a code not in the table: add it there)."""
+        entry = ERRORS[code]
+        return cls(entry.status, code, message or entry.message, headers=headers, detail=detail)
+
+
+def error_response(
+    code: str, request_id: str, message: str | None = None, headers: Mapping[str, str] | None = None
+) -> ProxyResponse:
+    """The response of refusal ``code``, in the proxy's envelope (a 413 from every entry point comes from here)."""
+    entry = ERRORS[code]
+    return json_error(entry.status, code, message or entry.message, request_id, headers)
 
 
 class _DeadlineExceeded(Exception):
@@ -98,34 +225,27 @@ def error_for(exc: BaseException) -> ProxyError:
         headers = {"WWW-Authenticate": www_authenticate(exc)} if exc.status == 401 else {}
         if exc.status == 503:
             headers["Retry-After"] = "5"
-        return ProxyError(exc.status, exc.code, exc.message, headers=headers, detail=exc.detail)
+        entry = ERRORS.get(exc.code)
+        status = entry.status if entry is not None else exc.status
+        return ProxyError(status, exc.code, exc.message, headers=headers, detail=exc.detail)
     if isinstance(exc, RateLimiterUnavailable):
-        return ProxyError(
-            503,
-            "rate_limiter_unavailable",
-            "Temporarily unavailable; try again shortly.",
-            headers={"Retry-After": "5"},
-            detail=f"rate-limit storage: {exc}",
+        return ProxyError.of(
+            "rate_limiter_unavailable", headers={"Retry-After": "5"}, detail=f"rate-limit storage: {exc}"
         )
     if isinstance(exc, (_DeadlineExceeded, AsyncTimeout, OrgaAITimeoutError)):
         detail = redact(str(exc)) if isinstance(exc, OrgaAIError) else "route deadline exceeded"
-        return ProxyError(504, "deadline_exceeded", "The session service took too long to answer.", detail=detail)
+        return ProxyError.of("deadline_exceeded", detail=detail)
     if isinstance(exc, OrgaAIError):
         detail = redact(f"{type(exc).__name__}: {exc.message} (status={exc.status}, request_id={exc.request_id})")
         if isinstance(exc, (OrgaAIAuthenticationError, OrgaAIPermissionError)):
-            return ProxyError(502, "upstream_auth_failed", "The session service is misconfigured.", detail=detail)
+            return ProxyError.of("upstream_auth_failed", detail=detail)
         if isinstance(exc, OrgaAIRateLimitError):
-            return ProxyError(
-                503,
-                "upstream_rate_limited",
-                "The session service is busy; try again shortly.",
-                headers={"Retry-After": _retry_after(exc.retry_after)},
-                detail=detail,
-            )
+            headers = {"Retry-After": _retry_after(exc.retry_after)}
+            return ProxyError.of("upstream_rate_limited", headers=headers, detail=detail)
         if isinstance(exc, OrgaAIConfigurationError):
-            return ProxyError(500, "proxy_misconfigured", "The session service is misconfigured.", detail=detail)
-        return ProxyError(502, "upstream_error", "The session service failed; try again.", detail=detail)
-    return ProxyError(500, "internal_error", "Internal error.", detail=type(exc).__name__)
+            return ProxyError.of("proxy_misconfigured", detail=detail)
+        return ProxyError.of("upstream_error", detail=detail)
+    return ProxyError.of("internal_error", detail=type(exc).__name__)
 
 
 def www_authenticate(exc: AuthenticationError) -> str:

@@ -5,39 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .._version import __version__
+from ._errors import ERRORS
 
 __all__ = ["ERROR_CODES", "openapi_document"]
 
-ERROR_CODES: dict[str, tuple[int, str]] = {
-    "bad_request": (400, "Malformed request (an unreadable Content-Length)."),
-    "unauthenticated": (401, "No credentials were sent."),
-    "invalid_token": (
-        401,
-        "The credentials are forged, malformed, for another audience or issuer, or use an "
-        "algorithm that is not accepted.",
-    ),
-    "token_expired": (401, "The caller's JWT has expired."),
-    "forbidden": (403, "The app's own login refused the caller (FastAPI: the principal dependency raised 403)."),
-    "origin_not_allowed": (403, "The browser Origin is not in the CORS allowlist (``null`` never is)."),
-    "header_not_allowed": (403, "A CORS preflight asked for a header the route does not accept."),
-    "principal_denied": (403, "The caller is on the deny-list."),
-    "not_found": (404, "No such path."),
-    "method_not_allowed": (405, "Only GET, POST and OPTIONS are served."),
-    "body_too_large": (413, "The request carried a body over the cap (4 KiB by default)."),
-    "rate_limited": (429, "The caller's (or the global) rate limit is spent; see Retry-After."),
-    "headers_too_large": (431, "The request headers are too large."),
-    "internal_error": (500, "A bug; the log has the details."),
-    "proxy_misconfigured": (500, "The proxy's own Orga settings are unusable (no API key, ...)."),
-    "upstream_auth_failed": (502, "Orga Cloud refused the proxy's API key: not the caller's fault."),
-    "upstream_error": (502, "Orga Cloud failed or answered outside its contract."),
-    "minting_disabled": (503, "The kill switch has stopped all minting."),
-    "upstream_rate_limited": (503, "Orga Cloud asked the proxy to slow down; see Retry-After."),
-    "upstream_unavailable": (503, "The circuit breaker is open after repeated upstream failures; see Retry-After."),
-    "overloaded": (503, "Too many upstream calls in flight; shed at once; see Retry-After."),
-    "rate_limiter_unavailable": (503, "The rate-limit storage (Redis) is unreachable: fail closed."),
-    "auth_unavailable": (503, "The identity provider's JWKS could not be fetched."),
-    "deadline_exceeded": (504, "No session config within the route's deadline (8 s by default)."),
-}
+ERROR_CODES: dict[str, tuple[int, str]] = {code: (entry.status, entry.description) for code, entry in ERRORS.items()}
+"""Each error code's status and meaning, for the docs and the OpenAPI document (the table itself: ``ERRORS``)."""
 
 
 def openapi_document(path: str, *, events: bool = False) -> dict[str, Any]:

@@ -121,6 +121,7 @@ PUBLIC_MODULES = {
     "orga_ai.integrations": None,
     "orga_ai.integrations.functions": None,
     "orga_ai.integrations.aws_lambda": None,
+    "orga_ai.realtime": None,  # importable without its extra; connect() names it (tests/realtime)
     "orga_ai.emulator": "emulator",
     "orga_ai.testing": "emulator",
     "orga_ai.integrations.fastapi": "fastapi",

@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "aws-lambda": (),
     "gcp": ("flask", "functions_framework"),
     "doctor": ("aioice",),
+    "realtime": ("aiortc", "av"),
 }
 """What :func:`require_extra` checks for each extra when given no module names."""
 

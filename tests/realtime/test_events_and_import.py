@@ -72,7 +72,9 @@ def test_without_the_extra_one_clear_line() -> None:
                         "try:\n    rt.connect({'ephemeralToken': 't', 'iceServers': []})\n"
                         "except ImportError as exc:\n    print(exc)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "orga-ai[realtime] is not installed: pip install 'orga-ai[realtime]'"
+    assert result.stdout.strip() == (
+        "orga_ai.realtime needs the realtime extra (aiortc is not installed): pip install 'orga-ai[realtime]'"
+    )
     cli = run_python(blocked + "from orga_ai.cli import main\nraise SystemExit(main(['call', '--duration', '1']))")
     assert cli.returncode == 2
     assert cli.stderr.strip().count("\n") == 0 and "pip install 'orga-ai[realtime]'" in cli.stderr

@@ -88,7 +88,8 @@ __all__ = [
 
 DEFAULT_CONNECT_TIMEOUT = 20.0
 """Seconds from ``connect()`` until the call must be usable (connected and its events channel open)."""
-MISSING_EXTRA = "orga-ai[realtime] is not installed: pip install 'orga-ai[realtime]'"
+MISSING_EXTRA = "pip install 'orga-ai[realtime]'"
+"""How the one line a missing extra gives ends (its start names what is not installed)."""
 
 _LAZY = {
     "AudioChunk": "_audio",
@@ -101,12 +102,10 @@ _LAZY = {
 
 
 def _require() -> Any:
-    """The aiortc-backed module, or one clear ImportError naming the extra."""
-    try:
-        import aiortc  # noqa: F401
-        import av  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(MISSING_EXTRA, name=exc.name) from None
+    """The aiortc-backed module, or one clear MissingExtraError (an ImportError) naming the extra."""
+    from .._extras import require_extra
+
+    require_extra("orga_ai.realtime", "realtime")
     from . import _call
 
     return _call

@@ -112,15 +112,15 @@ async def _call(args: argparse.Namespace, duration: float) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Place the call; print the transcript or the JSON summary; the exit status says whether audio came back."""
     from .._exceptions import OrgaAIConfigurationError, OrgaAIError
-    from . import MISSING_EXTRA, _require
+    from . import _require
 
     if args.headers and not args.route:
         print("orga-ai call: --header goes with --route URL", file=sys.stderr)
         return 2
     try:
         _require()
-    except ImportError:
-        print(f"orga-ai call: {MISSING_EXTRA}", file=sys.stderr)
+    except ImportError as exc:
+        print(f"orga-ai call: {exc}", file=sys.stderr)
         return 2
     duration = args.duration
     if args.input:

@@ -10,6 +10,9 @@
 With pytest, ``pytest_plugins = ["orga_ai.testing"]`` in the root ``conftest.py`` adds two fixtures: ``emulator_server``
 (one emulator for the whole session) and ``emulator`` (the same emulator, reset before each test). Needs the
 ``orga-ai[emulator]`` extra.
+
+For tests without sockets, :class:`MockTransport` / :class:`AsyncMockTransport` answer from the same fault vocabulary
+(``OrgaAI(api_key=mock.api_key, transport=mock)``; see ``orga_ai._transports.mock``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ require_extra("orga_ai.testing", "emulator")
 
 import httpx
 
+from ._transports.mock import AsyncMockTransport, MockRequest, MockTransport
 from .emulator import ADMIN_HEADER, EmulatorConfig, create_app
 from .emulator._server import base_url, bind, check_host, make_server
 
-__all__ = ["RunningEmulator", "run_emulator"]
+__all__ = ["AsyncMockTransport", "MockRequest", "MockTransport", "RunningEmulator", "run_emulator"]
 
 DEFAULT_START_TIMEOUT = 10.0
 """Seconds to wait for the emulator to accept connections."""

@@ -300,7 +300,8 @@ class OrgaAI(_BaseClient):
 
 
 class AsyncOrgaAI(_BaseClient):
-    """The asyncio client, on aiohttp (measured several times faster than httpx's async stack on this workload).
+    """The asyncio client, on asyncio's own sockets and httptools' parser (``_transports/asyncio.py``: measured
+    cheapest of aiohttp, aiosonic, httpcore, pyreqwest and rnet, see benchmarks/async_transport.py).
 
     One instance is safe to share between the tasks of one event loop and reuses its connections. It opens nothing
     until the first call. Use ``async with`` or ``await close()`` to release the connections.
@@ -459,12 +460,26 @@ class AsyncOrgaAI(_BaseClient):
             return transport
         if self._closed:
             raise OrgaAIError("this AsyncOrgaAI client is closed")
+        settings = self._settings
+        if self._http_client is None:
+            try:
+                from ._transports.asyncio import AsyncioTransport
+            except ImportError:  # httptools missing (installed without its dependencies): aiohttp
+                pass
+            else:
+                self._transport = AsyncioTransport(
+                    base_url=settings.base_url,
+                    max_response_bytes=settings.max_response_bytes,
+                    limit=_POOL_CONNECTIONS,
+                    keepalive=_KEEPALIVE_SECONDS,
+                )
+                return self._transport
         from ._transports.aiohttp import AiohttpTransport
 
         self._transport = transport = AiohttpTransport(
             self._http_client,
-            base_url=self._settings.base_url,
-            max_response_bytes=self._settings.max_response_bytes,
+            base_url=settings.base_url,
+            max_response_bytes=settings.max_response_bytes,
             limit=_POOL_CONNECTIONS,
             keepalive=_KEEPALIVE_SECONDS,
         )

@@ -97,16 +97,12 @@ async def test_async_client_long_run_leaks_nothing(emulator: RunningEmulator, ca
 
         try:
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            # Checked-out connections of aiohttp's pool (no public accessor: the connector's acquired set).
-            checked_out = sum(
-                len(c._transport.session.connector._acquired)  # type: ignore[union-attr]
-                for c in clients
-                if c._transport is not None and c._transport.session is not None  # type: ignore[attr-defined]
-            )
+            # Connections still held by an attempt: the default transport counts them (in_use).
+            checked_out = sum(c._transport.in_use for c in clients if c._transport is not None)  # type: ignore[attr-defined]
         finally:
             for client in clients:
                 await client.close()
-        await asyncio.sleep(0.1)  # aiohttp closes transports on the next loop iteration
+        await asyncio.sleep(0.1)  # asyncio closes transports on the next loop iteration
         proxy_port = fault_proxy.port
     gc.collect()
     after = fd_census([proxy_port])

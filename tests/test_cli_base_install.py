@@ -16,7 +16,7 @@ from orga_ai.cli import _SUBCOMMANDS
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS_MODULES = (
     "starlette", "uvicorn", "jwt", "limits", "redis", "prometheus_client", "orjson", "fastapi", "flask", "django",
-    "aiortc", "av", "uvloop", "httptools", "aioice",
+    "aiortc", "av", "uvloop", "aioice",
 )
 BLOCKER = f"""
 import importlib.abc, sys

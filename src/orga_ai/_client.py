@@ -1,7 +1,8 @@
-"""``OrgaAI`` (sync, on http.client) and ``AsyncOrgaAI`` (asyncio, on aiohttp): thin drivers of the flows in _protocol.
+"""``OrgaAI`` (sync) and ``AsyncOrgaAI`` (asyncio): the public API, and thin drivers of the flows in _protocol.
 
-Both import their HTTP library on first use, so ``import orga_ai`` and a module-level client stay cheap and open no
-socket until the first call. The sync transport (its whole-attempt deadline, pool, proxies, TLS) is in _sync_http.
+A driver runs a flow, sends each request it yields through a transport (``_transports/``: the interface is in
+``base.py``) and sleeps when it asks. Both build their transport on first use, so ``import orga_ai`` and a
+module-level client stay cheap and open no socket until the first call.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,7 +26,6 @@ from ._logging import enable_debug_logging
 from ._models import EphemeralToken, IceServer, SessionConfig
 from ._protocol import (
     CallContext,
-    FailureKind,
     Flow,
     Request,
     Response,
@@ -36,18 +35,16 @@ from ._protocol import (
     session_flow,
     token_flow,
 )
-from ._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
+from ._proxy_env import ProxyConfigurationError
 from ._retry import RetryBudget
 from ._telemetry import instrument
 
 if TYPE_CHECKING:
-    import asyncio
-
     import aiohttp
     import httpx
 
     from ._pool import PoolStats, WarmPool
-    from ._sync_http import SyncPool
+    from ._transports.base import AsyncTransport, SyncTransport
     from .realtime import RealtimeNamespace
 
 __all__ = ["AsyncOrgaAI", "OrgaAI"]
@@ -56,13 +53,6 @@ T = TypeVar("T")
 
 _POOL_CONNECTIONS = 100
 _KEEPALIVE_SECONDS = 30.0
-
-
-def _describe(exc: BaseException) -> str:
-    # Exception texts of the HTTP libraries name the URL and the OS error, never our headers.
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text[:160]}" if text else name
 
 
 _Client = TypeVar("_Client", bound="_BaseClient")
@@ -174,6 +164,8 @@ class OrgaAI(_BaseClient):
         debug: log a readable trace of each exchange to stderr; default ``ORGA_DEBUG`` or False.
         http_client: your own ``httpx.Client`` (mTLS, custom transports; ``pip install 'orga-ai[httpx]'``); you
             keep closing it. Without it the client runs on the standard library (see docs/reliability.md).
+        transport: a transport of your own instead (``orga_ai.testing.MockTransport`` for tests without sockets);
+            not with ``http_client``.
         default_headers: extra headers sent with every request (not Authorization).
         retry_budget: share one :class:`RetryBudget` between clients; each client has its own by default.
         max_retry_after: longest ``Retry-After`` (seconds) worth waiting for; default 10.0.
@@ -191,6 +183,7 @@ class OrgaAI(_BaseClient):
         default_headers: Mapping[str, str] | None = None,
         retry_budget: RetryBudget | None = None,
         max_retry_after: float | None = None,
+        transport: SyncTransport | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -202,8 +195,13 @@ class OrgaAI(_BaseClient):
             retry_budget=retry_budget,
             max_retry_after=max_retry_after,
         )
-        self._http: httpx.Client | None = http_client
-        self._pool: SyncPool | None = None
+        if http_client is not None and transport is not None:
+            raise OrgaAIConfigurationError("pass http_client or transport, not both")
+        if http_client is not None:
+            from ._transports.httpx import HttpxTransport
+
+            transport = HttpxTransport(http_client, max_response_bytes=self._settings.max_response_bytes)
+        self._transport: SyncTransport | None = transport
         self._lock = threading.Lock()
         self._closed = False
 
@@ -243,10 +241,9 @@ class OrgaAI(_BaseClient):
             return
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-            self._http = None
-        if pool is not None:
-            pool.close()
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
 
     def __enter__(self) -> OrgaAI:
         return self
@@ -258,20 +255,24 @@ class OrgaAI(_BaseClient):
 
     # -- driver -----------------------------------------------------------------------------------------------------
 
-    def _connections(self) -> SyncPool:
+    def _connections(self) -> SyncTransport:
         if isinstance(self._origin, OrgaAI):
             return self._origin._connections()
-        pool = self._pool
-        if pool is not None:
-            return pool
+        transport = self._transport
+        if transport is not None:
+            return transport
         with self._lock:
             if self._closed:
                 raise OrgaAIError("this OrgaAI client is closed")
-            if self._pool is None:
-                from ._sync_http import SyncPool
+            if self._transport is None:
+                from ._transports.stdlib import StdlibTransport
 
-                self._pool = SyncPool(max_idle=_POOL_CONNECTIONS, keepalive=_KEEPALIVE_SECONDS)
-            return self._pool
+                self._transport = StdlibTransport(
+                    max_idle=_POOL_CONNECTIONS,
+                    keepalive=_KEEPALIVE_SECONDS,
+                    max_response_bytes=self._settings.max_response_bytes,
+                )
+            return self._transport
 
     def _run(self, flow: Flow[T]) -> T:
         flow = instrument(flow)
@@ -291,87 +292,23 @@ class OrgaAI(_BaseClient):
             flow.close()
 
     def _send(self, request: Request) -> Response | TransportFailure:
-        if self._http is not None:
-            return _exchange_httpx(self._http, request, self._settings.max_response_bytes)
+        # The attempt's clock starts before the first call builds the transport (and imports http.client), so that
+        # cost is part of the attempt's time.
+        deadline = time.monotonic() + request.timeout
         if self._closed:
             raise OrgaAIError("this OrgaAI client is closed")
-        return self._exchange(request)
-
-    def _exchange(self, request: Request) -> Response | TransportFailure:
-        # Every socket operation of this attempt (connect, TLS, each send and receive) gets at most the time left
-        # until this deadline: see _sync_http. Set before the first call builds the pool (and imports http.client),
-        # so that cost is part of the attempt's time.
-        started = time.perf_counter()
-        from . import _sync_http
-
-        token = _sync_http.set_deadline(time.monotonic() + request.timeout)
-        try:
-            status, headers, body, truncated = self._connections().exchange(
-                request.method,
-                request.url,
-                request.headers,
-                request.content,
-                request.timeout,
-                self._settings.max_response_bytes,
-            )
-            return Response(status, headers, body, time.perf_counter() - started, truncated)
-        except _sync_http.ConnectPhaseError as exc:
-            cause = exc.cause
-            kind = FailureKind.CONNECT_TIMEOUT if isinstance(cause, TimeoutError) else FailureKind.CONNECT
-            return TransportFailure(kind, _describe(cause), cause, time.perf_counter() - started)
-        except TimeoutError as exc:
-            return TransportFailure(FailureKind.READ_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-        except (_sync_http.HTTPException, OSError) as exc:
-            return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
-        finally:
-            _sync_http.reset_deadline(token)
-
-
-def _exchange_httpx(client: httpx.Client, request: Request, cap: int) -> Response | TransportFailure:
-    """One attempt on a caller's ``httpx.Client``: bounded per phase, and by the clock between body chunks."""
-    import httpx
-
-    started = time.perf_counter()
-    try:
-        with client.stream(
-            request.method,
-            request.url,
-            headers=request.headers,
-            content=request.content,
-            timeout=httpx.Timeout(request.timeout),
-            follow_redirects=False,
-        ) as response:
-            body, truncated = bytearray(), False
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
-                truncated = True
-            else:
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > cap:
-                        truncated = True
-                        break
-                    if time.perf_counter() - started > request.timeout:
-                        raise httpx.ReadTimeout("the whole answer took longer than the timeout")
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return Response(response.status_code, headers, bytes(body), time.perf_counter() - started, truncated)
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        return TransportFailure(FailureKind.CONNECT_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-    except httpx.TimeoutException as exc:
-        return TransportFailure(FailureKind.READ_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-        return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
-    except httpx.HTTPError as exc:
-        return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
+        return self._connections().send(request, deadline)
 
 
 class AsyncOrgaAI(_BaseClient):
-    """The asyncio client, on aiohttp (measured several times faster than httpx's async stack on this workload).
+    """The asyncio client, on asyncio's own sockets and httptools' parser (``_transports/asyncio.py``: measured
+    cheapest of aiohttp, aiosonic, httpcore, pyreqwest and rnet, see benchmarks/async_transport.py).
 
     One instance is safe to share between the tasks of one event loop and reuses its connections. It opens nothing
     until the first call. Use ``async with`` or ``await close()`` to release the connections.
 
-    Takes the same arguments as :class:`OrgaAI`; ``http_client`` is your own ``aiohttp.ClientSession``. And:
+    Takes the same arguments as :class:`OrgaAI`; ``http_client`` is your own ``aiohttp.ClientSession``, ``transport``
+    an async transport (``orga_ai.testing.AsyncMockTransport``). And:
 
     Args:
         prefetch: keep up to this many fresh session configs minted ahead (the warm pool; 0, the default, is off).
@@ -396,6 +333,7 @@ class AsyncOrgaAI(_BaseClient):
         prefetch: int = 0,
         prefetch_min_ttl_share: float = 0.5,
         prefetch_refill_rate: float = 20.0,
+        transport: AsyncTransport | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -422,10 +360,10 @@ class AsyncOrgaAI(_BaseClient):
                 )
             except ValueError as exc:
                 raise OrgaAIConfigurationError(f"warm pool: {exc}") from None
-        self._http: aiohttp.ClientSession | None = http_client
-        self._owns_http = http_client is None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._proxy_headers: dict[str, str] | None = None
+        if http_client is not None and transport is not None:
+            raise OrgaAIConfigurationError("pass http_client or transport, not both")
+        self._http_client = http_client
+        self._transport: AsyncTransport | None = transport
         self._closed = False
 
     # -- public API -------------------------------------------------------------------------------------------------
@@ -509,9 +447,9 @@ class AsyncOrgaAI(_BaseClient):
             return
         if self._pool is not None:
             await self._pool.close()
-        http, self._http = self._http, None
-        if http is not None and self._owns_http and not http.closed:
-            await http.close()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()
 
     async def __aenter__(self) -> AsyncOrgaAI:
         return self
@@ -523,59 +461,47 @@ class AsyncOrgaAI(_BaseClient):
 
     # -- driver -----------------------------------------------------------------------------------------------------
 
-    def _session(self) -> aiohttp.ClientSession:
-        import asyncio
-
+    def _connections(self) -> AsyncTransport:
         if isinstance(self._origin, AsyncOrgaAI):
-            session = self._origin._session()
-            self._proxy_headers = self._origin._proxy_headers
-            return session
-        loop = asyncio.get_running_loop()
-        http = self._http
-        if http is not None and (not self._owns_http or self._loop is loop):
-            return http
+            return self._origin._connections()
+        transport = self._transport
+        if transport is not None:
+            return transport
         if self._closed:
             raise OrgaAIError("this AsyncOrgaAI client is closed")
-        if http is not None and self._loop is not None and not self._loop.is_closed():
-            raise OrgaAIError(
-                "this AsyncOrgaAI client is in use by another event loop; create one client per event loop"
-            )
-        import aiohttp
+        settings = self._settings
+        if self._http_client is None:
+            try:
+                from ._transports.asyncio import AsyncioTransport
+            except ImportError:  # httptools missing (installed without its dependencies): aiohttp
+                pass
+            else:
+                self._transport = AsyncioTransport(
+                    base_url=settings.base_url,
+                    max_response_bytes=settings.max_response_bytes,
+                    limit=_POOL_CONNECTIONS,
+                    keepalive=_KEEPALIVE_SECONDS,
+                )
+                return self._transport
+        from ._transports.aiohttp import AiohttpTransport
 
-        # The proxy the environment names for Orga's origin (the same rules as the sync client), decided once here:
-        # not trust_env, which reads ~/.netrc and the environment again on every request. An unusable proxy raises
-        # ProxyConfigurationError before anything is opened.
-        proxy = _async_proxy(self._settings.base_url)
-        # The loop that owned the old session is closed, so its sockets are gone with it; start afresh.
-        connector = aiohttp.TCPConnector(
-            limit=_POOL_CONNECTIONS, keepalive_timeout=_KEEPALIVE_SECONDS, ttl_dns_cache=300
+        self._transport = transport = AiohttpTransport(
+            self._http_client,
+            base_url=settings.base_url,
+            max_response_bytes=settings.max_response_bytes,
+            limit=_POOL_CONNECTIONS,
+            keepalive=_KEEPALIVE_SECONDS,
         )
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=True,
-            trust_env=False,
-            proxy=None if proxy is None else proxy.url,
-        )
-        # Its credentials go per request (aiohttp has no session-wide proxy headers; proxy_auth is deprecated): on
-        # the CONNECT to the proxy only, never inside the tunnel to Orga.
-        authorization = None if proxy is None else proxy.authorization()
-        self._proxy_headers = None if authorization is None else {"Proxy-Authorization": authorization}
-        self._loop = loop
-        # A module-level client is often never closed. asyncio.run() closes every async generator still open before
-        # it closes the loop (shutdown_asyncgens); this one's `finally` then closes the session while the loop still
-        # runs, so the sockets close cleanly and aiohttp has no "Unclosed client session" to report. The finalizer
-        # covers loops ended without that step, and the interpreter's exit.
-        self._guard = _start_guard(self._http)
-        weakref.finalize(self, _close_abandoned, self._http, loop)
-        return self._http
+        return transport
 
     async def _run(self, flow: Flow[T]) -> T:
         import asyncio
 
-        # Open the session (and import aiohttp, ~0.2 s the first time) before the flow computes the first attempt's
-        # timeout from the time left, so that cost counts against the deadline instead of overrunning it.
+        # Build the transport and open its connections' home on this loop (importing its library the first time)
+        # before the flow computes the first attempt's timeout from the time left, so that cost counts against the
+        # deadline instead of overrunning it.
         with contextlib.suppress(ProxyConfigurationError):  # each attempt reports it, as a connection failure
-            self._session()
+            self._connections().prepare()
         flow = instrument(flow)
         outcome: Response | TransportFailure | None = None
         try:
@@ -593,96 +519,5 @@ class AsyncOrgaAI(_BaseClient):
             flow.close()
 
     async def _send(self, request: Request) -> Response | TransportFailure:
-        import asyncio
-
-        import aiohttp
-
-        started = time.perf_counter()
-        try:
-            session = self._session()
-        except ProxyConfigurationError as exc:
-            return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
-        cap = self._settings.max_response_bytes
-        timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.timeout)
-        try:
-            # request.headers is built afresh for each request by the flow, and aiohttp copies it: no copy here.
-            async with session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.content if request.content else None,
-                timeout=timeout,
-                allow_redirects=False,
-                proxy_headers=self._proxy_headers,
-            ) as response:
-                truncated = False
-                declared = response.content_length
-                if declared is not None and declared > cap:
-                    data = b""
-                    truncated = True
-                elif declared is not None:
-                    data = await response.read()  # announced and under the cap: one read, no chunk loop
-                else:
-                    body = bytearray()
-                    async for chunk in response.content.iter_any():
-                        body += chunk
-                        if len(body) > cap:
-                            truncated = True
-                            break
-                    data = bytes(body)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return Response(response.status, headers, data, time.perf_counter() - started, truncated)
-        except aiohttp.ConnectionTimeoutError as exc:
-            return TransportFailure(FailureKind.CONNECT_TIMEOUT, _describe(exc), exc, time.perf_counter() - started)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            # The connect phase has its own error above, so the request may have reached Orga: ambiguous.
-            detail = _describe(exc) if str(exc) else "TimeoutError: no whole answer in time"
-            return TransportFailure(FailureKind.READ_TIMEOUT, detail, exc, time.perf_counter() - started)
-        except (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError) as exc:
-            # A proxy that refused the tunnel (407, 403...) is a connection failure too: nothing reached Orga.
-            return TransportFailure(FailureKind.CONNECT, _describe(exc), exc, time.perf_counter() - started)
-        except (aiohttp.ClientError, OSError) as exc:
-            return TransportFailure(FailureKind.BROKEN, _describe(exc), exc, time.perf_counter() - started)
-
-
-def _async_proxy(base_url: str) -> ProxyTarget | None:
-    """The environment's proxy for the client's one origin (NO_PROXY and the other rules of _proxy_env)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    return proxy_from_environment(parts.scheme, parts.hostname or "")
-
-
-async def _close_at_loop_shutdown(http: aiohttp.ClientSession) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        if not http.closed:
-            await http.close()
-
-
-def _start_guard(http: aiohttp.ClientSession) -> AsyncIterator[None]:
-    """An async generator, started on the running loop (so the loop tracks it) and parked at its ``yield``."""
-    guard = _close_at_loop_shutdown(http)
-    step = guard.__anext__()
-    with contextlib.suppress(StopIteration):  # StopIteration is the step's completion: it ran to the yield at once
-        step.send(None)  # type: ignore[attr-defined]
-    return guard
-
-
-def _close_abandoned(http: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
-    """Close the session of an AsyncOrgaAI that was dropped (or still open at exit) without ``close()``."""
-    import asyncio
-
-    if http.closed:
-        return
-    try:
-        if loop.is_closed():
-            # Its sockets went with the loop; closing now only marks the session and its connector closed.
-            asyncio.run(http.close())
-        elif loop.is_running():
-            loop.create_task(http.close())
-        else:
-            loop.run_until_complete(http.close())
-    except Exception:  # noqa: BLE001, S110 - best effort at exit: never let clean-up raise from a finalizer
-        pass
+        deadline = time.monotonic() + request.timeout
+        return await self._connections().send(request, deadline)

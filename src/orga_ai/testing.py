@@ -18,6 +18,9 @@ and key) and returns its transcript, events and audio; the ``realtime_call`` fix
     async def test_greets(realtime_call):
         result = await realtime_call(input_wav="tests/hello.wav", duration=5)
         assert result.transcript[-1][0] == "agent"
+
+For tests without sockets, :class:`MockTransport` / :class:`AsyncMockTransport` answer from the same fault vocabulary
+(``OrgaAI(api_key=mock.api_key, transport=mock)``; see ``orga_ai._transports.mock``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ require_extra("orga_ai.testing", "emulator")
 
 import httpx
 
+from ._transports.mock import AsyncMockTransport, MockRequest, MockTransport
 from .emulator import ADMIN_HEADER, EmulatorConfig, create_app
 from .emulator._server import base_url, bind, check_host, make_server
 
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 
     from .realtime._session import CallResult
 
-__all__ = ["RunningEmulator", "place_call", "run_emulator"]
+__all__ = ["AsyncMockTransport", "MockRequest", "MockTransport", "RunningEmulator", "place_call", "run_emulator"]
 
 DEFAULT_START_TIMEOUT = 10.0
 """Seconds to wait for the emulator to accept connections."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from orga_ai import OrgaAI, OrgaAIError
-from orga_ai._sync_http import ConnectTimeout, SyncPool, _connect, reset_deadline, set_deadline
+from orga_ai._transports.stdlib import ConnectTimeout, SyncPool, _connect, reset_deadline, set_deadline
 
 
 @contextlib.contextmanager

@@ -541,7 +541,7 @@ def test_threads_sharing_a_client_never_share_a_connection_at_once(emulator: Any
 
 def test_without_an_attempt_deadline_the_pool_still_bounds_each_read_by_its_timeout() -> None:
     """The client always sets the attempt's deadline; the pool used without one must not block for ever."""
-    from orga_ai._sync_http import SyncPool
+    from orga_ai._transports.stdlib import SyncPool
 
     listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
     pool = SyncPool(max_idle=1, keepalive=30)

@@ -142,7 +142,7 @@ async def test_transport_fault(
     assert len(minted) == scenario.minted
     if scenario.mode == "reset_after_send" and scenario.step == "ice":
         # Both transports re-send an idempotent request once, within the attempt, when a *reused* keep-alive
-        # connection breaks before any answer (aiohttp: ClientSession._retry_connection; sync: _sync_http): an SDK
+        # connection breaks before any answer (aiohttp: ClientSession._retry_connection; sync: the stdlib pool): an SDK
         # attempt of the ICE GET may be two on the wire. The sync client reuses only the first attempt's connection
         # (the token POST's); aiohttp may reuse more. Still bounded, still the same token, never a second mint;
         # docs/reliability.md records it.

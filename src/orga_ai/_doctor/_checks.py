@@ -265,7 +265,7 @@ def _server_date(response: Response | None) -> dt.datetime | None:
 async def check_session(report: Report, settings: Settings, options: DoctorOptions) -> SessionConfig | None:
     orga = _recording_client(settings, options.timeout)
     try:
-        orga._session()  # importing aiohttp and opening the session is not Orga's latency
+        orga._connections().prepare()  # importing the HTTP library and opening a session is not Orga's latency
         ctx = orga._context(None, None)
         sent_at = time.time()
         started = time.perf_counter()

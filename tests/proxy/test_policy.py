@@ -202,7 +202,7 @@ def test_a_function_honours_the_allowed_host_variable() -> None:
 
 
 def test_an_unknown_django_key_is_named() -> None:
-    with pytest.raises(ValueError, match="settings.ORGA_PROXY has no setting named 'rate_limt'"):
+    with pytest.raises(ValueError, match=r"settings\.ORGA_PROXY has no setting named 'rate_limt'"):
         ProxyPolicy.from_mapping({"authenticate": AUTH, "rate_limt": "3/minute"}, where="settings.ORGA_PROXY")
 
 

@@ -30,7 +30,7 @@ from ._events import MAX_EVENT_BYTES, EventBeacon, read_capped
 from ._policy import ProxyPolicy
 from ._request import ProxyRequest, ProxyResponse, new_request_id, sane_request_id
 
-__all__ = ["RouteMount", "body_too_large", "call_hook", "drain", "gather"]
+__all__ = ["RouteMount", "body_too_large", "call_hook", "drain", "gather", "refuse_stream"]
 
 Offload = Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]]
 Found = tuple[list[str], list[str], str]
@@ -39,6 +39,20 @@ Found = tuple[list[str], list[str], str]
 def body_too_large(request_id: str | None = None) -> ProxyResponse:
     """The 413 of a request body over the cap, for every entry point that checks a body before the core sees it."""
     return json_error(413, "body_too_large", "Request body too large.", request_id or new_request_id())
+
+
+def refuse_stream(request: ProxyRequest, read: Callable[[int], bytes], limit: int) -> ProxyResponse | None:
+    """The 413 of a sync POST whose body, without a declared length (the core checks a declared one), passes
+    ``limit`` bytes; it is drained to the cap here so that the server buffers no more. None when within."""
+    declared = request.headers.get("content-length", "").strip()  # WSGI may report a missing one as ""
+    if request.method != "POST" or declared:
+        return None
+    seen = 0
+    while chunk := read(4096):
+        seen += len(chunk)
+        if seen > limit:
+            return body_too_large(sane_request_id(request.headers.get("x-request-id")))
+    return None
 
 
 async def drain(chunks: AsyncIterable[bytes], limit: int) -> bool | None:
@@ -160,10 +174,6 @@ class RouteMount:
 
     # -- serving --------------------------------------------------------------------------------------------------
 
-    def too_large(self, request: ProxyRequest) -> ProxyResponse:
-        """:func:`body_too_large`, under the caller's ``X-Request-ID`` when it sent a sane one."""
-        return body_too_large(sane_request_id(request.headers.get("x-request-id")))
-
     async def serve(
         self, request: ProxyRequest, *, read_body: BodyReader | None = None, offload: Offload | None = None
     ) -> ProxyResponse:
@@ -184,16 +194,9 @@ class RouteMount:
         return await self.beacon.handle(request, body, offload=offload or call_hook)
 
     def serve_sync(self, request: ProxyRequest, *, read: Callable[[int], bytes] | None = None) -> ProxyResponse:
-        """The route from a request thread. ``read(n)`` reads the body stream: a POST without a declared length is
-        drained here up to the cap (the core checks a declared one), so that the server buffers no more."""
-        declared = request.headers.get("content-length", "").strip()  # WSGI may report a missing one as ""
-        if read is not None and request.method == "POST" and not declared:
-            seen = 0
-            while chunk := read(4096):
-                seen += len(chunk)
-                if seen > self.core.max_body_bytes:
-                    return self.too_large(request)
-        return self.core.handle_sync(request, self.sync_clients.get())
+        """The route from a request thread; ``read(n)`` reads the body stream (see :func:`refuse_stream`)."""
+        refused = None if read is None else refuse_stream(request, read, self.core.max_body_bytes)
+        return refused or self.core.handle_sync(request, self.sync_clients.get())
 
     def serve_events_sync(self, request: ProxyRequest, read: Callable[[int], bytes]) -> ProxyResponse:
         """The beacon from a request thread; ``read(n)`` reads the body stream (at most the cap and one byte)."""

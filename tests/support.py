@@ -115,6 +115,35 @@ def serve(app: Any, *, host: str = "127.0.0.1", **uvicorn_options: Any) -> Itera
         thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def serve_aiohttp(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ``aiohttp.web.Application`` in a thread with its own event loop; yields its base URL. Its start-up
+    (``cleanup_ctx``, ``on_startup``) runs before the first request, and an error there is raised here; its cleanup
+    runs on the way out."""
+    import asyncio
+
+    from aiohttp import web
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    thread = threading.Thread(target=loop.run_forever, name="aiohttp-under-test", daemon=True)
+    thread.start()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+
+    try:
+        asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+        yield f"http://{host}:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
 def stop_process(process: Any, timeout: float = 15) -> str:
     """Terminate a ``subprocess.Popen`` started with text pipes (kill it if it lingers); returns its stdout."""
     import subprocess

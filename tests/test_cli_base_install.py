@@ -126,6 +126,7 @@ PUBLIC_MODULES = {
     "orga_ai.testing": "emulator",
     "orga_ai.integrations.fastapi": "fastapi",
     "orga_ai.integrations.flask": "flask",
+    "orga_ai.integrations.aiohttp": "aiohttp",
     "orga_ai.integrations.django": "django",
     "orga_ai.integrations.django.urls": "django",
     "orga_ai.integrations.django.apps": "django",

@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "proxy": ("starlette", "uvicorn", "prometheus_client", "orjson"),
     "fastapi": ("fastapi", "starlette", "prometheus_client"),
     "flask": ("flask", "prometheus_client"),
+    "aiohttp": ("aiohttp", "prometheus_client"),
     "django": ("django", "prometheus_client"),
     "functions": (),
     "aws-lambda": (),

@@ -14,7 +14,7 @@ from orga_ai.proxy import ProxyCore
 from orga_ai.testing import RunningEmulator
 from tests.proxy.conftest import jwt_auth, serve
 from tests.reliability.support import Canary
-from tests.support import free_port
+from tests.support import free_port, serve_aiohttp
 
 
 @contextlib.contextmanager
@@ -73,6 +73,17 @@ def _flask(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[
     return Mounted("flask", stack.enter_context(serve_wsgi(app)), blueprint.core)
 
 
+def _aiohttp(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
+    from aiohttp import web
+
+    from orga_ai.integrations.aiohttp import setup
+
+    app = web.Application()
+    options = {"api_key": emulator.api_key, "base_url": emulator.base_url, "max_retries": 0}
+    mount = setup(app, orga_options=options, **policy)
+    return Mounted("aiohttp", stack.enter_context(serve_aiohttp(app)), mount.core)
+
+
 def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
     from django.conf import settings
 
@@ -115,7 +126,7 @@ def _reload_urls() -> None:
     clear_url_caches()
 
 
-FRAMEWORKS = {"fastapi": _fastapi, "flask": _flask, "django": _django}
+FRAMEWORKS = {"fastapi": _fastapi, "flask": _flask, "aiohttp": _aiohttp, "django": _django}
 
 
 @pytest.fixture(params=sorted(FRAMEWORKS))

@@ -14,12 +14,12 @@ import inspect
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..proxy._core import ProxyCore
 
-__all__ = ["CorsInferenceError", "adopt", "django_cors", "flask_cors", "starlette_cors"]
+__all__ = ["CorsInferenceError", "adopt", "aiohttp_cors", "django_cors", "flask_cors", "starlette_cors"]
 
 Found = tuple[list[str], list[str], str]
 
@@ -102,6 +102,30 @@ def starlette_cors(app: Any, *, own: str, explicit: bool) -> Found | None:
             raise _no_credentials("CORSMiddleware(allow_credentials=False)", own)
         return origins, patterns, setting
     return None
+
+
+def aiohttp_cors(app: Any, *, own: str, explicit: bool) -> Found | None:
+    """The default origins of aiohttp-cors (``aiohttp_cors.setup(app, defaults={origin: ResourceOptions(...)})``),
+    the origins the app lets in on every route it adds to aiohttp-cors. Each must allow credentials."""
+    configs = [value for value in app.values() if type(value).__module__.startswith("aiohttp_cors")]
+    if not configs:
+        return None
+    setting = "aiohttp_cors.setup(app, defaults={...})"
+    defaults = getattr(configs[0], "defaults", None)
+    if not isinstance(defaults, Mapping):
+        raise CorsInferenceError(f"cannot read the origins of {setting} (aiohttp-cors {_version('aiohttp-cors')}): "
+                                 f"list the origins the route may serve in {own}")
+    if "*" in defaults:
+        if explicit:
+            return None
+        raise _wildcard("aiohttp_cors.setup(app, defaults={'*': ...})", own)
+    closed = sorted(origin for origin, options in defaults.items() if not getattr(options, "allow_credentials", False))
+    if closed:
+        if explicit:
+            return None
+        raise _no_credentials(f"aiohttp_cors.setup(app, defaults={{{closed[0]!r}: ResourceOptions()}}) (its "
+                              "allow_credentials=False)", own)
+    return [str(origin) for origin in defaults], [], setting
 
 
 def django_cors(path: str, *, own: str, explicit: bool) -> Found | None:

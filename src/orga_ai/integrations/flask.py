@@ -8,14 +8,13 @@ Behind your app's own login (the user id your login view put in Flask's signed s
 
 ``authenticate=`` also takes any callable of the Flask request, called inside the request context (so ``session``,
 ``g`` and flask-login's ``current_user`` work): return the user id (or an object with ``.id``), or None for 401.
-Orga's own authenticators (``JWTAuth``, ``SharedSecretAuth``, ...) work as everywhere else.
-
-Rate limits use the ``limits`` sync storage (``memory://`` per process, or ``redis://`` shared by every worker).
+Orga's own authenticators (``JWTAuth``, ``SharedSecretAuth``, ...) work as everywhere else. flask-cors's allowlist
+for the route's path is the route's too. Rate limits use the ``limits`` sync storage (``memory://`` per process, or
+``redis://`` shared by every worker).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,37 +25,18 @@ require_extra("orga_ai.integrations.flask", "flask", "flask")
 
 from flask import Blueprint, Response, request
 
-from ..proxy._auth import Principal
 from ..proxy._clients import SyncClientHolder
-from ..proxy._core import ProxyCore
-from ..proxy._errors import json_error
-from ..proxy._events import EventBeacon, read_capped
-from ..proxy._policy import ProxyPolicy
-from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
-from ._cors import adopt, flask_cors
-from ._hooks import BUILT_IN, as_principal
-
-_adopt_lock = threading.Lock()
+from ..proxy._events import EventBeacon
+from ..proxy._mount import RouteMount
+from ..proxy._request import ProxyRequest, ProxyResponse
+from ._cors import flask_cors
+from ._hooks import native_hook
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
+    from ..proxy import ProxyCore, ProxyPolicy
 
 __all__ = ["OrgaBlueprint", "create_blueprint", "session_user"]
-
-
-class _FlaskHook:
-    """Adapts a callable of the Flask request to the proxy's authenticator protocol."""
-
-    may_block = False
-
-    def __init__(self, hook: Callable[[Any], Any]) -> None:
-        self.hook = hook
-
-    def __call__(self, proxy_request: ProxyRequest, /) -> Principal:
-        return as_principal(self.hook(proxy_request.native), source=repr(self.hook))
-
-    def __repr__(self) -> str:
-        return f"FlaskHook({self.hook!r})"
 
 
 class _SessionUser:
@@ -80,38 +60,17 @@ def session_user(key: str = "user_id") -> Callable[[Any], Any]:
     return _SessionUser(key)
 
 
-def _to_flask(response: ProxyResponse) -> Response:
-    out = Response(response.body, status=response.status, headers=list(response.headers.items()))
-    if response.status == 204:
-        out.headers.pop("Content-Type", None)
-    return out
-
-
-def _body_within(limit: int) -> bool:
-    # A declared length is checked by the core; this catches a chunked body the server would otherwise buffer.
-    if request.content_length is not None:
-        return True
-    seen = 0
-    while chunk := request.stream.read(4096):
-        seen += len(chunk)
-        if seen > limit:
-            return False
-    return True
-
-
 class OrgaBlueprint(Blueprint):
     """A ``Blueprint`` serving the proxy route; ``core`` is the policy, ``close()`` releases the SDK client."""
 
+    mount: RouteMount
     core: ProxyCore
     clients: SyncClientHolder
     beacon: EventBeacon | None = None
 
     def close(self) -> None:
         """Close the SDK client (if this blueprint created it) and the rate-limit storage's connections."""
-        self.clients.close()
-        self.core.rate_limiter.close()
-        if self.beacon is not None:
-            self.beacon.close()
+        self.mount.close()
 
 
 def create_blueprint(
@@ -127,79 +86,57 @@ def create_blueprint(
 
     Args:
         orga: the SDK client; by default one ``OrgaAI(**orga_options)`` (``ORGA_API_KEY`` from the environment) is
-            made on first use.
+            made at once (a missing key stops the start-up).
         policy: the route's settings (:class:`~orga_ai.proxy.ProxyPolicy`), or give them as keywords
             (``authenticate=``, ``rate_limit=``, ``cors_origins=``, ``path=`` (relative to the blueprint's
             ``url_prefix``), ``events=`` (also serve ``POST {path}/events``, docs/operations.md), ...).
-            ``authenticate`` may be a callable of the Flask request (see :func:`session_user`), called inside the
-            request context.
+            ``authenticate`` may be a callable of the Flask request (see :func:`session_user`).
         core: a ready :class:`~orga_ai.proxy.ProxyCore` instead of a policy.
     """
     require_extra("orga_ai.integrations.flask", "flask")  # the route's metrics: prometheus_client
-    authenticate = settings.get("authenticate", policy.authenticate if policy is not None else None)
-    if authenticate is not None and not isinstance(authenticate, BUILT_IN):
-        if not callable(authenticate):
-            raise TypeError(f"authenticate= must be callable, not {type(authenticate).__name__}")
-        settings["authenticate"] = _FlaskHook(authenticate)
-    if core is None:
-        core = ProxyCore(policy, **settings)
-        core.cors_setting = "create_blueprint(cors_origins=[...])"
-        route = core.policy
-    else:
-        route = core.policy.replace(**settings) if settings else core.policy
-    path, events = route.path, route.events
-    policy_core = core
-    explicit_cors = bool(policy_core.cors_origins)
+    native_hook(settings, policy, "FlaskHook")
+    own = "create_blueprint(cors_origins=[...])"
+    mount = RouteMount(policy, core=core, orga=orga, orga_options=orga_options, own=own, **settings)
     blueprint = OrgaBlueprint(name, __name__)
-    blueprint.core = policy_core
-    blueprint.clients = SyncClientHolder(policy_core.metrics, orga, options=orga_options)
-    if orga is None:
-        blueprint.clients.get()  # no API key (or an unusable ORGA_* setting): refuse now, naming it
-    policy_core.announce()
-    adopted = threading.Event()
+    blueprint.mount, blueprint.core, blueprint.beacon = mount, mount.core, mount.beacon
+    blueprint.clients = mount.sync_clients
+    mount.start(sync=True)
 
-    def adopt_app_cors(app: Any, full_path: str) -> None:
-        # flask-cors may be set up before or after the blueprint is registered: look at registration, and once more
-        # at the first request, when the app is complete.
-        own = "create_blueprint(cors_origins=[...])"
-        adopt(policy_core, flask_cors(app, full_path, own=own, explicit=explicit_cors))
-
-    def on_register(state: Any) -> None:
-        adopt_app_cors(state.app, (state.url_prefix or "") + path)
-
-    blueprint.record_once(on_register)
+    # flask-cors may be set up before or after the blueprint is registered: its allowlist is read at registration,
+    # and once more at the first request, when the app is complete.
+    blueprint.record_once(lambda state: mount.adopt_cors(flask_cors, state.app, (state.url_prefix or "") + mount.path))
 
     def client_secrets() -> Response:
-        if not adopted.is_set():
-            from flask import current_app
+        from flask import current_app
 
-            with _adopt_lock:
-                if not adopted.is_set():
-                    adopt_app_cors(current_app, request.path)
-                    adopted.set()
-        if request.method == "POST" and not _body_within(policy_core.max_body_bytes):
-            return _to_flask(json_error(413, "body_too_large", "Request body too large.", new_request_id()))
-        return _to_flask(policy_core.handle_sync(_proxy_request(), blueprint.clients.get()))
+        mount.adopt_cors_once(flask_cors, current_app, request.path)
+        return _to_flask(mount.serve_sync(_proxy_request(), read=request.stream.read))
 
-    blueprint.add_url_rule(path, "client_secrets", client_secrets, methods=["GET", "POST", "OPTIONS"])
-    if events:
-        beacon = blueprint.beacon = EventBeacon(policy_core)
+    blueprint.add_url_rule(mount.path, "client_secrets", client_secrets, methods=["GET", "POST", "OPTIONS"])
+    if mount.beacon is not None:
 
         def session_events() -> Response:
-            body = read_capped(request.stream.read) if request.method == "POST" else b""
-            return _to_flask(beacon.handle_sync(_proxy_request(), body))
+            return _to_flask(mount.serve_events_sync(_proxy_request(), request.stream.read))
 
-        events_path = path.rstrip("/") + "/events"
-        blueprint.add_url_rule(events_path, "session_events", session_events, methods=["POST", "OPTIONS"])
+        blueprint.add_url_rule(mount.events_path, "session_events", session_events, methods=["POST", "OPTIONS"])
     return blueprint
 
 
-def _proxy_request() -> ProxyRequest:
+def _to_flask(response: ProxyResponse) -> Response:
+    out = Response(response.body, status=response.status, headers=list(response.headers.items()))
+    if response.status == 204:
+        out.headers.pop("Content-Type", None)
+    return out
+
+
+def _proxy_request(incoming: Any = None) -> ProxyRequest:
+    incoming = incoming if incoming is not None else request._get_current_object()  # type: ignore[attr-defined]
     return ProxyRequest.from_pairs(
-        request.method,
-        request.path,
-        request.headers.items(),
-        cookies=request.cookies,
-        client_host=request.remote_addr,
-        native=request._get_current_object(),  # type: ignore[attr-defined]
+        incoming.method,
+        incoming.path,
+        incoming.headers.items(),
+        cookies=incoming.cookies,
+        client_host=incoming.remote_addr,
+        native=incoming,
     )
+

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..proxy._core import DEFAULT_PATH
 from ..proxy._errors import json_error
+from ..proxy._mount import body_too_large
 from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 
@@ -46,7 +47,7 @@ class _FunctionApp:
         if self.path is not None and path != self.path:
             return json_error(404, "not_found", "Not found.", new_request_id())
         if body_size > self.route.core.max_body_bytes:
-            return json_error(413, "body_too_large", "Request body too large.", new_request_id())
+            return body_too_large()
         return None
 
     def _request(self, method: str, path: str, pairs: list[tuple[str, str]], peer: str | None) -> ProxyRequest:

@@ -31,10 +31,10 @@ require_extra("orga_ai.integrations.gcp", "gcp", "flask")
 
 from flask import Request, Response, request
 
-from ..proxy._errors import json_error
-from ..proxy._request import ProxyRequest, new_request_id
+from ..proxy._mount import refuse_stream
+from ..proxy._request import ProxyRequest
 from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
-from .flask import _body_within, _to_flask
+from .flask import _to_flask
 
 if TYPE_CHECKING:
     from .._client import OrgaAI
@@ -60,15 +60,13 @@ class CloudFunction:
 
     def __call__(self, flask_request: Request | None = None) -> Response:
         incoming = flask_request if flask_request is not None else request
-        core = self.route.core
-        if incoming.method == "POST" and not _body_within(core.max_body_bytes):
-            return _to_flask(json_error(413, "body_too_large", "Request body too large.", new_request_id()))
         pairs = list(incoming.headers.items())
         client_host, pairs = platform_peer(pairs, incoming.remote_addr)
         proxy_request = ProxyRequest.from_pairs(
             incoming.method, incoming.path, pairs, cookies=incoming.cookies, client_host=client_host
         )
-        return _to_flask(self.route.serve(proxy_request))
+        refused = refuse_stream(proxy_request, incoming.stream.read, self.route.core.max_body_bytes)
+        return _to_flask(refused or self.route.serve(proxy_request))
 
     def close(self) -> None:
         """Close the SDK client and the rate-limit storage's connections."""

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from .._client import AsyncOrgaAI
+    from ._mount import RouteMount
 
-__all__ = ["create_app", "to_proxy_request", "to_starlette_response"]
+__all__ = ["create_app", "serve_events", "serve_route", "to_proxy_request", "to_starlette_response"]
 
 logger = logging.getLogger("orga_ai.proxy")
 
@@ -164,6 +165,23 @@ async def read_event_body(receive: Callable[[], Awaitable[MutableMapping[str, An
                 return body
     except BodyTooLarge:
         return None
+
+
+def asgi_body(method: str, receive: Callable[[], Awaitable[MutableMapping[str, Any]]], limit: int) -> BodyReader | None:
+    """A POST's :data:`~orga_ai.proxy._core.BodyReader` on an ASGI ``receive`` (see :func:`drain_body`)."""
+    return functools.partial(drain_body, receive, limit) if method == "POST" else None
+
+
+async def serve_route(mount: RouteMount, request: Request) -> Response:
+    """The route as a Starlette (or FastAPI) endpoint on ``mount``."""
+    read_body = asgi_body(request.method, request.receive, mount.core.max_body_bytes)
+    return to_starlette_response(await mount.serve(to_proxy_request(request), read_body=read_body))
+
+
+async def serve_events(mount: RouteMount, request: Request) -> Response:
+    """The beacon as a Starlette (or FastAPI) endpoint on ``mount``."""
+    read = functools.partial(read_event_body, request.receive)
+    return to_starlette_response(await mount.serve_events(to_proxy_request(request), read))
 
 
 def create_app(

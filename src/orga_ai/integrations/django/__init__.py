@@ -37,13 +37,13 @@ require_extra("orga_ai.integrations.django", "django")
 
 from ..._exceptions import OrgaAIConfigurationError
 from ...proxy._auth import Principal
-from ...proxy._clients import AsyncClientHolder, SyncClientHolder
 from ...proxy._core import DEFAULT_PATH, ProxyCore
 from ...proxy._errors import error_for, json_error
-from ...proxy._events import EventBeacon, read_capped
+from ...proxy._events import read_capped
+from ...proxy._mount import RouteMount
 from ...proxy._policy import ProxyPolicy
 from ...proxy._request import ProxyRequest, ProxyResponse, new_request_id
-from .._cors import adopt, django_cors
+from .._cors import django_cors
 from .._hooks import not_logged_in
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def route_path() -> str:
     return str(_settings().get("path", DEFAULT_PATH)).lstrip("/")
 
 
-def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
+def _build() -> RouteMount:
     from django.utils.module_loading import import_string
 
     config = _settings()
@@ -106,16 +106,11 @@ def _build() -> tuple[ProxyCore, SyncClientHolder, AsyncClientHolder]:
             config["authenticate"] = import_string(authenticate)
         except ImportError as exc:
             raise ValueError(f'ORGA_PROXY["authenticate"] = {authenticate!r} cannot be imported: {exc}') from None
-    core = ProxyCore(ProxyPolicy.from_mapping(config, where="settings.ORGA_PROXY"))
-    own = 'ORGA_PROXY["cors_origins"]'
-    core.cors_setting = own
-    adopt(core, django_cors("/" + route_path(), own=own, explicit=bool(core.cors_origins)))
-    core.announce()
-    return (
-        core,
-        SyncClientHolder(core.metrics, options=orga_options),
-        AsyncClientHolder(core.metrics, options=orga_options),
-    )
+    policy = ProxyPolicy.from_mapping(config, where="settings.ORGA_PROXY")
+    mount = RouteMount(policy, orga_options=orga_options, own='ORGA_PROXY["cors_origins"]')
+    mount.adopt_cors(django_cors, "/" + route_path())
+    mount.start(client=False)  # the client is made on first use: a missing key is answered in the route's JSON
+    return mount
 
 
 def events_enabled() -> bool:
@@ -123,48 +118,25 @@ def events_enabled() -> bool:
     return bool(_settings().get("events", False))
 
 
-def _beacon() -> EventBeacon:
-    core = get_core()
+def _mount() -> RouteMount:
     with _lock:
-        if "beacon" not in _state:
-            _state["beacon"] = EventBeacon(core)
-        beacon: EventBeacon = _state["beacon"]
-        return beacon
+        if "mount" not in _state:
+            _state["mount"] = _build()
+        mount: RouteMount = _state["mount"]
+        return mount
 
 
 def get_core() -> ProxyCore:
     """The process's proxy policy, built from ``settings.ORGA_PROXY`` on first use (``.kill_switch`` is live)."""
-    with _lock:
-        if "core" not in _state:
-            _state["core"], _state["clients"], _state["aclients"] = _build()
-        core: ProxyCore = _state["core"]
-        return core
-
-
-def _clients() -> SyncClientHolder:
-    get_core()
-    holder: SyncClientHolder = _state["clients"]
-    return holder
-
-
-def _aclients() -> AsyncClientHolder:
-    get_core()
-    holder: AsyncClientHolder = _state["aclients"]
-    return holder
+    return _mount().core
 
 
 def reset() -> None:
     """Close the SDK client and forget the policy (tests, or after changing ``settings.ORGA_PROXY``)."""
     with _lock:
-        clients, core = _state.pop("clients", None), _state.pop("core", None)
-        beacon: EventBeacon | None = _state.pop("beacon", None)
-        _state.pop("aclients", None)  # an AsyncOrgaAI belongs to its event loop; the SDK closes it at exit
-    if clients is not None:
-        clients.close()
-    if core is not None:
-        core.rate_limiter.close()
-    if beacon is not None:
-        beacon.close()
+        mount: RouteMount | None = _state.pop("mount", None)
+    if mount is not None:
+        mount.close()  # an AsyncOrgaAI belongs to its event loop; the SDK closes it at exit
 
 
 def _to_django(response: ProxyResponse) -> HttpResponse:
@@ -200,12 +172,11 @@ def _misconfigured(exc: OrgaAIConfigurationError) -> HttpResponse:
 
 
 def _client_secrets(request: HttpRequest) -> HttpResponse:
-    core = get_core()
+    mount = _mount()
     try:
-        orga = _clients().get()
+        return _to_django(mount.serve_sync(_proxy_request(request)))
     except OrgaAIConfigurationError as exc:
         return _misconfigured(exc)
-    return _to_django(core.handle_sync(_proxy_request(request), orga))
 
 
 async def _offload(authenticate: Any, request: ProxyRequest) -> Any:
@@ -218,26 +189,23 @@ async def _offload(authenticate: Any, request: ProxyRequest) -> Any:
 async def _async_client_secrets(request: HttpRequest) -> HttpResponse:
     from asgiref.sync import sync_to_async
 
-    core = await sync_to_async(get_core, thread_sensitive=True)()
+    mount = await sync_to_async(_mount, thread_sensitive=True)()
     try:
-        orga = _aclients().get()
+        return _to_django(await mount.serve(_proxy_request(request), offload=_offload))
     except OrgaAIConfigurationError as exc:
         return _misconfigured(exc)
-    response = await core.handle(_proxy_request(request), orga, offload=_offload)
-    return _to_django(response)
 
 
 def _events(request: HttpRequest) -> HttpResponse:
-    body = read_capped(request.read) if request.method == "POST" else b""
-    return _to_django(_beacon().handle_sync(_proxy_request(request), body))
+    return _to_django(_mount().serve_events_sync(_proxy_request(request), request.read))
 
 
 async def _async_events(request: HttpRequest) -> HttpResponse:
     from asgiref.sync import sync_to_async
 
-    beacon = await sync_to_async(_beacon, thread_sensitive=True)()
+    mount = await sync_to_async(_mount, thread_sensitive=True)()
     body = read_capped(request.read) if request.method == "POST" else b""  # Django has the body buffered by now
-    return _to_django(await beacon.handle(_proxy_request(request), body, offload=_offload))
+    return _to_django(await mount.serve_events(_proxy_request(request), body, offload=_offload))
 
 
 def _make_view(view: Any) -> Any:

@@ -41,8 +41,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except TypeError as exc:
         found.append(checks.Error(f'ORGA_PROXY["orga_options"] is not usable: {exc}', id="orga_ai.E002"))
     try:
-        core, *_ = _build()
-        core.rate_limiter.close()
+        _build().close()
         view_setting()
     except (ValueError, TypeError) as exc:
         found.append(checks.Error(f"ORGA_PROXY is not usable: {exc}", id="orga_ai.E002"))

@@ -13,7 +13,7 @@ from ._core import (
     BodyReader,
     ProxyCore,
 )
-from ._errors import json_error
+from ._errors import error_response, json_error
 from ._killswitch import KillSwitch
 from ._metrics import CONTENT_TYPE
 from ._middleware import BodyTooLarge, ProxyHeadersMiddleware
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from .._client import AsyncOrgaAI
+    from ._events import EventBeacon
     from ._mount import RouteMount
 
 __all__ = ["create_app", "serve_events", "serve_route", "to_proxy_request", "to_starlette_response"]
@@ -184,6 +185,114 @@ async def serve_events(mount: RouteMount, request: Request) -> Response:
     return to_starlette_response(await mount.serve_events(to_proxy_request(request), read))
 
 
+def _request_id(request: Request) -> str:
+    state = request.scope.get("state") or {}
+    return str(state.get("request_id") or new_request_id())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    if code is None:
+        response = json_error(exc.status_code, "http_error", "Request refused.", _request_id(request), exc.headers)
+    else:
+        response = error_response(code, _request_id(request), headers=exc.headers)
+    return to_starlette_response(response)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("orga proxy: unhandled %s", type(exc).__name__, exc_info=exc)
+    return to_starlette_response(error_response("internal_error", _request_id(request)))
+
+
+class _Endpoints:
+    """The standalone app's endpoints over one core, its SDK client and its beacon; ``create_app`` wires them."""
+
+    def __init__(
+        self, proxy: ProxyCore, clients: AsyncClientHolder, beacon: EventBeacon | None, path: str
+    ) -> None:
+        self.proxy = proxy
+        self.clients = clients
+        self.beacon = beacon
+        self.path = path
+        self._openapi: bytes | None = None
+
+    def _body_reader(self, method: str, receive: Any) -> BodyReader | None:
+        # A POST's body is received only after its head passed the checks (ProxyCore.handle's read_body).
+        return asgi_body(method, receive, self.proxy.max_body_bytes)
+
+    async def client_secrets(self, request: Request) -> Response:
+        read_body = self._body_reader(request.method, request.receive)
+        response = await self.proxy.handle(to_proxy_request(request), self.clients.get(), read_body=read_body)
+        return to_starlette_response(response)
+
+    async def client_secrets_asgi(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """:meth:`client_secrets` in pure ASGI (``_DirectRoute``'s fast path): the same response, byte for byte."""
+        read_body = self._body_reader(scope["method"], receive)
+        response = await self.proxy.handle(_from_scope(scope), self.clients.get(), read_body=read_body)
+        await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def events(self, request: Request) -> Response:
+        assert self.beacon is not None
+        read = functools.partial(read_event_body, request.receive)
+        return to_starlette_response(await self.beacon.handle(to_proxy_request(request), read))
+
+    async def healthz(self, request: Request) -> Response:
+        return to_starlette_response(self.proxy.health())
+
+    def _foreign_host(self, request: Request) -> Response | None:
+        # /readyz, /metrics and /openapi.json answer only the allowed Host names, as the route does (DNS rebinding:
+        # a page whose name resolves here must not read them). /healthz says nothing and answers any Host (probes).
+        if self.proxy.host_allowed(request.headers.get("host", "")):
+            return None
+        return to_starlette_response(error_response("host_not_allowed", _request_id(request)))
+
+    async def readyz(self, request: Request) -> Response:
+        refused = self._foreign_host(request)
+        return refused or to_starlette_response(self.proxy.readiness(await self.proxy.rate_limiter.check()))
+
+    async def metrics(self, request: Request) -> Response:
+        from starlette.responses import Response
+
+        refused = self._foreign_host(request)
+        return refused or Response(self.proxy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def openapi(self, request: Request) -> Response:
+        from starlette.responses import Response
+
+        refused = self._foreign_host(request)
+        if refused is not None:
+            return refused
+        if self._openapi is None:
+            import orjson
+
+            self._openapi = orjson.dumps(openapi_document(self.path, events=self.beacon is not None))
+        return Response(self._openapi, headers={"Content-Type": "application/json"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        proxy, clients = self.proxy, self.clients
+        proxy.announce()
+        clients.get()  # fail at start-up, not at the first caller, when the API key is missing
+        preload_transport()
+        # With a warm pool, the first callers are served from it: fill it before taking traffic, within bounds (an
+        # Orga outage must not hold the start-up for long; the pool keeps refilling in the background).
+        filled = await clients.warm_up(min(5.0, proxy.deadline))
+        if filled is False:
+            logger.warning("orga proxy: the warm pool was not full at start-up; it keeps refilling")
+        try:
+            yield
+        finally:
+            await clients.aclose()
+            await proxy.rate_limiter.aclose()
+            if self.beacon is not None:
+                await self.beacon.aclose()
+            _flush_access_log()
+
+
 def create_app(
     policy: ProxyPolicy | None = None,
     *,
@@ -218,7 +327,6 @@ def create_app(
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.responses import Response
     from starlette.routing import Route
 
     if core is None:
@@ -231,114 +339,30 @@ def create_app(
     path, events, prefetch = route.path, route.events, route.prefetch
     proxy = core
     clients = AsyncClientHolder(proxy.metrics, orga, options=orga_options, prefetch=prefetch)
-    openapi = None
-
-    def body_reader(method: str, receive: Any) -> BodyReader | None:
-        # A POST's body is received only after its head passed the checks (ProxyCore.handle's read_body).
-        return functools.partial(drain_body, receive, proxy.max_body_bytes) if method == "POST" else None
-
-    async def client_secrets(request: Request) -> Response:
-        read_body = body_reader(request.method, request.receive)
-        return to_starlette_response(await proxy.handle(to_proxy_request(request), clients.get(), read_body=read_body))
-
-    async def client_secrets_asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        # client_secrets above, in pure ASGI: the same response, byte for byte.
-        read_body = body_reader(scope["method"], receive)
-        response = await proxy.handle(_from_scope(scope), clients.get(), read_body=read_body)
-        await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(response)})
-        await send({"type": "http.response.body", "body": response.body})
-
     beacon = None
     if events:
         from ._events import EventBeacon
 
         beacon = EventBeacon(proxy)
-
-    async def events_endpoint(request: Request) -> Response:
-        assert beacon is not None
-        read = functools.partial(read_event_body, request.receive)
-        return to_starlette_response(await beacon.handle(to_proxy_request(request), read))
-
-    async def healthz(request: Request) -> Response:
-        return to_starlette_response(proxy.health())
-
-    def foreign_host(request: Request) -> Response | None:
-        # /readyz, /metrics and /openapi.json answer only the allowed Host names, as the route does (DNS rebinding:
-        # a page whose name resolves here must not read them). /healthz says nothing and answers any Host (probes).
-        if proxy.host_allowed(request.headers.get("host", "")):
-            return None
-        message = "This server does not answer for that host name; add it to allowed_hosts."
-        return to_starlette_response(json_error(400, "host_not_allowed", message, _request_id(request)))
-
-    async def readyz(request: Request) -> Response:
-        return foreign_host(request) or to_starlette_response(proxy.readiness(await proxy.rate_limiter.check()))
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return foreign_host(request) or Response(proxy.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def openapi_endpoint(request: Request) -> Response:
-        refused = foreign_host(request)
-        if refused is not None:
-            return refused
-        nonlocal openapi
-        if openapi is None:
-            import orjson
-
-            openapi = orjson.dumps(openapi_document(path, events=beacon is not None))
-        return Response(openapi, headers={"Content-Type": "application/json"})
-
-    def _request_id(request: Request) -> str:
-        state = request.scope.get("state") or {}
-        return str(state.get("request_id") or new_request_id())
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        codes = {404: ("not_found", "Not found."), 405: ("method_not_allowed", "Method not allowed.")}
-        code, message = codes.get(exc.status_code, ("http_error", "Request refused."))
-        problem = json_error(exc.status_code, code, message, _request_id(request), exc.headers)
-        return to_starlette_response(problem)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        logger.error("orga proxy: unhandled %s", type(exc).__name__, exc_info=exc)
-        return to_starlette_response(json_error(500, "internal_error", "Internal error.", _request_id(request)))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        proxy.announce()
-        clients.get()  # fail at start-up, not at the first caller, when the API key is missing
-        preload_transport()
-        # With a warm pool, the first callers are served from it: fill it before taking traffic, within bounds (an
-        # Orga outage must not hold the start-up for long; the pool keeps refilling in the background).
-        filled = await clients.warm_up(min(5.0, proxy.deadline))
-        if filled is False:
-            logger.warning("orga proxy: the warm pool was not full at start-up; it keeps refilling")
-        try:
-            yield
-        finally:
-            await clients.aclose()
-            await proxy.rate_limiter.aclose()
-            if beacon is not None:
-                await beacon.aclose()
-            _flush_access_log()
-
+    endpoints = _Endpoints(proxy, clients, beacon, path)
     routes = [
-        Route(path, client_secrets, methods=["GET", "POST", "OPTIONS"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        Route(path, endpoints.client_secrets, methods=["GET", "POST", "OPTIONS"]),
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/readyz", endpoints.readyz, methods=["GET"]),
+        Route("/openapi.json", endpoints.openapi, methods=["GET"]),
     ]
     if metrics_enabled:
-        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+        routes.append(Route("/metrics", endpoints.metrics, methods=["GET"]))
     if beacon is not None:
-        routes.append(Route(path.rstrip("/") + "/events", events_endpoint, methods=["POST", "OPTIONS"]))
+        routes.append(Route(path.rstrip("/") + "/events", endpoints.events, methods=["POST", "OPTIONS"]))
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(ProxyHeadersMiddleware, max_bytes=proxy.max_body_bytes),
-            Middleware(_DirectRoute, path=path, endpoint=client_secrets_asgi),
+            Middleware(_DirectRoute, path=path, endpoint=endpoints.client_secrets_asgi),
         ],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
-        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=endpoints.lifespan,
     )
     # A path with a trailing slash would get a 307 whose Location is built from the Host header: a 404 instead.
     app.router.redirect_slashes = False

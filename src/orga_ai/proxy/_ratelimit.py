@@ -649,7 +649,7 @@ class RateLimiter:
         return found
 
 
-# The clients limits' Redis storages keep (the same names in limits 4.x and 5.x; pinned below 6 in pyproject): the
+# The clients limits' Redis storages keep (limits 5.1 to 5.x: pyproject pins >=5.1,<6): the
 # limiter closes them, PINGs them and initialises the async cluster client once before concurrent use. Each name is
 # checked against the installed limits by tests/proxy/test_limits_contract.py.
 def _client(storage: Any, *path: str) -> Any:
@@ -661,7 +661,7 @@ def _client(storage: Any, *path: str) -> Any:
         if found is None:
             raise RateLimiterUnavailable(
                 f"limits {_limits_version()} keeps no {'.'.join(path)} on its {type(storage).__name__}; "
-                "this orga-ai works with limits 4.x and 5.x"
+                "this orga-ai works with limits 5.1 to 5.x"
             )
     return found
 

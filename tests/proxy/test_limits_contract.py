@@ -48,6 +48,8 @@ def cluster_uri() -> Iterator[str]:
                 "yes",
                 "--cluster-config-file",
                 f"nodes-{port}.conf",
+                "--cluster-port",  # not port + 10000, which may be taken or past 65535
+                str(free_port()),
                 name="node",
             )
             _wait(lambda: bool(ask(port, lambda r: r.ping())), "cluster node")
@@ -80,28 +82,21 @@ def test_sync_storage_keeps_its_client_in_storage(redis_uri: str) -> None:
     sync.storage.close()
 
 
-def test_async_storage_keeps_its_client_in_bridge_storage(redis_uri: str) -> None:
+async def test_async_storage_keeps_its_client_in_bridge_storage(redis_uri: str) -> None:
     _, aio = storages(redis_uri)
-
-    async def ping() -> Any:
-        try:
-            return await aio.bridge.storage.ping()
-        finally:
-            await aio.bridge.storage.aclose()
-
     assert isinstance(aio.bridge.storage, redis.asyncio.Redis)
-    assert asyncio.run(ping())
-
-
-def test_async_storage_starts_no_task(redis_uri: str) -> None:
-    # aclose closes clients only: a storage that started its own task (as limits' memory storage does) would leak it.
-    async def tasks() -> list[str]:
-        _, aio = storages(redis_uri)
-        found = [name for name, value in vars(aio).items() if isinstance(value, asyncio.Task)]
+    try:
+        assert await aio.bridge.storage.ping()
+    finally:
         await aio.bridge.storage.aclose()
-        return found
 
-    assert asyncio.run(tasks()) == []
+
+async def test_async_storage_starts_no_task(redis_uri: str) -> None:
+    # aclose closes clients only: a storage that started its own task (as limits' memory storage does) would leak it.
+    _, aio = storages(redis_uri)
+    found = [name for name, value in vars(aio).items() if isinstance(value, asyncio.Task)]
+    await aio.bridge.storage.aclose()
+    assert found == []
 
 
 def test_sync_sentinel_storage_keeps_primary_replica_and_sentinels() -> None:
@@ -134,34 +129,29 @@ def test_sync_cluster_storage_keeps_its_client_in_storage(cluster_uri: str) -> N
     sync.storage.close()
 
 
-def test_async_cluster_client_is_initialised_through_bridge_storage(cluster_uri: str) -> None:
-    async def initialise() -> bool:
-        _, aio = storages(cluster_uri)
-        client = aio.bridge.storage
-        assert isinstance(client, redis.asyncio.RedisCluster)
-        try:
-            await client.initialize()
-            return bool(await client.ping())
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(initialise())
+async def test_async_cluster_client_is_initialised_through_bridge_storage(cluster_uri: str) -> None:
+    _, aio = storages(cluster_uri)
+    client = aio.bridge.storage
+    assert isinstance(client, redis.asyncio.RedisCluster)
+    try:
+        await client.initialize()
+        assert await client.ping()
+    finally:
+        await client.aclose()
 
 
-def test_a_limits_keeping_the_cluster_client_elsewhere_is_refused_with_503_not_500(cluster_uri: str) -> None:
-    async def hit() -> None:
-        limiter = RateLimiter("10/minute", storage_uri=cluster_uri)
-        limiter._async()
-        bridge = limiter._async_storage.bridge
-        del limiter._async_storage.bridge  # as a limits that renamed it would leave the storage
-        try:
+async def test_a_limits_keeping_the_cluster_client_elsewhere_is_refused_with_503_not_500(cluster_uri: str) -> None:
+    limiter = RateLimiter("10/minute", storage_uri=cluster_uri)
+    limiter._async()
+    bridge = limiter._async_storage.bridge
+    del limiter._async_storage.bridge  # as a limits that renamed it would leave the storage
+    try:
+        with pytest.raises(RateLimiterUnavailable, match=r"keeps no bridge\.storage on its RedisClusterStorage"):
             await limiter.hit("alice")
-        finally:
-            limiter._async_storage.bridge = bridge
-            await limiter.aclose()
-
-    with pytest.raises(RateLimiterUnavailable, match=r"keeps no bridge\.storage on its RedisClusterStorage"):
-        asyncio.run(hit())
+        assert limiter.problem is not None and "keeps no bridge.storage" in limiter.problem  # /readyz shows it
+    finally:
+        limiter._async_storage.bridge = bridge
+        await limiter.aclose()
 
 
 def test_the_limits_pin_matches_the_names_checked_here() -> None:

@@ -7,6 +7,7 @@ here rather than in production. When this fails after an upgrade: read the new m
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import inspect
 import textwrap
@@ -48,7 +49,9 @@ def test_the_attributes_the_protocol_uses_exist() -> None:
     config.load()
     from uvicorn.server import ServerState
 
-    protocol = LimitedHttpToolsProtocol(config, ServerState(), {})
+    loop = asyncio.new_event_loop()  # its own: the thread's may have been closed and unset by an earlier test
+    protocol = LimitedHttpToolsProtocol(config, ServerState(), {}, loop)
+    loop.close()
     for attribute in (
         "timeout_keep_alive",
         "timeout_keep_alive_task",

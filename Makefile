@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-deps dev test lint typecheck pytest bench reliability clean
+.PHONY: setup system-deps dev test test-lowest lint typecheck pytest bench reliability clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,19 @@ pytest: setup system-deps
 
 test: lint typecheck pytest
 
+# The lowest release of every direct dependency pyproject allows (uv's lowest-direct resolution), in a venv of its own:
+# proves the floors. Not part of `make test`; CI runs it as its own job. The suite minus the browser and Node tests
+# (those exercise Chromium and the npm packages, not the floors).
+LOWEST        ?= .venv-lowest
+LOWEST_PYTEST ?= -m "not browser and not node" -p no:randomly -q
+test-lowest: setup system-deps
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv -q --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[all,test]'
+	$(BIN)/uv pip list --python $(LOWEST)/bin/python > $(LOWEST)/versions.txt
+	$(LOWEST)/bin/pytest $(LOWEST_PYTEST)
+
 BENCH_BASELINE ?= 0d0512c
 bench: setup system-deps
 	$(BIN)/python benchmarks/run.py --baseline $(BENCH_BASELINE)
@@ -43,4 +56,4 @@ reliability: setup system-deps
 	$(BIN)/pytest tests/reliability -p no:randomly -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache

@@ -78,8 +78,9 @@ def test_serve_refuses_a_wildcard_origin(capsys: pytest.CaptureFixture[str], mon
 
 # -- start-up --------------------------------------------------------------------------------------------------------
 
-# Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses.
-NOT_IN_THIS_CONFIGURATION = ("limits", "redis", "jwt", "opentelemetry", "httpx", "uvicorn")
+# Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses. (``limits`` it does:
+# limits.parse reads the rates, though its storages stay unused.)
+NOT_IN_THIS_CONFIGURATION = ("redis", "jwt", "opentelemetry", "httpx", "uvicorn")
 
 _STARTUP_SCRIPT = """
 import asyncio, json, sys
@@ -114,7 +115,7 @@ print(json.dumps({"build": after_build, "startup": after_startup, "messages": me
 
 def test_the_served_app_loads_its_http_client_at_start_up_and_nothing_its_configuration_does_not_use() -> None:
     """In a fresh interpreter, a worker's app for a shared-secret, memory://-limited configuration: building it
-    loads none of the libraries of Redis, JWTs, OpenTelemetry or ``limits``; its start-up (the ASGI lifespan,
+    loads none of the libraries of Redis, JWTs or OpenTelemetry; its start-up (the ASGI lifespan,
     before any request) loads aiohttp, so the first caller does not wait for that import."""
     watched = (*NOT_IN_THIS_CONFIGURATION, "aiohttp")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "OTEL_"))}

@@ -2,8 +2,12 @@
 
 A token names its key by ``kid``. An unknown ``kid`` is either a key the provider just rotated in or a forgery, and an
 attacker can send a new one on every request: a cache that refetches on each miss turns every unauthenticated request
-into a request to the provider (PyJWT < 2.10 did: 50 random kids, 51 fetches) and makes legitimate callers queue
-behind them. So, independent of the PyJWT version:
+into a request to the provider and makes legitimate callers queue behind them. PyJWT's own ``PyJWKClient`` now has
+a lock, a ``cooldown_duration`` between refetches for unknown kids, and refuses redirects (checked
+with PyJWT 2.15). It still lacks what this class adds: a deadline for the whole fetch (its timeout bounds each socket
+operation), a size cap, a cooldown after a *failed* fetch (its cooldown counts successful fetches only, so while the
+provider is down every unknown kid refetches, holding its lock) and keeping the previous keys when a refresh fails.
+So, whatever the PyJWT version:
 
 * **single flight**: one fetch at a time per JWKS; concurrent misses wait for it instead of starting their own;
 * **minimum interval**: after a fetch (successful or not), the next one waits ``min_refresh_interval`` seconds; a miss

@@ -7,16 +7,17 @@ With ``serve --workers N`` the workers share prometheus_client's multiprocess di
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._retry import RetryBudget
+from ._multiprocess import ENV, forget_live_gauges_at_exit
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["CONTENT_TYPE", "CountingRetryBudget", "Metrics", "NullMetrics"]
+__all__ = ["CONTENT_TYPE", "METRICS", "CountingRetryBudget", "MetricSpec", "Metrics", "NullMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,138 +27,179 @@ Recorder = Callable[[float], None]
 """A counter's or gauge's ``inc``, or a histogram's ``observe``."""
 
 
-def recorder(child: Any) -> Recorder:
-    """``child.inc`` (counter, gauge) or ``child.observe`` (histogram) of a ready child, straight to its values.
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric of the proxy: the attribute of :class:`Metrics` holding it, and what Prometheus and the
+    OpenTelemetry mirror (:func:`orga_ai.proxy._tracing.mirror_metrics`) are told about it."""
 
-    prometheus_client's own methods first check, on every call, that the metric is not a labelled parent and the
-    amount not negative, then loop over the buckets in Python: about half of each call's cost, and the route makes
-    eight such calls per request. A child resolved once passes those checks once, here. When this prometheus_client
-    does not keep its values where 0.20 to 0.26 do, the public method is returned instead (tests/proxy/test_metrics.py
-    compares both expositions).
-    """
-    from prometheus_client import Counter, Gauge, Histogram
+    attribute: str
+    kind: Literal["counter", "gauge", "histogram"]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    multiprocess_mode: str = ""
+    """How the workers' values of a gauge combine under ``serve --workers N`` (ignored in one process)."""
+    from_sdk: bool = False
+    """Measured by the SDK (see :meth:`Metrics.observe_sdk`), which also records it into OpenTelemetry itself."""
 
-    bounds = getattr(child, "_upper_bounds", None)
-    public: Recorder = child.observe if bounds is not None else child.inc
-    genuine = isinstance(child, (Counter, Gauge, Histogram))  # not a wrapper (the OpenTelemetry mirror)
-    if not genuine:
-        return public
-    if bounds is not None:
-        total = getattr(child, "_sum", None)
-        buckets = getattr(child, "_buckets", None)
-        if (
-            not callable(getattr(total, "inc", None))
-            or not isinstance(buckets, list)
-            or len(buckets) != len(bounds)
-            or not all(callable(getattr(bucket, "inc", None)) for bucket in buckets)
-        ):
-            return public
-        add: Recorder = getattr(total, "inc")  # noqa: B009 - checked above
-        incs: tuple[Recorder, ...] = tuple(bucket.inc for bucket in buckets)
-        edges = tuple(bounds)  # ascending, +Inf last
 
-        def observe(value: float) -> None:
-            if value != value:  # NaN: prometheus_client counts it in no bucket
-                public(value)
-                return
-            add(value)
-            incs[bisect_left(edges, value)](1.0)  # the first bucket whose bound is >= value, as `value <= bound`
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "requests",
+        "counter",
+        "orga_proxy_requests",
+        "Requests to the client-secrets route, by outcome code.",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "upstream_latency",
+        "histogram",
+        "orga_proxy_upstream_latency_seconds",
+        "Time spent getting one session config from Orga Cloud (both steps, retries included).",
+        ("result",),
+    ),
+    MetricSpec(
+        "upstream_retries", "counter", "orga_proxy_upstream_retries", "Retries the SDK made towards Orga Cloud."
+    ),
+    MetricSpec(
+        "rate_limited", "counter", "orga_proxy_rate_limited", "Requests refused by a rate limit, by scope.", ("scope",)
+    ),
+    MetricSpec(
+        "denied", "counter", "orga_proxy_denied", "Requests refused before any upstream call, by reason.", ("reason",)
+    ),
+    MetricSpec("shed", "counter", "orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached."),
+    MetricSpec(
+        "in_flight",
+        "gauge",
+        "orga_proxy_upstream_in_flight",
+        "Upstream calls in progress.",
+        multiprocess_mode="livesum",
+    ),
+    MetricSpec(
+        "breaker_state",
+        "gauge",
+        "orga_proxy_circuit_open",
+        "1 while the circuit breaker is open or half-open, else 0.",
+        multiprocess_mode="livemax",
+    ),
+    MetricSpec(
+        "breaker_transitions",
+        "counter",
+        "orga_proxy_circuit_transitions",
+        "Circuit breaker state changes, by new state.",
+        ("state",),
+    ),
+    MetricSpec(
+        "breaker_rejected",
+        "counter",
+        "orga_proxy_circuit_rejected",
+        "Requests refused fast because the circuit breaker was open.",
+    ),
+    # What the SDK measures of its calls for this proxy (see observe_sdk), under the names the SDK also uses for its
+    # OpenTelemetry metrics.
+    MetricSpec(
+        "sdk_attempts",
+        "counter",
+        "orga_upstream_attempts",
+        "HTTP attempts to Orga Cloud, by step and result.",
+        ("step", "result"),
+        from_sdk=True,
+    ),
+    MetricSpec(
+        "sdk_retries",
+        "counter",
+        "orga_upstream_retries",
+        "Attempts that were retries, by step and reason.",
+        ("step", "reason"),
+        from_sdk=True,
+    ),
+    MetricSpec(
+        "sdk_rate_limited",
+        "counter",
+        "orga_upstream_rate_limited",
+        "HTTP 429 answers from Orga Cloud, by step.",
+        ("step",),
+        from_sdk=True,
+    ),
+    MetricSpec(
+        "sdk_step_latency",
+        "histogram",
+        "orga_upstream_step_duration_seconds",
+        "Time to finish one step (token or ice), retries and backoff included, by step and result.",
+        ("step", "result"),
+        from_sdk=True,
+    ),
+    MetricSpec(
+        "sdk_pool_takes",
+        "counter",
+        "orga_pool_takes",
+        "Warm-pool lookups of the proxy's SDK client, by result.",
+        ("result",),
+        from_sdk=True,
+    ),
+)
+"""Every metric of the proxy: the one list :class:`Metrics`, :class:`NullMetrics` and the OpenTelemetry mirror read."""
 
-        return observe
-    inc = getattr(getattr(child, "_value", None), "inc", None)
-    return inc if callable(inc) else public
+
+def recorder(metric: Any, kind: str) -> Recorder:
+    """The bound ``observe`` of a histogram (or one of its labelled children), else its ``inc`` (a negative amount
+    of a gauge's ``inc`` is a ``dec``)."""
+    return cast("Recorder", metric.observe if kind == "histogram" else metric.inc)
 
 
 class Metrics:
-    """The proxy's counters, histogram and gauges."""
+    """The proxy's counters, histogram and gauges (:data:`METRICS`)."""
+
+    requests: Any
+    upstream_latency: Any
+    upstream_retries: Any
+    rate_limited: Any
+    denied: Any
+    shed: Any
+    in_flight: Any
+    breaker_state: Any
+    breaker_transitions: Any
+    breaker_rejected: Any
+    sdk_attempts: Any
+    sdk_retries: Any
+    sdk_rate_limited: Any
+    sdk_step_latency: Any
+    sdk_pool_takes: Any
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "orga_proxy_requests", "Requests to the client-secrets route, by outcome code.", ["outcome"], registry=r
-        )
-        self.upstream_latency = Histogram(
-            "orga_proxy_upstream_latency_seconds",
-            "Time spent getting one session config from Orga Cloud (both steps, retries included).",
-            ["result"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.upstream_retries = Counter(
-            "orga_proxy_upstream_retries", "Retries the SDK made towards Orga Cloud.", registry=r
-        )
-        self.rate_limited = Counter(
-            "orga_proxy_rate_limited", "Requests refused by a rate limit, by scope.", ["scope"], registry=r
-        )
-        self.denied = Counter(
-            "orga_proxy_denied", "Requests refused before any upstream call, by reason.", ["reason"], registry=r
-        )
-        self.shed = Counter(
-            "orga_proxy_shed", "Requests shed because the upstream concurrency cap was reached.", registry=r
-        )
-        # multiprocess_mode: how workers' values combine under `serve --workers N` (ignored in one process).
-        self.in_flight = Gauge(
-            "orga_proxy_upstream_in_flight", "Upstream calls in progress.", registry=r, multiprocess_mode="livesum"
-        )
-        self.breaker_state = Gauge(
-            "orga_proxy_circuit_open",
-            "1 while the circuit breaker is open or half-open, else 0.",
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.breaker_transitions = Counter(
-            "orga_proxy_circuit_transitions", "Circuit breaker state changes, by new state.", ["state"], registry=r
-        )
-        self.breaker_rejected = Counter(
-            "orga_proxy_circuit_rejected", "Requests refused fast because the circuit breaker was open.", registry=r
-        )
-
-        # What the SDK measures of its calls for this proxy (see observe_sdk), under the names the SDK also uses for
-        # its OpenTelemetry metrics.
-        self.sdk_attempts = Counter(
-            "orga_upstream_attempts", "HTTP attempts to Orga Cloud, by step and result.", ["step", "result"], registry=r
-        )
-        self.sdk_retries = Counter(
-            "orga_upstream_retries", "Attempts that were retries, by step and reason.", ["step", "reason"], registry=r
-        )
-        self.sdk_rate_limited = Counter(
-            "orga_upstream_rate_limited", "HTTP 429 answers from Orga Cloud, by step.", ["step"], registry=r
-        )
-        self.sdk_step_latency = Histogram(
-            "orga_upstream_step_duration_seconds",
-            "Time to finish one step (token or ice), retries and backoff included, by step and result.",
-            ["step", "result"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.sdk_pool_takes = Counter(
-            "orga_pool_takes", "Warm-pool lookups of the proxy's SDK client, by result.", ["result"], registry=r
-        )
-        self._sdk: dict[str, Any] = {
-            "orga_upstream_attempts": self.sdk_attempts,
-            "orga_upstream_retries": self.sdk_retries,
-            "orga_upstream_rate_limited": self.sdk_rate_limited,
-            "orga_upstream_step_duration_seconds": self.sdk_step_latency,
-            "orga_pool_takes": self.sdk_pool_takes,
-        }
-        self._sdk_children: dict[tuple[str, tuple[str, ...]], Recorder] = {}
-        # Set by `serve --workers N` (see _multiprocess): /metrics then sums every worker's values.
-        # Only when prometheus_client really writes there (the variable was set before its import): otherwise the
-        # directory holds none of this process's values and /metrics would show nothing.
-        from prometheus_client import values
-
-        shared = getattr(values.ValueClass, "__name__", "") == "MmapedValue"
-        self._multiprocess_dir = (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None) if shared else None
-        # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
-        self._children: dict[tuple[int, str], Any] = {}
-        self._recorders: dict[tuple[int, str], Recorder] = {}
+        for spec in METRICS:
+            metric: Any
+            if spec.kind == "counter":
+                metric = Counter(spec.name, spec.help, spec.labels, registry=self.registry)
+            elif spec.kind == "histogram":
+                metric = Histogram(spec.name, spec.help, spec.labels, buckets=_LATENCY_BUCKETS, registry=self.registry)
+            else:
+                metric = Gauge(
+                    spec.name,
+                    spec.help,
+                    spec.labels,
+                    registry=self.registry,
+                    multiprocess_mode=spec.multiprocess_mode or "all",  # type: ignore[arg-type]
+                )
+            setattr(self, spec.attribute, metric)
+        # Set by `serve --workers N` (see _multiprocess) or by the operator, before prometheus_client is first
+        # imported: every process then writes its values there, and /metrics sums them.
+        self._multiprocess_dir = os.environ.get(ENV) or None
+        if self._multiprocess_dir is not None:
+            forget_live_gauges_at_exit(self._multiprocess_dir)
         from ._tracing import mirror_metrics
 
         mirror_metrics(self)  # the same metrics into OpenTelemetry, when the application has a MeterProvider
-        self.in_flight_add: Recorder = recorder(self.in_flight)
+        self._kinds = {id(getattr(self, spec.attribute)): spec.kind for spec in METRICS}
+        self._sdk = {spec.name: (getattr(self, spec.attribute), spec.kind) for spec in METRICS if spec.from_sdk}
+        self._sdk_children: dict[tuple[str, tuple[str, ...]], Recorder] = {}
+        # (metric, label value) -> child: prometheus_client's labels() builds a key and takes a lock on every call.
+        self._children: dict[tuple[int, str], Any] = {}
+        self._recorders: dict[tuple[int, str], Recorder] = {}
+        self.in_flight_add: Recorder = self.in_flight.inc
         """``in_flight.inc(amount)``; a negative amount is ``dec``."""
 
     def child(self, metric: Any, value: str) -> Any:
@@ -169,11 +211,12 @@ class Metrics:
         return found
 
     def record(self, metric: Any, value: str) -> Recorder:
-        """The :func:`recorder` of ``metric.labels(value)`` (a metric with one label), resolved once per value."""
+        """``inc`` (``observe`` for a histogram) of ``metric.labels(value)`` (a metric with one label), resolved once
+        per value."""
         key = (id(metric), value)
         found = self._recorders.get(key)
         if found is None:
-            found = self._recorders[key] = recorder(self.child(metric, value))
+            found = self._recorders[key] = recorder(self.child(metric, value), self._kinds.get(id(metric), "counter"))
         return found
 
     def observe_sdk(self, metric: str, labels: dict[str, str], value: float) -> None:
@@ -184,7 +227,7 @@ class Metrics:
             found = self._sdk.get(metric)
             if found is None:
                 return
-            record = self._sdk_children[key] = recorder(found.labels(**labels))
+            record = self._sdk_children[key] = recorder(found[0].labels(**labels), found[1])
         record(value)
 
     def render(self) -> bytes:
@@ -231,23 +274,7 @@ class NullMetrics(Metrics):
 
     def __init__(self) -> None:  # no super().__init__(): that would build a Prometheus registry
         self.registry = None  # type: ignore[assignment]
-        for name in (
-            "requests",
-            "upstream_latency",
-            "upstream_retries",
-            "rate_limited",
-            "denied",
-            "shed",
-            "in_flight",
-            "breaker_state",
-            "breaker_transitions",
-            "breaker_rejected",
-            "sdk_attempts",
-            "sdk_retries",
-            "sdk_rate_limited",
-            "sdk_step_latency",
-            "sdk_pool_takes",
-        ):
+        for name in (spec.attribute for spec in METRICS):
             setattr(self, name, _NULL_METRIC)
         self._children = {}
         self._recorders = {}

@@ -23,7 +23,8 @@ bounded (default 0.5 s to connect and to read).
 from __future__ import annotations
 
 import bisect
-import functools
+import importlib.metadata
+import logging
 import math
 import re
 import sys
@@ -34,7 +35,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,6 +49,8 @@ __all__ = [
     "parse_rate",
     "storage_config",
 ]
+
+logger = logging.getLogger("orga_ai.proxy")
 
 DEFAULT_STORAGE_TIMEOUT = 0.5
 """Seconds allowed to connect to, and to hear back from, the rate-limit storage."""
@@ -94,72 +97,20 @@ def parse_rate(value: str) -> Any:
         raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'") from None
 
 
-# The grammar of ``limits.parse`` ("10/minute", "10 per 2 hours", "5/second;100/hour" takes the first), so that a
-# memory:// limiter need not import ``limits`` at all: that import (with its async storages) is ~50 ms of start-up.
-@functools.cache
-def _rate_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    # Compiled on first use (~3 ms): a function host without a memory:// limit never parses a rate.
-    single = re.compile(
-        r"""
-        \s*([0-9]+)
-        \s*(/|\s*per\s*)
-        \s*([0-9]+)?
-        \s*([a-z]+)
-        \s*
-        """,
-        re.IGNORECASE | re.VERBOSE,
-    )
-    whole = re.compile(rf"^{single.pattern}(:?[,;|]{{1}}{single.pattern})*$", re.IGNORECASE | re.VERBOSE)
-    return single, whole
+# An explicit zero period ("10/0minute"): limits.parse quietly reads it as a period of 1.
+_ZERO_PERIOD = re.compile(r"\s*[0-9]+\s*(?:/|\s*per\s*)\s*0+\s*[a-z]", re.IGNORECASE)
 
 
-_GRANULARITY_SECONDS = {
-    "year": 60 * 60 * 24 * 30 * 12,
-    "month": 60 * 60 * 24 * 30,
-    "day": 60 * 60 * 24,
-    "hour": 60 * 60,
-    "minute": 60,
-    "second": 1,
-}
-
-
-class _Rate(NamedTuple):
-    """A parsed limit, for the in-memory windows: the subset of a ``limits`` item they use."""
-
-    amount: int
-    multiples: int
-    granularity: str
-
-    def get_expiry(self) -> int:
-        return _GRANULARITY_SECONDS[self.granularity] * self.multiples
-
-    def __str__(self) -> str:
-        return f"{self.amount} per {self.multiples} {self.granularity}"  # as limits writes it
-
-
-def _parse_rate_memory(value: str) -> _Rate:
-    """:func:`parse_rate` without importing ``limits``: same grammar, same error."""
-    single, whole = _rate_patterns()
-    match = single.match(value) if isinstance(value, str) and whole.match(value) else None
-    if match is not None:
-        amount, _, multiples, unit = match.groups()
-        unit = unit.lower()
-        name = unit[:-1] if unit.endswith("s") and unit[:-1] in _GRANULARITY_SECONDS else unit
-        if name in _GRANULARITY_SECONDS:
-            return _Rate(int(amount), int(multiples) if multiples else 1, name)
-    raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'")
-
-
-def _checked(parse: Callable[[str], Any], value: str | None, name: str) -> Any:
+def _checked(value: str | None, name: str) -> Any:
     """A parsed limit, or None for None; every spelling that would silently mean "off" or "nobody" is refused."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or value.strip().lower() in {"none", "off", "0", "false"}:
         raise ValueError(f"{name}={value!r} is not a limit: write one like '10/minute', or pass None to turn it off")
-    probe = _parse_rate_memory(value)  # the same grammar; limits.parse quietly reads a 0 period as 1
-    if probe.amount < 1 or probe.multiples < 1:
+    item = parse_rate(value)
+    if item.amount < 1 or _ZERO_PERIOD.match(value):
         raise ValueError(f"{name}={value!r} would refuse every request: the count and the period must be at least 1")
-    return probe if parse is _parse_rate_memory else parse(value)
+    return item
 
 
 def _redis_options(timeout: float, *, cluster: bool = False) -> dict[str, Any]:
@@ -436,9 +387,8 @@ class RateLimiter:
         max_callers: int = DEFAULT_MAX_CALLERS,
     ) -> None:
         self._storage = storage_config(storage_uri, timeout=storage_timeout)
-        parse = parse_rate if self._storage.distributed else _parse_rate_memory
-        self._per = _checked(parse, per_principal, "rate_limit")
-        self._global = _checked(parse, global_limit, "global_rate_limit")
+        self._per = _checked(per_principal, "rate_limit")
+        self._global = _checked(global_limit, "global_rate_limit")
         self.storage_uri = storage_uri
         self.problem: str | None = None
         """Why the storage last failed (its place and the reason, never a password), or None once it answered."""
@@ -492,7 +442,7 @@ class RateLimiter:
             return None
         try:
             self._sync()
-            self._sync_storage.storage.ping()
+            _client(self._sync_storage, "storage").ping()
         except Exception as exc:  # noqa: BLE001 - every failure is the reason the storage is not usable
             return str(self._unavailable(exc))
         self.problem = None
@@ -569,8 +519,8 @@ class RateLimiter:
             # The socket timeouts bound each Redis command; this bounds the whole sequence as a backstop.
             async with _timeout(self.storage_timeout * 4 + 0.1):
                 return await self._hit_async(principal_key)
-        except RateLimiterUnavailable:
-            raise
+        except RateLimiterUnavailable as exc:  # this limits keeps a client elsewhere (_client)
+            raise self._unavailable(exc) from None
         except (asyncio.TimeoutError, OSError) as exc:
             raise self._unavailable(exc) from None
         except Exception as exc:
@@ -607,7 +557,7 @@ class RateLimiter:
                 self._cluster_lock = asyncio.Lock()
             async with self._cluster_lock:
                 if not self._cluster_ready:
-                    await self._async_storage.bridge.storage.initialize()
+                    await _client(self._async_storage, "bridge", "storage").initialize()
                     self._cluster_ready = True
         return limiter
 
@@ -642,24 +592,15 @@ class RateLimiter:
         return True
 
     async def aclose(self) -> None:
-        """Release the async storage's connections and background task."""
-        import asyncio
-
+        """Release the async storage's connections."""
         storage, self._async_storage, self._async_limiter = self._async_storage, None, None
         self._cluster_ready = False
         if storage is None:
             return
-        timer = getattr(storage, "timer", None)
-        if isinstance(timer, asyncio.Task) and not timer.done():
-            timer.cancel()
-        bridge = getattr(storage, "bridge", None)
-        for client in (
-            getattr(bridge, "storage", None),
-            getattr(bridge, "storage_replica", None),
-            *getattr(getattr(bridge, "sentinel", None), "sentinels", ()),
-        ):
-            if client is not None and hasattr(client, "aclose"):
-                await client.aclose()
+        # limits' Redis storages start no task of their own (tests/proxy/test_limits_contract.py): clients only.
+        bridge = ("bridge", "storage"), ("bridge", "storage_replica"), ("bridge", "sentinel")
+        for client in self._clients(storage, *bridge):
+            await client.aclose()
 
     # -- sync ------------------------------------------------------------------------------------------------------
 
@@ -691,13 +632,45 @@ class RateLimiter:
         storage, self._sync_storage, self._sync_limiter = self._sync_storage, None, None
         if storage is None or not self.distributed:
             return
-        for client in (
-            getattr(storage, "storage", None),
-            getattr(storage, "storage_slave", None),
-            *getattr(getattr(storage, "sentinel", None), "sentinels", ()),
-        ):
-            if client is not None and hasattr(client, "close"):
-                client.close()
+        for client in self._clients(storage, ("storage",), ("storage_slave",), ("sentinel",)):
+            client.close()
+
+    def _clients(self, storage: Any, primary: tuple[str, ...], *sentinel_mode: tuple[str, ...]) -> list[Any]:
+        """The Redis clients inside a ``limits`` storage, to close: the primary's, and with Sentinel the replica's
+        and the sentinels' (``paths``, each a Sentinel, end with "sentinel"). One this limits keeps elsewhere is
+        logged: its connections then stay open until the process exits."""
+        found: list[Any] = []
+        for path in (primary, *sentinel_mode) if self._storage.mode == "sentinel" else (primary,):
+            try:
+                client = _client(storage, *path)
+                found += list(_client(client, "sentinels")) if path[-1] == "sentinel" else [client]
+            except RateLimiterUnavailable as exc:
+                logger.warning("orga proxy: %s; its connections stay open until exit", exc)
+        return found
+
+
+# The clients limits' Redis storages keep (limits 5.1 to 5.x: pyproject pins >=5.1,<6): the
+# limiter closes them, PINGs them and initialises the async cluster client once before concurrent use. Each name is
+# checked against the installed limits by tests/proxy/test_limits_contract.py.
+def _client(storage: Any, *path: str) -> Any:
+    """``storage.<path>``: a Redis client inside a ``limits`` storage. RateLimiterUnavailable (answered 503, fail
+    closed) when this limits keeps it elsewhere, rather than an AttributeError answered 500."""
+    found = storage
+    for name in path:
+        found = getattr(found, name, None)
+        if found is None:
+            raise RateLimiterUnavailable(
+                f"limits {_limits_version()} keeps no {'.'.join(path)} on its {type(storage).__name__}; "
+                "this orga-ai works with limits 5.1 to 5.x"
+            )
+    return found
+
+
+def _limits_version() -> str:
+    try:
+        return importlib.metadata.version("limits")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - limits is part of the proxy extra
+        return "(unknown version)"
 
 
 def _is_storage_error(exc: BaseException) -> bool:

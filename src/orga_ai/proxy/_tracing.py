@@ -162,22 +162,19 @@ def mirror_metrics(metrics: Metrics) -> None:
     api = _api()
     if api is None or not api.metrics_configured():
         return
+    from ._metrics import METRICS
+
     meter = api.meter
-    for attribute, value in list(vars(metrics).items()):
-        kind = type(value).__name__
-        name = getattr(value, "_name", None)
-        if kind not in {"Counter", "Gauge", "Histogram"} or not isinstance(name, str):
-            continue
-        if attribute.startswith("sdk_"):
+    for spec in METRICS:
+        if spec.from_sdk:
             continue  # the SDK records these into OpenTelemetry itself, under the same names
-        description = getattr(value, "_documentation", "")
         otel: Any
-        if kind == "Counter":
-            otel = meter.create_counter(name, description=description)
-        elif kind == "Histogram":
-            otel = meter.create_histogram(name, unit="s", description=description)
-        elif attribute == "in_flight":
-            otel = meter.create_up_down_counter(name, description=description)
+        if spec.kind == "counter":
+            otel = meter.create_counter(spec.name, description=spec.help)
+        elif spec.kind == "histogram":
+            otel = meter.create_histogram(spec.name, unit="s", description=spec.help)
+        elif spec.attribute == "in_flight":  # a level that goes up and down
+            otel = meter.create_up_down_counter(spec.name, description=spec.help)
         else:
-            otel = meter.create_gauge(name, description=description)
-        setattr(metrics, attribute, _Mirrored(value, otel, tuple(getattr(value, "_labelnames", ()))))
+            otel = meter.create_gauge(spec.name, description=spec.help)
+        setattr(metrics, spec.attribute, _Mirrored(getattr(metrics, spec.attribute), otel, spec.labels))

@@ -8,7 +8,7 @@ of the same key passed in the last W seconds (exactly N pass, whatever the concu
 * Redis: the ``limits`` library, one atomic Lua script per hit, so replicas sharing one Redis enforce one
   limit together. Each hit costs two round trips per configured limit (the atomic hit, then the window's stats for
   the headers).
-* ``memory://``: :class:`_MemoryWindows`, a dict of per-key arrays of timestamps, here: the same decisions and
+* ``memory://``: :class:`MemoryWindows`, a dict of per-key arrays of timestamps, here: the same decisions and
   numbers as ``limits``' moving window in one step under a lock, with no task and no thread. Measured with limits
   5.8 (20,000 hits over 500 keys, window stats included): ~2-5 µs per hit here against ~8-12 µs for ``limits``'
   memory storages, and ~0.26 KB per tracked caller against ~1 KB; at most ``max_callers`` are tracked. Idle keys
@@ -22,7 +22,6 @@ bounded (default 0.5 s to connect and to read).
 
 from __future__ import annotations
 
-import bisect
 import importlib.metadata
 import logging
 import math
@@ -31,11 +30,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from array import array
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
+
+from ._memory import DEFAULT_MAX_CALLERS, MemoryWindows
+from ._storage import DEFAULT_STORAGE_TIMEOUT, StorageConfig, storage_config
 
 if TYPE_CHECKING:
     import asyncio
@@ -51,9 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("orga_ai.proxy")
-
-DEFAULT_STORAGE_TIMEOUT = 0.5
-"""Seconds allowed to connect to, and to hear back from, the rate-limit storage."""
 
 
 class RateLimiterUnavailable(Exception):
@@ -113,154 +110,6 @@ def _checked(value: str | None, name: str) -> Any:
     return item
 
 
-def _redis_options(timeout: float, *, cluster: bool = False) -> dict[str, Any]:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    # redis-py retries failed commands by default; each retry would add another socket timeout to the request.
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if not cluster:  # the cluster clients refuse these two (they manage node health themselves)
-        options["retry_on_timeout"] = False
-        options["health_check_interval"] = 0
-    return options
-
-
-_PLAIN_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
-_HA_SCHEMES = frozenset({"redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"})
-# Query parameters the HA schemes take (``limits`` would ignore a query there); the plain schemes hand theirs to
-# redis-py's URL parser, which knows the ssl_* ones itself.
-_TLS_PARAMETERS = frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-@dataclass(frozen=True, slots=True)
-class StorageConfig:
-    """How to reach the rate-limit storage: the URI ``limits`` is given and the options for its Redis clients.
-
-    ``repr`` shows neither the password nor the URI (which may hold one).
-    """
-
-    scheme: str
-    uri: str = field(repr=False)
-    options: dict[str, Any] = field(default_factory=dict, repr=False)
-    sentinel_options: dict[str, Any] = field(default_factory=dict, repr=False)
-    timeout: float = DEFAULT_STORAGE_TIMEOUT
-
-    @property
-    def distributed(self) -> bool:
-        return self.scheme != "memory"
-
-    @property
-    def mode(self) -> str:
-        """``memory``, ``redis``, ``sentinel`` or ``cluster``."""
-        if self.scheme == "memory":
-            return "memory"
-        return self.scheme.partition("+")[2] if self.scheme in _HA_SCHEMES else "redis"
-
-
-def _read_password(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as exc:
-        raise ValueError(f"cannot read the Redis password file {path!r}: {exc.strerror}") from None
-    password = text.strip("\r\n")
-    if not password:
-        raise ValueError(f"the Redis password file {path!r} is empty")
-    return password
-
-
-def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> StorageConfig:
-    """Read a rate-limit storage URI; ValueError (naming the problem, never the password) when it is unusable.
-
-    Accepted forms:
-
-    * ``memory://``: this process only.
-    * ``redis://[:password@]host:port/db``, ``rediss://...`` (TLS), ``redis+unix:///path.sock``: one Redis server.
-    * ``redis+sentinel://[:password@]h1:p1,h2:p2,h3:p3/<service>``: the primary that the Sentinels name for
-      ``service``, found again after a failover. Reads and writes both go to the primary (a replica's copy of a
-      window may lag). The password, if any, is used for the Sentinels as well as the Redis servers.
-    * ``redis+cluster://[:password@]h1:p1,h2:p2``: a Redis Cluster, found from any of the listed nodes.
-
-    ``rediss+sentinel://`` and ``rediss+cluster://`` are the same over TLS; their query may carry ``ssl_ca_certs``,
-    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` and ``ssl_check_hostname``. Every Redis form also takes
-    ``?password_file=/path`` (a file holding only the password, e.g. a mounted secret) instead of a password
-    in the URI, and ``?timeout=<seconds>`` instead of the ``timeout`` argument: it bounds connecting to, and each
-    answer from, every server involved (raise it above the default 0.5 s only for a distant or busy Redis: a request
-    waits up to about four times this long before it is refused).
-    """
-    if not isinstance(uri, str) or "://" not in uri:
-        raise ValueError("rate-limit storage must be a URI such as memory:// or redis://host:6379/0")
-    scheme = uri.partition("://")[0].lower()
-    if scheme == "memory":
-        return StorageConfig("memory", "memory://", timeout=timeout)
-    if scheme not in _PLAIN_SCHEMES | _HA_SCHEMES:
-        raise ValueError(
-            f"rate-limit storage must be memory://, redis://, rediss://, redis+unix://, redis+sentinel:// or "
-            f"redis+cluster://, not {scheme}://"
-        )
-    parts = urllib.parse.urlsplit(uri)
-    try:
-        port_ok = scheme not in {"redis", "rediss"} or parts.port is None or parts.port >= 0
-    except ValueError:  # its text would show what stands where the port should: part of a password, say
-        port_ok = False
-    if not port_ok or (scheme != "redis+unix" and "@" in f"{parts.path}{parts.query}{parts.fragment}"):
-        # A "/", "?" or "#" in an unescaped password ends the URI's authority early.
-        raise ValueError(
-            "the rate-limit storage URI cannot be read: write it as redis://user:password@host:port/db, with any of "
-            "/ ? # @ : in the user or password percent-encoded"
-        )
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    password_file = [value for key, value in query if key == "password_file"]
-    timeouts = [value for key, value in query if key == "timeout"]
-    query = [(key, value) for key, value in query if key not in {"password_file", "timeout"}]
-    if timeouts:
-        try:
-            timeout = float(timeouts[-1])
-        except ValueError:
-            timeout = -1.0
-        if not 0 < timeout <= 30:
-            raise ValueError(f"timeout={timeouts[-1]!r} in the rate-limit storage URI: give seconds, 0 < s <= 30")
-    options: dict[str, Any] = {}
-    if password_file:
-        if parts.password:
-            raise ValueError("give the Redis password in the URI or in password_file, not both")
-        options["password"] = _read_password(password_file[-1])
-    cluster = scheme.endswith("+cluster")
-    options.update(_redis_options(timeout, cluster=cluster))
-    if scheme in _PLAIN_SCHEMES:
-        rest = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-        return StorageConfig(scheme, rest, options, timeout=timeout)
-    tls: dict[str, Any] = {"ssl": True} if scheme.startswith("rediss") else {}
-    for key, value in query:
-        if key not in _TLS_PARAMETERS:
-            raise ValueError(f"unknown parameter {key!r} in the rate-limit storage URI")
-        if not tls:
-            raise ValueError(f"{key} needs TLS: write {scheme.replace('redis', 'rediss', 1)}://")
-        tls[key] = value.strip().lower() in _TRUE if key == "ssl_check_hostname" else value
-    options.update(tls)
-    try:
-        hosts = [host for host in parts.netloc.rpartition("@")[2].split(",") if host.strip()]
-        if not hosts or any(urllib.parse.urlsplit("//" + host).port is None for host in hosts):
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"{scheme}:// needs host:port pairs separated by commas") from None
-    service = parts.path.strip("/")
-    if scheme.endswith("+sentinel") and not service:
-        raise ValueError(f"{scheme}:// needs the service name as its path: {scheme}://h1:p1,h2:p2/<service>")
-    # limits reads the hosts, the service and the userinfo from this URI; TLS and timeouts travel as options.
-    bare = urllib.parse.urlunsplit(("redis+" + scheme.partition("+")[2], parts.netloc, parts.path, "", ""))
-    sentinel_options: dict[str, Any] = {}
-    if not cluster:
-        sentinel_options = {key: options[key] for key in ("socket_timeout", "socket_connect_timeout", "retry")}
-        sentinel_options.update(tls)
-    return StorageConfig(scheme, bare, options, sentinel_options, timeout=timeout)
-
-
 def _timeout(delay: float) -> Any:
     # asyncio is imported here, not at the top: the sync path (functions, Flask) never needs it.
     import asyncio
@@ -270,93 +119,6 @@ def _timeout(delay: float) -> Any:
         return asyncio.timeout(delay)
     # 3.10 has no asyncio.timeout: run the body as is and let the Redis socket timeouts bound it.
     return contextlib.nullcontext()  # pragma: no cover - Python 3.10
-
-
-DEFAULT_MAX_CALLERS = 100_000
-"""Callers (principal keys) one ``memory://`` limit tracks per process; beyond it the one idle longest is forgotten."""
-
-
-class _MemoryWindows:
-    """Moving windows in process memory: per key, the monotonic times of the hits inside the last window.
-
-    A key holds at most ``amount`` timestamps, and a key idle for a whole window is dropped by
-    the sweep that runs at most once per window length. At most ``max_keys`` keys are tracked: a new key beyond that
-    forgets the key idle longest (its window starts over; a global ceiling still holds), so memory stays bounded
-    whatever the number of callers (about 0.3 KB a key). Safe across threads (one lock, never held across I/O).
-    """
-
-    __slots__ = ("_amount", "_clock", "_expiry", "_lock", "_max_keys", "_next_sweep", "_windows", "evicted")
-
-    def __init__(
-        self,
-        amount: int,
-        expiry: float,
-        lock: threading.Lock,
-        clock: Callable[[], float],
-        max_keys: int = DEFAULT_MAX_CALLERS,
-    ) -> None:
-        self._amount = amount
-        self._expiry = expiry
-        self._lock = lock
-        self._clock = clock
-        self._max_keys = max_keys
-        self._windows: OrderedDict[str, array[float]] = OrderedDict()  # least recently hit first
-        self._next_sweep = clock() + expiry
-        self.evicted = 0
-
-    def __len__(self) -> int:
-        return len(self._windows)
-
-    def hit(self, key: str) -> tuple[bool, int, float]:
-        """Count one hit of ``key`` if the window has room: (allowed, remaining, seconds until the oldest expires).
-
-        The same numbers ``limits``' ``hit`` then ``get_window_stats`` give on its moving window.
-        """
-        amount, expiry = self._amount, self._expiry
-        with self._lock:
-            now = self._clock()
-            if now >= self._next_sweep:
-                self._sweep(now)
-            windows = self._windows
-            window = windows.get(key)
-            if window is None:
-                if len(windows) >= self._max_keys:
-                    windows.popitem(last=False)
-                    self.evicted += 1
-                window = windows[key] = array("d")  # 8 bytes a hit: a deque costs ~0.7 KB per key before any
-            else:
-                windows.move_to_end(key)
-                _trim(window, now - expiry)
-            allowed = len(window) < amount
-            if allowed:
-                window.append(now)
-            oldest = window[0] if window else now
-            return allowed, amount - len(window), oldest + expiry - now
-
-    def peek(self, key: str) -> tuple[bool, int, float]:
-        """:meth:`hit`'s answer without counting a hit or tracking ``key``: whether the window has room now."""
-        with self._lock:
-            now = self._clock()
-            window = self._windows.get(key)
-            if window is None:
-                return True, self._amount, self._expiry
-            _trim(window, now - self._expiry)
-            oldest = window[0] if window else now
-            return len(window) < self._amount, self._amount - len(window), oldest + self._expiry - now
-
-    def _sweep(self, now: float) -> None:
-        floor = now - self._expiry
-        stale = [key for key, window in self._windows.items() if not window or window[-1] <= floor]
-        for key in stale:
-            del self._windows[key]
-        self._next_sweep = now + self._expiry
-
-
-def _trim(window: array[float], floor: float) -> None:
-    """Drop the hits of ``window`` (oldest first) at or before ``floor``."""
-    if window and window[0] <= floor:
-        expired = bisect.bisect_right(window, floor)
-        del window[:expired]
 
 
 class RateLimiter:
@@ -403,11 +165,11 @@ class RateLimiter:
         self._cluster_lock: asyncio.Lock | None = None
         # memory:// only: (limit item, windows, scope) for the principal limit then the global one, shared by the
         # async and the sync side.
-        self._memory: tuple[tuple[Any, _MemoryWindows, str], ...] = ()
+        self._memory: tuple[tuple[Any, MemoryWindows, str], ...] = ()
         if not self.distributed:
             lock = threading.Lock()
             self._memory = tuple(
-                (item, _MemoryWindows(int(item.amount), float(item.get_expiry()), lock, clock, max_callers), scope)
+                (item, MemoryWindows(int(item.amount), float(item.get_expiry()), lock, clock, max_callers), scope)
                 for item, scope in ((self._per, "principal"), (self._global, "global"))
                 if item is not None
             )

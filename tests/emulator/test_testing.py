@@ -96,7 +96,14 @@ def test_public_names_are_pinned() -> None:
         "turn_credential",
         "turn_credentials",
     ]
-    assert orga_ai.testing.__all__ == ["RunningEmulator", "place_call", "run_emulator"]
+    assert orga_ai.testing.__all__ == [
+        "AsyncMockTransport",
+        "MockRequest",
+        "MockTransport",
+        "RunningEmulator",
+        "place_call",
+        "run_emulator",
+    ]
     for name in orga_ai.emulator.__all__:
         assert getattr(orga_ai.emulator, name).__doc__ or name.isupper(), name
 

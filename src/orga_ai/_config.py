@@ -218,7 +218,8 @@ def resolve_settings(
         raw = _env("ORGA_TIMEOUT", env)
         timeout = _parse_float(raw, "ORGA_TIMEOUT") if raw is not None else DEFAULT_TIMEOUT
         timeout = validate_timeout(timeout, "ORGA_TIMEOUT" if raw is not None else "timeout")
-    timeout = validate_timeout(timeout)
+    else:
+        timeout = validate_timeout(timeout)
 
     if max_retries is None:
         raw = _env("ORGA_MAX_RETRIES", env)

@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from orga_ai.proxy import ProxyRequest
 from orga_ai.testing import RunningEmulator
-from tests.integrations.conftest import _reload_urls, serve_wsgi
+from tests.integrations.conftest import _reload_urls, configure_django, serve_wsgi
 from tests.proxy.conftest import upstream_calls
 from tests.support import serve
 
@@ -207,20 +207,7 @@ def django_cookie_user(request: ProxyRequest, /) -> Any:
 def django_route(emulator: RunningEmulator, **cors: Any) -> Iterator[tuple[str | None, str]]:
     """The Django route behind django-cors-headers: (its URL, "") once its policy is built, or (None, why) when
     building it was refused."""
-    from django.conf import settings
-
-    if not settings.configured:  # exactly as tests/integrations/conftest.py does: whichever runs first, same settings
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="integration-tests-only-" + "k" * 40,
-            ALLOWED_HOSTS=["127.0.0.1"],
-            ROOT_URLCONF="orga_ai.integrations.django.urls",
-            MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
-            INSTALLED_APPS=[],
-        )
-        import django
-
-        django.setup()
+    configure_django()
     from django.core.handlers.wsgi import WSGIHandler
     from django.test import override_settings
 

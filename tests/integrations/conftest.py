@@ -84,7 +84,8 @@ def _aiohttp(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dic
     return Mounted("aiohttp", stack.enter_context(serve_aiohttp(app)), mount.core)
 
 
-def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
+def configure_django() -> None:
+    """Django's settings for the integration tests, once per process (whichever test needs them first)."""
     from django.conf import settings
 
     if not settings.configured:
@@ -99,6 +100,12 @@ def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict
         import django
 
         django.setup()
+
+
+def _django(emulator: RunningEmulator, stack: contextlib.ExitStack, policy: dict[str, Any]) -> Mounted:
+    from django.conf import settings
+
+    configure_django()
     from django.core.handlers.wsgi import WSGIHandler
 
     from orga_ai.integrations import django as orga_django

@@ -12,6 +12,7 @@ release that moves one fails here, naming it, before an integration test fails i
 from __future__ import annotations
 
 import inspect
+import re
 from importlib.metadata import version
 
 import flask
@@ -57,3 +58,11 @@ def test_starlette_cookie_parser_reads_a_cookie_header() -> None:
     parser = starlette.requests.cookie_parser
     assert parser("session=abc; theme=dark") == {"session": "abc", "theme": "dark"}
     assert parser('quoted="a b"') == {"quoted": "a b"}
+
+
+def test_flask_cors_tells_a_regex_origin_by_its_characters() -> None:
+    """integrations/_cors.py sorts flask-cors origins with flask-cors's own rule, ``probably_regex``."""
+    from flask_cors.core import probably_regex
+
+    assert probably_regex(r"https?://.*\.example") and probably_regex(re.compile("x"))
+    assert not probably_regex("https://app.example")

@@ -72,8 +72,10 @@ def test_the_attributes_the_protocol_uses_exist() -> None:
     cycle_init = inspect.getsource(RequestResponseCycle.__init__)
     for attribute in ("response_started", "response_complete", "disconnected", "message_event"):
         assert f"self.{attribute}" in cycle_init, attribute
-    flow = protocol.flow if protocol.flow is not None else None
-    assert flow is None  # set at connection_made; its pause_reading/resume_reading are checked by the live tests
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    for method in ("pause_reading", "resume_reading", "pause_writing", "resume_writing"):
+        assert callable(getattr(FlowControl, method)), method  # what the protocol calls on its .flow
 
 
 def test_the_supervisor_takes_config_and_sockets() -> None:

@@ -47,6 +47,8 @@ async def test_fifty_sequential_calls_leak_nothing(rt_emulator: RunningEmulator)
             if rt_emulator.stats()["active_calls"] == 0:
                 break
             await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"the emulator still reports calls: {rt_emulator.stats()['active_calls']}")
         gc.collect()
         await asyncio.sleep(0.2)
         leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -71,10 +73,9 @@ async def test_no_secret_in_debug_logs_reprs_or_errors(rt_emulator: RunningEmula
             await call.wait_for("session.created")
             await call.update(instructions="Be brief.")
             shown = [repr(call), str(call), repr(call.timings), repr(call.events)]
-        try:
+        with pytest.raises(OrgaAIRealtimeRefusedError) as refused:
             await rt.connect(config, base_url=rt_emulator.base_url)  # the used token: 401
-        except OrgaAIRealtimeRefusedError as exc:
-            shown += [str(exc), repr(exc)]
+        shown += [str(refused.value), repr(refused.value)]
     # The TURN messages were logged (so the check below means something), with the username redacted.
     assert any("'USERNAME': '[redacted]'" in line for line in lines)
     text = "\n".join(lines + shown)

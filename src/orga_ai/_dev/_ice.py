@@ -15,9 +15,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from ..emulator._stun import StunResponder, serve_stun, udp_socket
+from ..emulator._stun import serve_stun, udp_socket
 
-__all__ = ["IceSetup", "StunResponder", "serve_stun", "start_coturn", "stop_coturn", "udp_socket"]
+__all__ = ["IceSetup", "serve_stun", "start_coturn", "stop_coturn", "udp_socket"]
 
 COTURN_START_TIMEOUT = 3.0
 """Seconds coturn gets to start listening before the dev server gives up on it."""

@@ -59,11 +59,6 @@ class AiohttpTransport:
         self._proxy_headers: dict[str, str] | None = None
         self._closed = False
 
-    @property
-    def session(self) -> aiohttp.ClientSession | None:
-        """The session in use (None before the first call and after close)."""
-        return self._http
-
     def prepare(self) -> None:
         self._session()
 

@@ -40,7 +40,7 @@ import httptools
 from .._exceptions import OrgaAIError
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
-from .base import describe
+from .base import describe, replayable
 
 if TYPE_CHECKING:
     import ssl
@@ -86,17 +86,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[bool] | None = None
         self._tunnel: asyncio.Future[bytes] | None = None
         self._buffer = bytearray()
-        self._cap = 0
-        self._head = 0
-        self._header_lines = 0
-        self._header_bytes = 0
-        self._got = False
-        self._in_body = False
-        self._eof_body = False
-        self.status = 0
         self.headers: dict[str, str] = {}
-        self.body = bytearray()
-        self.truncated = False
+        self._clear(0)
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------------------
 
@@ -189,6 +180,10 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self, cap: int) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._clear(cap)
+
+    def _clear(self, cap: int) -> None:
+        """The state of one exchange, before its first byte."""
         self._cap = cap
         self._head = 0
         self._header_lines = 0
@@ -400,10 +395,11 @@ class AsyncioTransport:
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)
-        replayable = request.method in ("GET", "HEAD", "OPTIONS") or any(
-            name.lower() == "idempotency-key" for name in request.headers
-        )
-        head = _head(request, parts, self._proxy if scheme == "http" else None)
+        may_replay = replayable(request.method, request.headers)
+        try:
+            head = _head(request, parts, self._proxy if scheme == "http" else None)
+        except ValueError as exc:  # a header with a line break: nothing was sent (base.py: send never raises)
+            return TransportFailure(FailureKind.CONNECT, describe(exc), exc, time.monotonic() - started)
         replayed = False
         while True:
             conn = None if replayed else pool.take(key)
@@ -422,7 +418,7 @@ class AsyncioTransport:
                 kind = FailureKind.CONNECT_TIMEOUT if isinstance(cause, TimeoutError) else FailureKind.CONNECT
                 return TransportFailure(kind, describe(cause), cause, time.monotonic() - started)
             except _Dropped:
-                if fresh or not replayable:
+                if fresh or not may_replay:
                     error = ConnectionResetError("the server closed the connection without an answer")
                     return TransportFailure(FailureKind.BROKEN, describe(error), error, time.monotonic() - started)
                 replayed = True  # once, on a fresh connection, within the same deadline

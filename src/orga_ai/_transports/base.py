@@ -21,11 +21,12 @@ test suite run against it (``tests/client`` parametrizes the transports).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from .._protocol import Request, Response, TransportFailure
 
-__all__ = ["AsyncTransport", "SyncTransport", "describe"]
+__all__ = ["AsyncTransport", "SyncTransport", "describe", "replayable"]
 
 
 class SyncTransport(Protocol):
@@ -63,3 +64,8 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
     return f"{name}: {text[:160]}" if text else name
+
+
+def replayable(method: str, headers: Mapping[str, str]) -> bool:
+    """Whether sending the request again cannot do anything twice: a GET, or a request carrying an idempotency key."""
+    return method in ("GET", "HEAD", "OPTIONS") or any(name.lower() == "idempotency-key" for name in headers)

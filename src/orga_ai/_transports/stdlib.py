@@ -37,7 +37,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import proxy_from_environment
-from .base import describe
+from .base import describe, replayable
 
 __all__ = [
     "ConnectPhaseError",
@@ -259,7 +259,7 @@ class SyncPool:
             try:
                 return self._attempt(conn, key, parts, method, url, headers, content, cap)
             except _Dropped as exc:
-                if not _replayable(method, headers):
+                if not replayable(method, headers):
                     raise exc.cause from None
                 # The server closed the idle connection as this request reached it, and answered nothing: what
                 # every client does, once, on a fresh connection (bounded by the same deadline).
@@ -366,11 +366,6 @@ class _Dropped(Exception):
     def __init__(self, cause: ConnectionError) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _replayable(method: str, headers: Mapping[str, str]) -> bool:
-    """Whether sending the request again cannot do anything twice: a GET, or a request carrying an idempotency key."""
-    return method in ("GET", "HEAD", "OPTIONS") or any(name.lower() == "idempotency-key" for name in headers)
 
 
 def _readable(sock: socket.socket) -> bool:

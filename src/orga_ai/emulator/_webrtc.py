@@ -20,6 +20,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerCo
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.sdp import candidate_from_sdp
 
+from ..realtime._wire import DEFAULT_MODEL, DEFAULT_TEMPERATURE, DEFAULT_VOICE, EVENTS_CHANNEL
 from ._script import AgentScript
 from ._validation import CallRequest
 
@@ -27,12 +28,11 @@ __all__ = ["EVENTS_CHANNEL", "CallManager"]
 
 logger = logging.getLogger("orga_ai.emulator")
 
-EVENTS_CHANNEL = "orga-realtime-client-events"
 _SESSION_FIELDS = ("model", "voice", "temperature", "modalities", "instructions", "return_transcription")
-_DEFAULTS: dict[str, Any] = {
-    "model": "orga-1-beta",
-    "voice": "Sofía",
-    "temperature": 0.5,
+_DEFAULTS: dict[str, Any] = {  # what a session holds when the caller's params leave a field out (the client's defaults)
+    "model": DEFAULT_MODEL,
+    "voice": DEFAULT_VOICE,
+    "temperature": DEFAULT_TEMPERATURE,
     "modalities": ["audio"],
     "instructions": None,
     "return_transcription": False,

@@ -38,7 +38,7 @@ def as_principal(found: Any, *, source: str) -> Principal:
 class NativeHook:
     """An app's own callable of its framework's request (``request.native``), as the proxy's authenticator: it
     returns the user (an id, an object with ``.id``) or None for 401; with ``awaits``, an ``async def`` hook is
-    awaited (by :func:`~orga_ai.proxy._mount.call_hook`)."""
+    awaited (by :meth:`~orga_ai.proxy.ProxyCore.authenticate_async`)."""
 
     may_block = False
 

@@ -11,6 +11,7 @@ access line (:mod:`._accesslog`), ``/healthz`` and ``/readyz`` (:mod:`._health`)
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -239,14 +240,17 @@ class ProxyCore:
         return drive_sync(self, request, lambda r: route_flow(self, r, deadline), orga)
 
     async def authenticate_async(self, request: ProxyRequest, offload: Offload | None) -> Any:
-        """The authenticator from async code: through ``offload`` when given, in a thread when it may block."""
+        """The authenticator from async code: through ``offload`` when given, in a thread when it may block; an
+        answer that is awaitable (an app's ``async def`` hook on an async framework) is awaited on the loop."""
         if offload is not None:
-            return await offload(self.authenticate, request)
-        if self._auth_may_block:
+            found = await offload(self.authenticate, request)
+        elif self._auth_may_block:
             import asyncio
 
-            return await asyncio.to_thread(self.authenticate, request)
-        return self.authenticate(request)
+            found = await asyncio.to_thread(self.authenticate, request)
+        else:
+            found = self.authenticate(request)
+        return await found if inspect.isawaitable(found) else found
 
     # -- health -----------------------------------------------------------------------------------------------------
 

@@ -14,31 +14,31 @@ An adapter translates its framework's request into a :class:`~orga_ai.proxy.Prox
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._client import AsyncOrgaAI, OrgaAI
-from ._auth import Principal, hook_name, to_principal
+from ._auth import Principal, to_principal
 from ._clients import AsyncClientHolder, SyncClientHolder
 from ._core import BodyReader, ProxyCore
-from ._errors import json_error
+from ._drivers import Offload
+from ._errors import error_response
 from ._events import MAX_EVENT_BYTES, EventBeacon, read_capped
 from ._policy import ProxyPolicy
 from ._request import ProxyRequest, ProxyResponse, new_request_id, sane_request_id
 
-__all__ = ["RouteMount", "body_too_large", "call_hook", "drain", "gather", "refuse_stream"]
+if TYPE_CHECKING:
+    from ..integrations._cors import Found
 
-Offload = Callable[[Callable[[ProxyRequest], Any], ProxyRequest], Awaitable[Any]]
-Found = tuple[list[str], list[str], str]
+__all__ = ["RouteMount", "body_too_large", "drain", "gather", "refuse_stream"]
+
 
 
 def body_too_large(request_id: str | None = None) -> ProxyResponse:
     """The 413 of a request body over the cap, for every entry point that checks a body before the core sees it."""
-    return json_error(413, "body_too_large", "Request body too large.", request_id or new_request_id())
+    return error_response("body_too_large", request_id or new_request_id())
 
 
 def refuse_stream(request: ProxyRequest, read: Callable[[int], bytes], limit: int) -> ProxyResponse | None:
@@ -80,15 +80,6 @@ async def gather(chunks: AsyncIterable[bytes], limit: int = MAX_EVENT_BYTES) -> 
     except ConnectionError:
         return None
     return bytes(body)
-
-
-async def call_hook(authenticate: Callable[[ProxyRequest], Any], request: ProxyRequest) -> Any:
-    """The mount's ``offload``: an authenticator marked ``may_block`` runs in a thread; one that returns an awaitable
-    (an app's ``async def`` hook) is awaited on the loop."""
-    if getattr(authenticate, "may_block", False):
-        return await asyncio.to_thread(authenticate, request)
-    found = authenticate(request)
-    return await found if inspect.isawaitable(found) else found
 
 
 class RouteMount:
@@ -178,9 +169,9 @@ class RouteMount:
         self, request: ProxyRequest, *, read_body: BodyReader | None = None, offload: Offload | None = None
     ) -> ProxyResponse:
         """The route from async code. ``read_body`` receives a POST's body once its head passed the checks (see
-        :func:`drain`); ``offload`` runs authentication (default :func:`call_hook`)."""
+        :func:`drain`); ``offload`` runs authentication (as in :meth:`ProxyCore.handle`)."""
         orga = self.clients.get()
-        return await self.core.handle(request, orga, offload=offload or call_hook, read_body=read_body)
+        return await self.core.handle(request, orga, offload=offload, read_body=read_body)
 
     async def serve_events(
         self,
@@ -191,7 +182,7 @@ class RouteMount:
     ) -> ProxyResponse:
         """The beacon from async code; ``body`` as :meth:`EventBeacon.handle` takes it (see :func:`gather`)."""
         assert self.beacon is not None, "the beacon is served only with events=True"
-        return await self.beacon.handle(request, body, offload=offload or call_hook)
+        return await self.beacon.handle(request, body, offload=offload)
 
     def serve_sync(self, request: ProxyRequest, *, read: Callable[[int], bytes] | None = None) -> ProxyResponse:
         """The route from a request thread; ``read(n)`` reads the body stream (see :func:`refuse_stream`)."""
@@ -207,8 +198,8 @@ class RouteMount:
     async def principal(self, request: ProxyRequest) -> Principal:
         """The caller as the route's authenticator sees it (raises :class:`AuthenticationError`), for the app's own
         routes."""
-        found = await self.core.authenticate_async(self.core.prepare(request), call_hook)
-        return to_principal(found, source=hook_name(self.core.authenticate))
+        found = await self.core.authenticate_async(self.core.prepare(request), None)
+        return to_principal(found, source=self.core.auth_name)
 
     # -- shutdown -------------------------------------------------------------------------------------------------
 

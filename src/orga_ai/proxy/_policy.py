@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._storage import MEMORY_STORAGE
+
 if TYPE_CHECKING:
     from .._ice import IcePolicy
 
@@ -192,14 +194,14 @@ class ProxyPolicy:
         None, "global_rate_limit", help="Ceiling across all callers, e.g. `600/minute`."
     )
     storage_uri: str = setting(
-        "memory://",
+        MEMORY_STORAGE,
         "redis_url",
         help="`redis://host:port/db`, `redis+sentinel://h1:p1,h2:p2/<service>` or `redis+cluster://h1:p1,h2:p2` "
         "(`?password_file=`, `?timeout=`; `rediss` for TLS): share rate limits between replicas "
         "(fails closed with 503 when Redis is down).",
         secret=True,
         option_default=None,
-        from_option=lambda value: value or "memory://",
+        from_option=lambda value: value or MEMORY_STORAGE,
     )
     cors_origins: tuple[str, ...] = setting(
         (), "cors_origin", "list", "Exact browser origin allowed cross-origin (repeatable; never `*`)."

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ._memory import DEFAULT_MAX_CALLERS, MemoryWindows
-from ._storage import DEFAULT_STORAGE_TIMEOUT, StorageConfig, storage_config
+from ._policy import DEFAULT_RATE_LIMIT
+from ._storage import DEFAULT_STORAGE_TIMEOUT, MEMORY_STORAGE, StorageConfig, storage_config
 
 if TYPE_CHECKING:
     import asyncio
@@ -139,10 +140,10 @@ class RateLimiter:
 
     def __init__(
         self,
-        per_principal: str | None = "10/minute",
+        per_principal: str | None = DEFAULT_RATE_LIMIT,
         global_limit: str | None = None,
         *,
-        storage_uri: str = "memory://",
+        storage_uri: str = MEMORY_STORAGE,
         key_prefix: str = "orga-proxy",
         storage_timeout: float = DEFAULT_STORAGE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,

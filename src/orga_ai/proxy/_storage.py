@@ -9,8 +9,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_STORAGE_TIMEOUT", "StorageConfig", "storage_config"]
+__all__ = ["DEFAULT_STORAGE_TIMEOUT", "MEMORY_STORAGE", "StorageConfig", "storage_config"]
 
+MEMORY_STORAGE = "memory://"
+"""The storage URI of in-process limits (the default: one process, nothing shared)."""
 DEFAULT_STORAGE_TIMEOUT = 0.5
 """Seconds to connect to and read from Redis before failing closed."""
 
@@ -99,7 +101,7 @@ def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> Sto
         raise ValueError("rate-limit storage must be a URI such as memory:// or redis://host:6379/0")
     scheme = uri.partition("://")[0].lower()
     if scheme == "memory":
-        return StorageConfig("memory", "memory://", timeout=timeout)
+        return StorageConfig("memory", MEMORY_STORAGE, timeout=timeout)
     if scheme not in _PLAIN_SCHEMES | _HA_SCHEMES:
         raise ValueError(
             f"rate-limit storage must be memory://, redis://, rediss://, redis+unix://, redis+sentinel:// or "

@@ -620,7 +620,10 @@ async def _route_config(url: str, headers: Mapping[str, str], cookies: Mapping[s
             f"the session config route could not be reached: {type(exc).__name__}", phase="config"
         ) from None
     if not 200 <= status < 300:
-        raise refused_error("config", "the session config route", status, lowered, raw, tuple(headers.values()))
+        # Whatever the caller sent may come back in the answer: header values (and a bearer's token alone) and
+        # cookie values are scrubbed from the error text.
+        sent = (*headers.values(), *(v.partition(" ")[2] for v in headers.values()), *cookies.values())
+        raise refused_error("config", "the session config route", status, lowered, raw, tuple(s for s in sent if s))
     try:
         return json.loads(raw)
     except (ValueError, RecursionError, UnicodeDecodeError):

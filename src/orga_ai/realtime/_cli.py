@@ -17,6 +17,8 @@ from typing import Any
 
 __all__ = ["add_parser", "run"]
 
+from ._wire import DEFAULT_MODEL, DEFAULT_TEMPERATURE
+
 DEFAULT_DURATION = 10.0
 """Seconds a call lasts after connecting when there is no --input (with one: its length plus 5 s)."""
 
@@ -52,9 +54,9 @@ def add_parser(subparsers: Any) -> None:
     add("--duration", type=_seconds, default=None,
         help=f"seconds after connecting (default: --input's length + 5, else {DEFAULT_DURATION:g})")
     add("--voice", help="the voice (default Orga's)")
-    add("--model", help="the model (default orga-1-beta)")
+    add("--model", help=f"the model (default {DEFAULT_MODEL})")
     add("--instructions", help="the agent's instructions")
-    add("--temperature", type=float, default=None, help="0 to 2 (default 0.5)")
+    add("--temperature", type=float, default=None, help=f"0 to 2 (default {DEFAULT_TEMPERATURE:g})")
     add("--transcribe", action="store_true", help="ask for transcriptions (return_transcription)")
     add("--relay-only", action="store_true", help="use TURN relay candidates only")
     add("--route", metavar="URL", help="get the session config from your route instead of ORGA_API_KEY")

@@ -43,13 +43,24 @@ class _RedactSecrets(logging.Filter):
             text = record.getMessage()
         except Exception:  # noqa: BLE001 - a record that cannot be formatted is dropped rather than risk a leak
             return False
-        cleaned = text
-        for secret in secrets:
-            if secret in cleaned:
-                cleaned = cleaned.replace(secret, "[redacted]")
+        cleaned = _scrub(text, secrets)
         if cleaned != text:
             record.msg, record.args = cleaned, None
+        if record.exc_info or record.exc_text or record.stack_info:
+            # A traceback's text can quote a secret too: render it now, scrubbed, and drop what would re-render it.
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = _scrub(record.exc_text, secrets) if record.exc_text else record.exc_text
+            record.stack_info = _scrub(record.stack_info, secrets) if record.stack_info else record.stack_info
         return True
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 _FILTER = _RedactSecrets()

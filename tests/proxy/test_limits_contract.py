@@ -115,7 +115,7 @@ def test_async_sentinel_storage_keeps_primary_replica_and_sentinels() -> None:
     assert all(isinstance(client, redis.asyncio.Redis) for client in aio.bridge.sentinel.sentinels)
 
 
-def test_the_limiter_closes_every_sentinel_client() -> None:
+def test_the_limiter_reaches_every_sentinel_client_it_closes() -> None:
     limiter = RateLimiter("10/minute", storage_uri=sentinel_uri())
     limiter._sync()
     assert len(limiter._clients(limiter._sync_storage, ("storage",), ("storage_slave",), ("sentinel",))) == 4

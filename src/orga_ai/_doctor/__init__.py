@@ -14,27 +14,12 @@ import asyncio
 import sys
 from typing import Any
 
+from .._cliargs import header, seconds
+
 __all__ = ["add_parser", "run"]
 
 DEFAULT_ICE_TIMEOUT = 5.0
 """Seconds each STUN binding or TURN allocation may take (aioice retransmits within it)."""
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c in text for c in "\r\n"):
-        raise argparse.ArgumentTypeError("a header is 'Name: value'")
-    return name.strip(), value.strip()
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value <= 120:
-        raise argparse.ArgumentTypeError("expected seconds between 0 and 120")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -53,11 +38,11 @@ def add_parser(subparsers: Any) -> None:
     )
     add = parser.add_argument
     add("--json", action="store_true", help="print the verdicts as JSON (default: a table)")
-    add("--timeout", type=_positive, default=10.0, help="seconds for each HTTP check (default 10)")
-    add("--ice-timeout", type=_positive, default=DEFAULT_ICE_TIMEOUT,
+    add("--timeout", type=seconds(120), default=10.0, help="seconds for each HTTP check (default 10)")
+    add("--ice-timeout", type=seconds(120), default=DEFAULT_ICE_TIMEOUT,
         help=f"seconds for each STUN binding or TURN allocation (default {DEFAULT_ICE_TIMEOUT:g})")
     add("--route", metavar="URL", help="also check your own proxy route at URL (it mints one more token)")
-    add("--header", dest="headers", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
+    add("--header", dest="headers", action="append", type=header, default=[], metavar="'NAME: VALUE'",
         help="a header to send to --route, e.g. 'Authorization: Bearer ...' (repeatable; never printed)")
     add("--origin", help="send this Origin to --route and check its CORS answer (default: no Origin)")
     add("--call", action="store_true",

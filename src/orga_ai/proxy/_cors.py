@@ -12,9 +12,11 @@ from ._errors import ProxyError
 from ._policy import validate_origins
 from ._request import ProxyRequest, ProxyResponse
 
-__all__ = ["ALLOWED_METHODS", "Cors"]
+__all__ = ["ALLOWED_METHODS", "METHODS", "Cors"]
 
 ALLOWED_METHODS = ("GET", "POST")
+METHODS = ", ".join(ALLOWED_METHODS)
+"""The route's methods as a header value (``Allow``, ``Access-Control-Allow-Methods``)."""
 _ALLOW_HEADERS = frozenset({"authorization", "content-type", "x-request-id", "traceparent", "tracestate"})
 _EXPOSE_HEADERS = "X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 
@@ -84,7 +86,7 @@ class Cors:
         """The answer to ``OPTIONS``: 204, with the CORS grant when the origin is allowed and asks for a method and
         headers the route takes."""
         wanted = request.headers.get("access-control-request-method", "").upper()
-        headers = {"Allow": "GET, POST, OPTIONS"}
+        headers = {"Allow": METHODS + ", OPTIONS"}
         if cors and wanted:
             if wanted not in ALLOWED_METHODS:
                 raise ProxyError.of("method_not_allowed", headers=headers)
@@ -94,7 +96,7 @@ class Cors:
                 raise ProxyError.of("header_not_allowed")
             headers.update(cors)
             headers.pop("Access-Control-Expose-Headers", None)
-            headers["Access-Control-Allow-Methods"] = "GET, POST"
+            headers["Access-Control-Allow-Methods"] = METHODS
             if asked:
                 headers["Access-Control-Allow-Headers"] = ", ".join(sorted(asked))
             headers["Access-Control-Max-Age"] = "600"

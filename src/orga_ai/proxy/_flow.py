@@ -35,7 +35,7 @@ from .._exceptions import (
 from .._ice import apply_ice_policy
 from ._accesslog import write_access_line
 from ._auth import AuthenticationError, Principal, PrincipalTypeError, to_principal
-from ._cors import ALLOWED_METHODS
+from ._cors import ALLOWED_METHODS, METHODS
 from ._errors import (
     AsyncTimeout,
     ProxyError,
@@ -189,7 +189,7 @@ def _admit(core: ProxyCore, ex: Exchange) -> Generator[Effect, Any, Principal | 
     if request.method == "OPTIONS":
         return finish(core, ex, core.cors.preflight(request, ex.cors), "preflight")
     if request.method not in ALLOWED_METHODS:
-        raise ProxyError.of("method_not_allowed", headers={"Allow": "GET, POST"})
+        raise ProxyError.of("method_not_allowed", headers={"Allow": METHODS})
     if core.kill_switch.check() == "all":
         raise ProxyError.of("minting_disabled", headers={"Retry-After": "30"})
     found = yield Authenticate(request)

@@ -15,29 +15,14 @@ import json
 import sys
 from typing import Any
 
+from .._cliargs import header, seconds
+
 __all__ = ["add_parser", "run"]
 
 from ._wire import DEFAULT_MODEL, DEFAULT_TEMPERATURE
 
 DEFAULT_DURATION = 10.0
 """Seconds a call lasts after connecting when there is no --input (with one: its length plus 5 s)."""
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c in text for c in "\r\n"):
-        raise argparse.ArgumentTypeError("a header is 'Name: value'")
-    return name.strip(), value.strip()
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("expected seconds between 0 and 3600")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -51,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
     add = parser.add_argument
     add("--input", metavar="FILE.wav", help="a 16-bit PCM WAV played into the call (then silence)")
     add("--output", metavar="FILE.wav", help="write the agent's audio here (48 kHz mono)")
-    add("--duration", type=_seconds, default=None,
+    add("--duration", type=seconds(3600), default=None,
         help=f"seconds after connecting (default: --input's length + 5, else {DEFAULT_DURATION:g})")
     add("--voice", help="the voice (default Orga's)")
     add("--model", help=f"the model (default {DEFAULT_MODEL})")
@@ -60,10 +45,10 @@ def add_parser(subparsers: Any) -> None:
     add("--transcribe", action="store_true", help="ask for transcriptions (return_transcription)")
     add("--relay-only", action="store_true", help="use TURN relay candidates only")
     add("--route", metavar="URL", help="get the session config from your route instead of ORGA_API_KEY")
-    add("--header", dest="headers", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
+    add("--header", dest="headers", action="append", type=header, default=[], metavar="'NAME: VALUE'",
         help="a header to send to --route (repeatable; never printed)")
     add("--base-url", help="Orga Cloud (default ORGA_BASE_URL, else https://api.orga-ai.com)")
-    add("--connect-timeout", type=_seconds, default=20.0, help="seconds until the call must be up (default 20)")
+    add("--connect-timeout", type=seconds(3600), default=20.0, help="seconds until the call must be up (default 20)")
     add("--json", action="store_true", help="print one JSON object instead of the live transcript")
     parser.set_defaults(handler=run)
 

@@ -20,10 +20,9 @@ A caller's session keeps its own settings (proxy, TLS, limits) and is never clos
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import time
 import weakref
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -31,7 +30,7 @@ import aiohttp
 from .._exceptions import OrgaAIError
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
-from .base import describe
+from .base import describe, start_guard
 
 __all__ = ["AiohttpTransport"]
 
@@ -87,7 +86,7 @@ class AiohttpTransport:
         authorization = None if proxy is None else proxy.authorization()
         self._proxy_headers = None if authorization is None else {"Proxy-Authorization": authorization}
         self._loop = loop
-        self._guard = _start_guard(http)
+        self._guard = start_guard(functools.partial(_close_session, http))
         weakref.finalize(self, _close_abandoned, http, loop)
         return http
 
@@ -154,21 +153,9 @@ def _proxy_for(base_url: str) -> ProxyTarget | None:
     return proxy_from_environment(parts.scheme, parts.hostname or "")
 
 
-async def _close_at_loop_shutdown(http: aiohttp.ClientSession) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        if not http.closed:
-            await http.close()
-
-
-def _start_guard(http: aiohttp.ClientSession) -> AsyncIterator[None]:
-    """An async generator, started on the running loop (so the loop tracks it) and parked at its ``yield``."""
-    guard = _close_at_loop_shutdown(http)
-    step = guard.__anext__()
-    with contextlib.suppress(StopIteration):  # StopIteration is the step's completion: it ran to the yield at once
-        step.send(None)  # type: ignore[attr-defined]
-    return guard
+async def _close_session(http: aiohttp.ClientSession) -> None:
+    if not http.closed:
+        await http.close()
 
 
 def _close_abandoned(http: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ import httptools
 from .._exceptions import OrgaAIError
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
-from .base import describe, replayable
+from .base import describe, replayable, start_guard
 
 if TYPE_CHECKING:
     import ssl
@@ -368,7 +369,7 @@ class AsyncioTransport:
         # An unusable proxy raises ProxyConfigurationError before anything is opened.
         self._proxy = proxy_from_environment(parts.scheme, parts.hostname or "")
         self._pool = pool = _Pool(loop, self._limit, self._keepalive)
-        self._guard = _start_guard(pool)
+        self._guard = start_guard(functools.partial(_close_pool, pool))
         weakref.finalize(self, _close_abandoned, pool)
         return pool
 
@@ -541,21 +542,9 @@ def _decompress(body: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
     return (data[:cap], True) if len(data) > cap else (data, False)
 
 
-async def _close_at_loop_shutdown(pool: _Pool) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        pool.close()
-        await asyncio.sleep(0)  # let the transports close their sockets while the loop still runs
-
-
-def _start_guard(pool: _Pool) -> AsyncIterator[None]:
-    """An async generator, started on the running loop (so the loop tracks it) and parked at its ``yield``."""
-    guard = _close_at_loop_shutdown(pool)
-    step = guard.__anext__()
-    with contextlib.suppress(StopIteration):  # StopIteration is the step's completion: it ran to the yield at once
-        step.send(None)  # type: ignore[attr-defined]
-    return guard
+async def _close_pool(pool: _Pool) -> None:
+    pool.close()
+    await asyncio.sleep(0)  # let the transports close their sockets while the loop still runs
 
 
 def _close_abandoned(pool: _Pool) -> None:

@@ -21,12 +21,13 @@ test suite run against it (``tests/client`` parametrizes the transports).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from .._protocol import Request, Response, TransportFailure
 
-__all__ = ["AsyncTransport", "SyncTransport", "describe", "replayable"]
+__all__ = ["AsyncTransport", "SyncTransport", "describe", "replayable", "start_guard"]
 
 
 class SyncTransport(Protocol):
@@ -69,3 +70,21 @@ def describe(exc: BaseException) -> str:
 def replayable(method: str, headers: Mapping[str, str]) -> bool:
     """Whether sending the request again cannot do anything twice: a GET, or a request carrying an idempotency key."""
     return method in ("GET", "HEAD", "OPTIONS") or any(name.lower() == "idempotency-key" for name in headers)
+
+
+async def _close_at_loop_shutdown(close: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await close()
+
+
+def start_guard(close: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """An async generator, started on the running loop and parked at its ``yield``: the loop tracks it (asyncio's
+    asyncgen hooks), so ``asyncio.run()`` finalises it at shutdown, awaiting ``close()`` while the loop still runs.
+    An async transport keeps one for the connections it opened on that loop."""
+    guard = _close_at_loop_shutdown(close)
+    step = guard.__anext__()
+    with contextlib.suppress(StopIteration):  # StopIteration is the step's completion: it ran to the yield at once
+        step.send(None)  # type: ignore[attr-defined]
+    return guard

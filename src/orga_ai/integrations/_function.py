@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..proxy._clients import SyncClientHolder
 from ..proxy._core import ProxyCore
-from ..proxy._errors import json_error, redact
+from ..proxy._errors import error_response, redact
 from ..proxy._metrics import NullMetrics
 from ..proxy._request import ProxyRequest, ProxyResponse
 
@@ -199,7 +199,7 @@ class FunctionRoute:
         except Exception as exc:  # noqa: BLE001 - a missing key or a secret store down: answer, log, retry later
             request_id = self.core.prepare(request).request_id or ""
             logger.error("orga proxy: cannot create the Orga client: %s", redact(f"{type(exc).__name__}: {exc}"))
-            return json_error(500, "proxy_misconfigured", "The session service is misconfigured.", request_id)
+            return error_response("proxy_misconfigured", request_id)
         return self.core.handle_sync(request, client, deadline=deadline)
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ..proxy._errors import json_error
+from ..proxy._errors import body_too_large, error_response
 from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id, sane_request_id
 from ._function import (
     FunctionConfigurationError,
@@ -309,12 +309,12 @@ class LambdaHandler:
         try:
             request = to_proxy_request(event, kind, invocation_id if isinstance(invocation_id, str) else None)
             if _body_size(event) > core.max_body_bytes:
-                response = json_error(413, "body_too_large", "Request body too large.", _id(request))
+                response = body_too_large(_id(request))
             else:
                 response = self.route.serve(request, budget)
         except _BadEvent as exc:
             logger.warning("orga proxy: malformed %s event (%s)", kind, exc)
-            response = json_error(400, "bad_request", "Malformed request.", new_request_id())
+            response = error_response("bad_request", new_request_id(), "Malformed request.")
         return to_event_response(response, kind, multi_value)
 
     def _budget(self, context: Any) -> float | None:

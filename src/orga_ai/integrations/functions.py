@@ -19,8 +19,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..proxy._core import DEFAULT_PATH
-from ..proxy._errors import json_error
-from ..proxy._mount import body_too_large
+from ..proxy._errors import body_too_large, error_response
 from ..proxy._request import ProxyRequest, ProxyResponse, new_request_id
 from ._function import FunctionConfigurationError, FunctionRoute, core_from_env, function_core, platform_peer
 
@@ -45,7 +44,7 @@ class _FunctionApp:
 
     def _refusal(self, path: str, body_size: int) -> ProxyResponse | None:
         if self.path is not None and path != self.path:
-            return json_error(404, "not_found", "Not found.", new_request_id())
+            return error_response("not_found", new_request_id())
         if body_size > self.route.core.max_body_bytes:
             return body_too_large()
         return None

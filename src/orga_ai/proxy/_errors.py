@@ -27,7 +27,7 @@ from .._exceptions import (
 from .._secret import fingerprint
 from ._auth import AuthenticationError
 from ._ratelimit import RateLimiterUnavailable
-from ._request import ProxyResponse, json_bytes, security_headers
+from ._request import ProxyResponse, json_bytes, new_request_id, security_headers
 
 if sys.version_info >= (3, 11):
     AsyncTimeout: type[Exception] = TimeoutError  # asyncio's, from 3.11 on: the sync path never imports asyncio
@@ -201,6 +201,11 @@ def error_response(
     """The response of refusal ``code``, in the proxy's envelope (a 413 from every entry point comes from here)."""
     entry = ERRORS[code]
     return json_error(entry.status, code, message or entry.message, request_id, headers)
+
+
+def body_too_large(request_id: str | None = None) -> ProxyResponse:
+    """The 413 of a request body over the cap, for every entry point that checks a body before the core sees it."""
+    return error_response("body_too_large", request_id or new_request_id())
 
 
 class _DeadlineExceeded(Exception):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._errors import json_error
+from ._errors import body_too_large
 from ._request import new_request_id, sane_request_id, security_headers
 
 __all__ = [
@@ -119,7 +119,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id") or new_request_id()
-        response = json_error(413, "body_too_large", "Request body too large.", request_id)
+        response = body_too_large(request_id)
         await _send_response(send, response.status, response.headers, response.body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +192,7 @@ class ProxyHeadersMiddleware:
             await send(message)
 
         if declared is not None and _length(declared) > self.max_bytes:
-            response = json_error(413, "body_too_large", "Request body too large.", request_id)
+            response = body_too_large(request_id)
             await _send_response(send_with_headers, response.status, response.headers, response.body)
             return
         received = 0
@@ -211,5 +211,5 @@ class ProxyHeadersMiddleware:
             await self.app(scope, counting_receive, send_with_headers)
         except BodyTooLarge:
             if not started:
-                response = json_error(413, "body_too_large", "Request body too large.", request_id)
+                response = body_too_large(request_id)
                 await _send_response(send_with_headers, response.status, response.headers, response.body)

@@ -24,21 +24,16 @@ from ._auth import Principal, to_principal
 from ._clients import AsyncClientHolder, SyncClientHolder
 from ._core import BodyReader, ProxyCore
 from ._drivers import Offload
-from ._errors import error_response
+from ._errors import body_too_large
 from ._events import MAX_EVENT_BYTES, EventBeacon, read_capped
 from ._policy import ProxyPolicy
-from ._request import ProxyRequest, ProxyResponse, new_request_id, sane_request_id
+from ._request import ProxyRequest, ProxyResponse, sane_request_id
 
 if TYPE_CHECKING:
     from ..integrations._cors import Found
 
 __all__ = ["RouteMount", "body_too_large", "drain", "gather", "refuse_stream"]
 
-
-
-def body_too_large(request_id: str | None = None) -> ProxyResponse:
-    """The 413 of a request body over the cap, for every entry point that checks a body before the core sees it."""
-    return error_response("body_too_large", request_id or new_request_id())
 
 
 def refuse_stream(request: ProxyRequest, read: Callable[[int], bytes], limit: int) -> ProxyResponse | None:

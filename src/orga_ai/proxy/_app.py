@@ -357,9 +357,12 @@ def create_app(
         routes.append(Route(path.rstrip("/") + "/events", endpoints.events, methods=["POST", "OPTIONS"]))
     app = Starlette(
         routes=routes,
+        # The route's fast path sits outside ProxyHeadersMiddleware: its core gives every answer its request id,
+        # security headers and body cap itself (ProxyCore.prepare, finish, drain_body), so the middleware would only
+        # scan the request's headers and the response's a second time. Everything else goes through it.
         middleware=[
-            Middleware(ProxyHeadersMiddleware, max_bytes=proxy.max_body_bytes),
             Middleware(_DirectRoute, path=path, endpoint=endpoints.client_secrets_asgi),
+            Middleware(ProxyHeadersMiddleware, max_bytes=proxy.max_body_bytes),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=endpoints.lifespan,

@@ -52,7 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,15 +336,43 @@ def wrk(url: str, connections: int, duration: float, extra: Sequence[str] = ()) 
     return result
 
 
-def wrk_cpu(proc: Proc, url: str, connections: int, duration: float) -> dict[str, Any]:
-    """wrk, plus the server's own CPU time per request: robust where req/s is not, on a shared machine."""
-    hz = os.sysconf("SC_CLK_TCK")
-    before = _tree_cpu_ticks(proc.pid)
-    result = wrk(url, connections, duration)
-    used = (_tree_cpu_ticks(proc.pid) - before) / hz
-    result["server_cpu_s"] = round(used, 3)
-    result["cpu_us_per_req"] = round(used * 1e6 / result["requests"], 1) if result["requests"] else float("nan")
+def _tree_cpu_s(root: int) -> float:
+    """On-CPU seconds of ``root`` and its live descendants, every thread of each (the server and its workers): the
+    kernel's nanosecond run time per thread (``/proc/PID/task/TID/schedstat``), or clock ticks (10 ms) where the
+    kernel keeps no schedstat."""
+    total_ns = 0
+    for pid in _tree(root):
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total_ns += int((task / "schedstat").read_text().split()[0])
+            except FileNotFoundError:
+                return _tree_cpu_ticks(root) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+    return total_ns / 1e9
+
+
+def with_server_cpu(
+    proc: Proc, run: Callable[[], dict[str, Any]], requests: Callable[[dict[str, Any]], int]
+) -> dict[str, Any]:
+    """``run()``'s result plus the server's own CPU time over it (``proc``'s process tree: the server and its workers,
+    not the load generator nor the upstream), per request served: robust where req/s is not, on a shared machine."""
+    before = _tree_cpu_s(proc.pid)
+    result = run()
+    used = _tree_cpu_s(proc.pid) - before
+    served = requests(result)
+    result["server_cpu_s"] = round(used, 4)
+    result["cpu_us_per_req"] = round(used * 1e6 / served, 1) if served else float("nan")
     return result
+
+
+def wrk_cpu(proc: Proc, url: str, connections: int, duration: float) -> dict[str, Any]:
+    """wrk, plus the server's CPU µs per request."""
+    return with_server_cpu(proc, lambda: wrk(url, connections, duration), lambda result: int(result["requests"]))
 
 
 def load(url: str, rate: float, duration: float, connections: int, warmup: float = 1.0) -> dict[str, Any]:
@@ -355,6 +383,15 @@ def load(url: str, rate: float, duration: float, connections: int, warmup: float
         raise RuntimeError(f"load.py failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def load_cpu(
+    proc: Proc, url: str, rate: float, duration: float, connections: int, warmup: float = 1.0
+) -> dict[str, Any]:
+    """The open-loop generator, plus the server's CPU µs per request (the warm-up's requests count: they were served
+    inside the measured time)."""
+    sent = int((warmup + duration) * rate)
+    return with_server_cpu(proc, lambda: load(url, rate, duration, connections, warmup), lambda _: sent)
 
 
 def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float, cwd: Path = ROOT) -> dict[str, Any]:
@@ -622,15 +659,17 @@ def phase_20ms(bench: Bench, rounds: int, duration: float, warm: float, ol_durat
             # Open loop first, with the pool full: the closed-loop runs below drain it on purpose.
             for c in (1, 16):
                 for who in order:
-                    port = starts[who][1]
+                    proc, port = starts[who]
                     if who == "python_pool":
                         prime_pool(port)
-                    row["open_loop"].setdefault(who, {})[str(c)] = load(url_of(port), POOL_RATE, ol_duration, c)
+                    row["open_loop"].setdefault(who, {})[str(c)] = load_cpu(
+                        proc, url_of(port), POOL_RATE, ol_duration, c
+                    )
             for c in (1, 16, 64):
                 for who in order:
                     if who == "python_pool":
                         prime_pool(starts[who][1])
-                    row["wrk"][who][str(c)] = wrk(url_of(starts[who][1]), c, duration)
+                    row["wrk"][who][str(c)] = wrk_cpu(starts[who][0], url_of(starts[who][1]), c, duration)
         finally:
             for proc, _ in starts.values():
                 bench.procs.stop(proc)
@@ -660,10 +699,10 @@ def phase_reliability(bench: Bench, rounds: int, duration: float) -> list[dict[s
         }
         names = list(starts) if r % 2 == 0 else list(reversed(starts))
         for name in names:
-            with bench.running(starts[name]()) as (_, port):
+            with bench.running(starts[name]()) as (proc, port):
                 if name == "python_limited":
                     time.sleep(1.1)  # let the readiness probe's hit leave the window
-                row[name] = load(url_of(port), RELIABILITY_RATE, duration, 64)
+                row[name] = load_cpu(proc, url_of(port), RELIABILITY_RATE, duration, 64)
         out.append(row)
         p = row["python"]["status"].get("200", {})
         rej = row["python_limited"]["status"].get("429", {})
@@ -958,7 +997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="",
         help="comma-separated phases to run alone (import,upstream,floors,inprocess,route,variants,20ms,"
-        "instructions,reliability,slowloris,transport,cold,serverless); implies --no-report",
+        "instructions,reliability,slowloris,transport,async-transport,cold,serverless); implies --no-report",
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -1113,6 +1152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             results["sync_transport"] = sync_transport.measure(bench.upstreams[0], calls // 2, rounds)
             phase_done("sync transport")
+        if want("async-transport"):
+            log("async transport candidates, each in a process of its own (aiohttp, asyncio + httptools, ...) ...")
+            sys.path.insert(0, str(BENCH))
+            import async_transport
+
+            results["async_transport"] = async_transport.measure(bench.upstreams[0], calls // 2, rounds)
+            phase_done("async transport")
         if want("cold"):
             log("cold start ...")
             results["cold_start"] = phase_cold_start(bench, cold_trials)

@@ -869,6 +869,11 @@ def async_transport_lines(r: dict[str, Any]) -> list[str]:
             f" {ratio_fmt(float(row.get('cpu_us') or NAN) / node_cpu)} | {cell('wall1_us')} | {cell('wall16_us')} |"
             f" {cell('wall64_us')} | {cell('import_ms', 1)} | {cell('rss_mb', 1)} |"
         )
+    lines += [
+        "",
+        "`AsyncOrgaAI` runs on `_transports/asyncio.py`, the choice this comparison made; aiohttp runs a session a"
+        " caller brings (`http_client=`) and is the fallback where httptools is missing.",
+    ]
     ratios = at.get("ratio_to_node", {}).get("AsyncOrgaAI")
     if ratios:
         lines += [

@@ -50,43 +50,63 @@ def _status(block: dict[str, Any], code: str, key: str) -> float:
     return float(entry[key]) if entry else float("nan")
 
 
+NAN = float("nan")
+
+
+def _cpu(block: dict[str, Any]) -> float:
+    """Server CPU µs per request of one measured run (run.py's ``with_server_cpu``); NaN where not recorded."""
+    return float(block.get("cpu_us_per_req", NAN))
+
+
+def _paired(values: Sequence[float], against: Sequence[float]) -> float:
+    """The median over rounds of value / against, paired within each round."""
+    return med([v / a if a else NAN for v, a in zip(values, against, strict=True)])
+
+
 def compute(r: dict[str, Any]) -> dict[str, Any]:
     """Medians over rounds and paired ratios for every figure the report shows."""
     out: dict[str, Any] = {}
     w0 = r["wrk_0ms"]
+    out["0ms.contenders"] = [who for who in ("python", "node", "python_before") if who in w0[0]]
     for c in ("1", "16", "64"):
         for metric in ("rps", "p50_ms", "p99_ms"):
             node = [row["node"][c][metric] for row in w0]
             py = [row["python"][c][metric] for row in w0]
-            out[f"0ms.{c}.{metric}"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
-    for c in ("1", "16", "64"):
-        node = [row["node"][c].get("cpu_us_per_req", float("nan")) for row in w0]
-        py = [row["python"][c].get("cpu_us_per_req", float("nan")) for row in w0]
-        out[f"0ms.{c}.cpu"] = (med(py), med(node), med([p / n for p, n in zip(py, node, strict=True)]))
+            out[f"0ms.{c}.{metric}"] = (med(py), med(node), _paired(py, node))
+        node = [_cpu(row["node"][c]) for row in w0]
+        py = [_cpu(row["python"][c]) for row in w0]
+        out[f"0ms.{c}.cpu"] = (med(py), med(node), _paired(py, node))
+        for who in out["0ms.contenders"]:
+            for metric in ("rps", "p50_ms", "p99_ms"):
+                out[f"0ms.{who}.{c}.{metric}"] = med([row[who][c][metric] for row in w0])
+            out[f"0ms.{who}.{c}.cpu"] = med([_cpu(row[who][c]) for row in w0])
+            out[f"0ms.{who}.{c}.cpu_vs_node"] = _paired([_cpu(row[who][c]) for row in w0], node)
     if "python_before" in w0[0]:  # run.py --baseline: the earlier build, same rounds
         for c in ("1", "16", "64"):
-            for metric in ("rps", "cpu_us_per_req"):
-                py = [row["python"][c][metric] for row in w0]
-                before = [row["python_before"][c][metric] for row in w0]
-                out[f"0ms.{c}.{metric}.before"] = (
-                    med(py),
-                    med(before),
-                    med([p / b for p, b in zip(py, before, strict=True)]),
-                )
+            for metric in ("rps", "cpu_us_per_req", "p99_ms"):
+                py = [row["python"][c].get(metric, NAN) for row in w0]
+                before = [row["python_before"][c].get(metric, NAN) for row in w0]
+                out[f"0ms.{c}.{metric}.before"] = (med(py), med(before), _paired(py, before))
         out["rss.before"] = med([row["rss_kib"]["python_before"] / 1024 for row in w0])
+        rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
+        rss_before = [row["rss_kib"]["python_before"] / 1024 for row in w0]
+        out["rss.vs_before"] = (med(rss_py), med(rss_before), _paired(rss_py, rss_before))
         if "pss_kib" in w0[0]:
             out["pss.before"] = med([row["pss_kib"]["python_before"] / 1024 for row in w0])
+            pss_py = [row["pss_kib"]["python"] / 1024 for row in w0]
+            pss_before = [row["pss_kib"]["python_before"] / 1024 for row in w0]
+            out["pss.vs_before"] = (med(pss_py), med(pss_before), _paired(pss_py, pss_before))
     if "instructions" in r:
         counted = r["instructions"]
         out["instructions"] = (counted["now"], counted["before"], counted["now"] / counted["before"])
         out["instructions.requests"] = counted["requests"]
     rss_py = [row["rss_kib"]["python"] / 1024 for row in w0]
     rss_node = [row["rss_kib"]["node"] / 1024 for row in w0]
-    out["rss"] = (med(rss_py), med(rss_node), med([p / n for p, n in zip(rss_py, rss_node, strict=True)]))
+    out["rss"] = (med(rss_py), med(rss_node), _paired(rss_py, rss_node))
     if "pss_kib" in w0[0]:  # shared pages counted once (when serve runs as several processes they share pages)
         pss_py = [row["pss_kib"]["python"] / 1024 for row in w0]
         pss_node = [row["pss_kib"]["node"] / 1024 for row in w0]
-        out["pss"] = (med(pss_py), med(pss_node), med([p / n for p, n in zip(pss_py, pss_node, strict=True)]))
+        out["pss"] = (med(pss_py), med(pss_node), _paired(pss_py, pss_node))
 
     floors = r["floors"]
     out["floor20"] = floors["20"]["median_ms"]
@@ -96,12 +116,14 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
         for who in ("node", "python", "python_pool"):
             for metric in ("rps", "p50_ms", "p99_ms"):
                 out[f"20ms.wrk.{who}.{c}.{metric}"] = med([row["wrk"][who][c][metric] for row in l20])
+            out[f"20ms.wrk.{who}.{c}.cpu"] = med([_cpu(row["wrk"][who][c]) for row in l20])
     for c in ("1", "16"):
         for who in ("node", "python", "python_pool"):
             for metric in ("p50_ms", "p99_ms"):
                 out[f"20ms.ol.{who}.{c}.{metric}"] = med(
                     [_status(row["open_loop"][who][c], "200", metric) for row in l20]
                 )
+            out[f"20ms.ol.{who}.{c}.cpu"] = med([_cpu(row["open_loop"][who][c]) for row in l20])
             out[f"20ms.ol.{who}.{c}.non200"] = sum(
                 sum(v["n"] for k, v in row["open_loop"][who][c]["status"].items() if k != "200") for row in l20
             )
@@ -151,6 +173,8 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     out["rel.429.n"] = sum(row["python_limited"]["status"].get("429", {}).get("n", 0) for row in rel)
     out["rel.429.ok"] = sum(row["python_limited"]["status"].get("200", {}).get("n", 0) for row in rel)
     out["rel.py.non200"] = sum(sum(v["n"] for k, v in row["python"]["status"].items() if k != "200") for row in rel)
+    for key, who in (("py", "python"), ("node", "node")):
+        out[f"rel.{key}.cpu"] = med([_cpu(row[who]) for row in rel])
     out["rel.achieved"] = med([row["python"]["achieved_rate"] for row in rel])
     out["rel.gen_late_p99"] = med([row["python"]["generator_late_p99_ms"] for row in rel])
 
@@ -158,7 +182,7 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     for name in r.get("variants", [{}])[0]:
         variants[name] = (
             med([row[name]["rps"] for row in r["variants"]]),
-            med([row[name].get("cpu_us_per_req", float("nan")) for row in r["variants"]]),
+            med([_cpu(row[name]) for row in r["variants"]]),
         )
     out["variants"] = variants
     out["baseline"] = r.get("baseline", "")
@@ -174,6 +198,21 @@ def compute(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# "No worse than today" (issue 22) is judged against the baseline build measured in the same rounds (``make bench``
+# passes it: the build the figures below came from). What that run does not measure (the warm pool: the baseline only
+# runs in the 0 ms route phase), and every figure of a run without ``--baseline``, is judged against the last full
+# ``make bench`` before issue 22's changes: these figures, of that day's docs/benchmarks.md.
+TODAY = {
+    "date": "2026-12-02",
+    "build": "2233f6d",
+    "p99_64_ms": 97.3,
+    "pss_mib": 37.2,
+    "rss_mib": 47.5,
+    "pool_p50_ms": {"1": 1.54, "16": 1.55},
+}
+NO_WORSE = 1.05  # "no worse": within 5 %, the tolerance the earlier before/after targets allowed
+
+
 def targets(f: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
 
@@ -182,41 +221,52 @@ def targets(f: dict[str, Any]) -> list[Row]:
     ) -> None:
         rows.append(Row(figure, py, node, ratio, target, None if math.isnan(ratio) else ok(ratio), note))
 
-    for c, goal in (("16", 2.5), ("64", 2.5), ("1", 1.5)):
-        py, node, ratio = f[f"0ms.{c}.rps"]
+    def no_worse(figure: str, now: float, today: float, ratio: float, digits: int, note: str) -> None:
         add(
-            f"Route req/s, {c} conn, upstream 0 ms",
+            figure, fmt(now, digits), fmt(today, digits), ratio, f"≤ {NO_WORSE:g}x today", lambda x: x <= NO_WORSE, note
+        )
+
+    baseline = f.get("baseline", "")
+    same_run = f"issue 22; the Node column holds orga-ai at `{baseline}`, measured in the same rounds, paired"
+    fixed = f"issue 22; the Node column holds the figure of {TODAY['date']} (`{TODAY['build']}`), another run"
+
+    for c in ("16", "64"):
+        py, node, ratio = f[f"0ms.{c}.cpu"]
+        add(
+            f"Server CPU per route request, {c} conn, upstream 0 ms (µs)",
             fmt(py, 0),
             fmt(node, 0),
             ratio,
-            f"≥ {goal}x Node",
-            lambda x, g=goal: x >= g,
+            "≤ 0.4x Node",
+            lambda x: x <= 0.4,
+            "issue 22",
         )
-    for c in ("1", "16", "64"):
-        if f"0ms.{c}.rps.before" in f:
-            py, before, ratio = f[f"0ms.{c}.rps.before"]
-            add(
-                f"Route req/s, {c} conn, upstream 0 ms, against orga-ai before (`{f['baseline']}`)",
-                fmt(py, 0),
-                fmt(before, 0),
-                ratio,
-                "≥ 0.95x before",
-                lambda x: x >= 0.95,
-                "issue 11; the Node column holds the earlier build",
-            )
     if "instructions" in f:
         now, before, ratio = f["instructions"]
         add(
-            f"Instructions per request on the route (callgrind), against orga-ai before (`{f['baseline']}`)",
+            f"Instructions per request on the route (callgrind), against orga-ai at `{baseline}`",
             fmt(now, 0),
             fmt(before, 0),
             ratio,
-            "≤ 1.05x before",
-            lambda x: x <= 1.05,
-            "issue 11's throughput criterion, counted rather than timed; the Node column holds the earlier build",
+            f"≤ {NO_WORSE:g}x baseline",
+            lambda x: x <= NO_WORSE,
+            "counted rather than timed; the Node column holds the baseline build",
         )
     py, node, ratio = f["0ms.64.p99_ms"]
     add("Route p99, 64 conn, upstream 0 ms (ms)", fmt(py), fmt(node), ratio, "≤ 0.5x Node", lambda x: x <= 0.5)
+    if "0ms.64.p99_ms.before" in f:
+        now, before, ratio = f["0ms.64.p99_ms.before"]
+        no_worse("Route p99, 64 conn, upstream 0 ms, against today (ms)", now, before, ratio, 1, same_run)
+    else:
+        now = f["0ms.64.p99_ms"][0]
+        no_worse(
+            "Route p99, 64 conn, upstream 0 ms, against today (ms)",
+            now,
+            TODAY["p99_64_ms"],
+            now / TODAY["p99_64_ms"],
+            1,
+            fixed,
+        )
     for c in ("1", "16"):
         py = f[f"20ms.wrk.python.{c}.p50_ms"]
         add(
@@ -243,6 +293,15 @@ def targets(f: dict[str, Any]) -> list[Row]:
                 "open loop",
             )
         )
+        today = TODAY["pool_p50_ms"][c]  # type: ignore[index]
+        no_worse(
+            f"Route p50, {c} conn, upstream 20 ms, warm pool, against today (ms)",
+            py,
+            today,
+            py / today,
+            2,
+            f"open loop; {fixed}",
+        )
     add(
         "In-process get_session_config(), async (µs)",
         fmt(f["ip.async"], 0),
@@ -250,14 +309,16 @@ def targets(f: dict[str, Any]) -> list[Row]:
         f["ip.async.ratio"],
         "≤ 0.5x Node",
         lambda x: x <= 0.5,
+        "issue 22",
     )
     add(
         "In-process get_session_config(), sync (µs)",
         fmt(f["ip.sync"], 0),
         fmt(f["ip.node"], 0),
         f["ip.sync.ratio"],
-        "≤ 1.0x Node",
-        lambda x: x <= 1.0,
+        "≤ 0.8x Node",
+        lambda x: x <= 0.8,
+        "issue 22",
     )
     if "pss" in f:
         # RSS summed over serve's processes counts the pages they share once per process, PSS once in all.
@@ -271,11 +332,31 @@ def targets(f: dict[str, Any]) -> list[Row]:
             lambda x: x <= 0.35,
             f"RSS summed over processes: {fmt(f['rss'][0])} against {fmt(f['rss'][1])}",
         )
+        if "pss.vs_before" in f:
+            now, before, ratio = f["pss.vs_before"]
+            no_worse("Memory after load, PSS, against today (MiB)", now, before, ratio, 1, same_run)
+        else:
+            no_worse(
+                "Memory after load, PSS, against today (MiB)", py, TODAY["pss_mib"], py / TODAY["pss_mib"], 1, fixed
+            )
     else:
         py, node, ratio = f["rss"]
         add("RSS after load (MiB)", fmt(py), fmt(node), ratio, "≤ 0.35x Node", lambda x: x <= 0.35)
+        if "rss.vs_before" in f:
+            now, before, ratio = f["rss.vs_before"]
+            no_worse("RSS after load, against today (MiB)", now, before, ratio, 1, same_run)
+        else:
+            no_worse("RSS after load, against today (MiB)", py, TODAY["rss_mib"], py / TODAY["rss_mib"], 1, fixed)
     py, node, ratio = f["cold"]
-    add("Spawn to first 200 (ms)", fmt(py, 0), fmt(node, 0), ratio, "≤ 1.0x Node", lambda x: x <= 1.0)
+    add(
+        "`orga-ai serve` spawn to first 200 (ms)",
+        fmt(py, 0),
+        fmt(node, 0),
+        ratio,
+        "≤ 1.0x Node",
+        lambda x: x <= 1.0,
+        "issue 22",
+    )
     if "sl.python.cold_ms" in f:
         for key, label, goal, digits in (
             ("cold_ms", "Lambda cold start: spawn, import, first event answered (ms)", 0.8, 0),
@@ -290,7 +371,7 @@ def targets(f: dict[str, Any]) -> list[Row]:
                 f[f"sl.python.{key}.ratio"],
                 f"≤ {goal}x Node",
                 lambda x, goal=goal: x <= goal,
-                "issue 12",
+                "issues 12 and 22" if key == "cold_ms" else "issue 12",
             )
     slow = f.get("slowloris")
     if slow:
@@ -323,6 +404,17 @@ def targets(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def today_line(f: dict[str, Any]) -> str:
+    """What the "against today" rows of the targets table compare with."""
+    fixed = f"the figures of the full run of {TODAY['date']} (`{TODAY['build']}`)"
+    if f.get("baseline"):
+        return (
+            f"`orga-ai serve` as built at `{f['baseline']}`, measured in the same rounds (p99 and memory; paired"
+            f" ratios), and, for the warm pool, which only the current build runs, {fixed}"
+        )
+    return fixed + " (this run had no `--baseline` build to measure beside it)"
+
+
 def noise_line(r: dict[str, Any]) -> str:
     noise = r.get("noise") or {}
     whole = noise.get("whole run")
@@ -339,7 +431,8 @@ def noise_line(r: dict[str, Any]) -> str:
 def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
     v, m, s = r["versions"], r["machine"], r["settings"]
     rows = targets(f)
-    met = sum(1 for row in rows if row.met)
+    judged = [row for row in rows if row.met is not None]
+    met = sum(1 for row in judged if row.met)
     lines = [
         "# Benchmarks: orga-ai (Python) against @orga-ai/node",
         "",
@@ -363,9 +456,13 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         " round.",
         noise_line(r),
         "",
-        f"## Targets (issues 5, 11 and 12): {met} of {len(rows)} met",
+        f"## Targets (issues 5, 11, 12 and 22): {met} of {len(judged)} met",
         "",
-        "| Figure | orga-ai | Node | Ratio | Target | Met |",
+        "Route throughput is judged by the server's CPU time per request, not req/s: on two shared cores req/s is"
+        " capped by wrk and the upstream stand-in running beside the server, while CPU per request is what the"
+        ' server\'s own code costs. "Today" is ' + today_line(f) + ".",
+        "",
+        "| Figure | orga-ai | Node (or as noted) | Ratio | Target | Met |",
         "|---|---:|---:|---:|---|:---:|",
     ]
     for row in rows:
@@ -392,6 +489,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         f"| **p99 added latency of the proxy** (ms) | **{fmt(f['rel.py.p99'] - f['floor50'])}** |"
         f" {fmt(f['rel.node.p99'] - f['floor50'])} |",
         f"| p50 added latency (ms) | {fmt(f['rel.py.p50'] - f['floor50'])} | {fmt(f['rel.node.p50'] - f['floor50'])} |",
+        f"| Server CPU per request (µs) | {fmt(f['rel.py.cpu'], 0)} | {fmt(f['rel.node.cpu'], 0)} |",
         f"| **p99 latency of a 429** (principal over `--rate-limit {s['reject_rate_limit']}`; p50 in brackets) (ms) |"
         f" **{fmt(f['rel.429.p99'], 2)}** ({fmt(f['rel.429.p50'], 2)}) | no rate limiting |",
         "",
@@ -401,41 +499,47 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         *slowloris_lines(r),
         "## Proxy route, upstream 0 ms (wrk, closed loop)",
         "",
-        "Server CPU per request is the server process's own CPU time over the run divided by the requests served:"
-        " unlike req/s it barely moves when other processes compete for the cores.",
+        "Server CPU per request is the server's own CPU time over the run (its process and any workers, every"
+        " thread; not wrk's, not the upstream's) divided by the requests served: unlike req/s it barely moves when"
+        " other processes compete for the cores. CPU / Node is paired within each round, then the median.",
         "",
-        "| Connections | orga-ai req/s | Node req/s | Ratio | orga-ai p50 / p99 (ms) | Node p50 / p99 (ms) |"
-        " orga-ai / Node CPU per request (µs) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| Connections | Contender | req/s | server CPU per request (µs) | CPU / Node | p50 (ms) | p99 (ms) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
+    labels = {
+        "node": "Node",
+        "python": "orga-ai serve",
+        "python_before": f"orga-ai serve at `{f['baseline']}` (baseline)",
+    }
     for c in ("1", "16", "64"):
-        py, node, ratio = f[f"0ms.{c}.rps"]
-        lines.append(
-            f"| {c} | {fmt(py, 0)} | {fmt(node, 0)} | {ratio_fmt(ratio)} | {fmt(f[f'0ms.{c}.p50_ms'][0], 2)} /"
-            f" {fmt(f[f'0ms.{c}.p99_ms'][0], 2)} | {fmt(f[f'0ms.{c}.p50_ms'][1], 2)} /"
-            f" {fmt(f[f'0ms.{c}.p99_ms'][1], 2)} | {fmt(f[f'0ms.{c}.cpu'][0], 0)} / {fmt(f[f'0ms.{c}.cpu'][1], 0)} |"
-        )
+        for who in ("node", "python", "python_before"):
+            if who not in f["0ms.contenders"]:
+                continue
+            lines.append(
+                f"| {c} | {labels[who]} | {fmt(f[f'0ms.{who}.{c}.rps'], 0)} | {fmt(f[f'0ms.{who}.{c}.cpu'], 0)} |"
+                f" {'-' if who == 'node' else ratio_fmt(f[f'0ms.{who}.{c}.cpu_vs_node'])} |"
+                f" {fmt(f[f'0ms.{who}.{c}.p50_ms'], 2)} | {fmt(f[f'0ms.{who}.{c}.p99_ms'], 2)} |"
+            )
+    lines += [
+        "",
+        "req/s orga-ai / Node, paired: "
+        + ", ".join(f"{ratio_fmt(f[f'0ms.{c}.rps'][2])} at {c}" for c in ("1", "16", "64"))
+        + ".",
+    ]
     if "0ms.1.rps.before" in f:
         lines += [
             "",
-            f"The same rounds against `orga-ai serve` as built at `{f['baseline']}` (before issue 11 gave it its"
-            " own HTTP-layer limits and per-request checks), interleaved with the two above:",
+            f"Against the baseline build (`orga-ai serve` as built at `{f['baseline']}`, in the same rounds), now /"
+            " baseline, paired: CPU per request "
+            + ", ".join(f"{ratio_fmt(f[f'0ms.{c}.cpu_us_per_req.before'][2])} at {c}" for c in ("1", "16", "64"))
+            + "; req/s "
+            + ", ".join(f"{ratio_fmt(f[f'0ms.{c}.rps.before'][2])} at {c}" for c in ("1", "16", "64"))
+            + f"; p99 at 64 connections {ratio_fmt(f['0ms.64.p99_ms.before'][2])}.",
             "",
-            "| Connections | orga-ai now req/s | orga-ai before req/s | Now / before |"
-            " now / before CPU per request (µs) |",
-            "|---:|---:|---:|---:|---:|",
         ]
-        for c in ("1", "16", "64"):
-            py, before, ratio = f[f"0ms.{c}.rps.before"]
-            cpu_now, cpu_before, _ = f[f"0ms.{c}.cpu_us_per_req.before"]
-            lines.append(
-                f"| {c} | {fmt(py, 0)} | {fmt(before, 0)} | {ratio_fmt(ratio)} |"
-                f" {fmt(cpu_now, 0)} / {fmt(cpu_before, 0)} |"
-            )
-        lines.append("")
-        memory = f"RSS after load: now {fmt(f['rss'][0])} MiB, before {fmt(f['rss.before'])} MiB"
+        memory = f"RSS after load: now {fmt(f['rss'][0])} MiB, baseline {fmt(f['rss.before'])} MiB"
         if "pss.before" in f:
-            memory += f"; PSS now {fmt(f['pss'][0])} MiB, before {fmt(f['pss.before'])} MiB"
+            memory += f"; PSS now {fmt(f['pss'][0])} MiB, baseline {fmt(f['pss.before'])} MiB"
         lines.append(memory + ".")
         if "instructions" in f:
             now, before, ratio = f["instructions"]
@@ -444,7 +548,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
                 "Instructions per request on the route, counted by callgrind over"
                 f" {f['instructions.requests']:,} sequential requests on one connection (benchmarks/instructions.py;"
                 " the same count on a busy machine): now"
-                f" {fmt(now, 0)}, before {fmt(before, 0)}, {ratio_fmt(ratio)}.",
+                f" {fmt(now, 0)}, baseline {fmt(before, 0)}, {ratio_fmt(ratio)}.",
             ]
     if "pss" in f:
         lines += [
@@ -478,31 +582,32 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         "Closed loop (wrk). The warm pool cannot help here: wrk asks faster than a 20 ms upstream can refill it, so"
         " these pool rows show the pool drained (kept for honesty).",
         "",
-        "| Connections | Contender | req/s | p50 (ms) | p99 (ms) |",
-        "|---:|---|---:|---:|---:|",
+        "| Connections | Contender | req/s | server CPU per request (µs) | p50 (ms) | p99 (ms) |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     names = {"node": "Node", "python": "orga-ai serve", "python_pool": f"orga-ai serve --prefetch {s['prefetch']}"}
     for c in ("1", "16", "64"):
         for who, label in names.items():
             lines.append(
-                f"| {c} | {label} | {fmt(f[f'20ms.wrk.{who}.{c}.rps'], 0)} |"
+                f"| {c} | {label} | {fmt(f[f'20ms.wrk.{who}.{c}.rps'], 0)} | {fmt(f[f'20ms.wrk.{who}.{c}.cpu'], 0)} |"
                 f" {fmt(f[f'20ms.wrk.{who}.{c}.p50_ms'], 2)} |"
                 f" {fmt(f[f'20ms.wrk.{who}.{c}.p99_ms'], 2)} |"
             )
     lines += [
         "",
         f"Open loop (`benchmarks/load.py`, {s['pool_rate']:g} req/s for {s['open_loop_duration_s']:g} s per round, a"
-        " rate the pool refills comfortably: its default ceiling is 20 mints/s), client capped at 1 or 16 connections:",
+        " rate the pool refills comfortably: its default ceiling is 20 mints/s), client capped at 1 or 16 connections."
+        " The pool's CPU per request includes the background mint that refills it after each request:",
         "",
-        "| Connections | Contender | p50 (ms) | p99 (ms) | non-200 |",
-        "|---:|---|---:|---:|---:|",
+        "| Connections | Contender | p50 (ms) | p99 (ms) | non-200 | server CPU per request (µs) |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for c in ("1", "16"):
         for who, label in names.items():
             lines.append(
                 f"| {c} | {label} | {fmt(f[f'20ms.ol.{who}.{c}.p50_ms'], 2)} |"
                 f" {fmt(f[f'20ms.ol.{who}.{c}.p99_ms'], 2)} |"
-                f" {f[f'20ms.ol.{who}.{c}.non200']} |"
+                f" {f[f'20ms.ol.{who}.{c}.non200']} | {fmt(f[f'20ms.ol.{who}.{c}.cpu'], 0)} |"
             )
     lines += [
         "",
@@ -595,6 +700,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
             "",
             "Cold import (ms): " + ", ".join(f"`{k}` {fmt(v, 1)}" for k, v in st["import_ms"].items()) + ".",
         ]
+    lines += async_transport_lines(r)
     cold = r["cold_start"]
     lines += [
         "",
@@ -651,10 +757,16 @@ def chart(r: dict[str, Any], f: dict[str, Any], path: Path) -> None:
     width = 0.38
 
     ax = axes[0][0]
-    ax.bar([i - width / 2 for i in x], [f[f"0ms.{c}.rps"][0] for c in conns], width, label="orga-ai serve", color=blue)
-    ax.bar([i + width / 2 for i in x], [f[f"0ms.{c}.rps"][1] for c in conns], width, label="Node", color=orange)
+    who = f["0ms.contenders"]
+    colors = {"python": blue, "node": orange, "python_before": "#9ecae1"}
+    labels = {"python": "orga-ai serve", "node": "Node", "python_before": f"orga-ai at {f['baseline']}"}
+    w = 0.8 / len(who)
+    for k, name in enumerate(who):
+        offset = (k - (len(who) - 1) / 2) * w
+        cpu = [f[f"0ms.{name}.{c}.cpu"] for c in conns]
+        ax.bar([i + offset for i in x], cpu, w, label=labels[name], color=colors[name])
     ax.set_xticks(list(x), [f"{c} conn" for c in conns])
-    ax.set_title("Route throughput, upstream 0 ms (req/s, higher is better)")
+    ax.set_title("Route server CPU per request, upstream 0 ms (µs, lower is better)", fontsize=10)
     ax.legend()
 
     ax = axes[0][1]
@@ -708,6 +820,77 @@ def chart(r: dict[str, Any], f: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+ASYNC_TRANSPORT_LABELS = {
+    "aiohttp": "aiohttp (`_transports/aiohttp.py`, own session)",
+    "asyncio+httptools": "asyncio + httptools (`_transports/asyncio.py`)",
+    "aiosonic": "aiosonic (adapter)",
+    "httpcore": "httpcore (adapter)",
+    "pyreqwest": "pyreqwest (adapter, Rust)",
+    "rnet": "rnet (adapter, Rust)",
+    "AsyncOrgaAI": "`AsyncOrgaAI.get_session_config()` (default transport)",
+    "AsyncOrgaAI(aiohttp)": "`AsyncOrgaAI(transport=aiohttp)`",
+    "node": "@orga-ai/node `getSessionConfig()`",
+}
+
+
+def async_transport_lines(r: dict[str, Any]) -> list[str]:
+    """The async transport candidates (benchmarks/async_transport.py), as measured by this run."""
+    at = r.get("async_transport")
+    if not at:
+        return []
+    table = at["table"]
+    node_cpu = (table.get("node") or {}).get("cpu_us") or NAN
+    lines = [
+        "",
+        "## The async transport, chosen by measurement (`benchmarks/async_transport.py`)",
+        "",
+        "Each candidate behind the `AsyncTransport` interface, in a fresh process of its own on uvloop, against the"
+        f" 0 ms stand-in; {at['rounds']} interleaved rounds of {at['calls']:,} calls, medians over rounds. An exchange"
+        " is `get_session_config`-shaped (POST client-secrets, GET ice-config, JSON read). CPU is the process's own"
+        " (every thread) over the sequential calls; wall at 16 and 64 is elapsed time over calls. The adapters carry"
+        " only what an exchange needs, none of the SDK transports' guarantees, which favours them. Node's CPU is its"
+        " process's over every call it made, start-up and warm-up included (it flatters Python).",
+        "",
+        "| Candidate | CPU / exchange (µs) | CPU / Node | wall, 1 at a time (µs) |"
+        " wall / exchange, 16 concurrent (µs) | wall / exchange, 64 concurrent (µs) | cold import (ms) |"
+        " RSS after (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in table.items():
+
+        def cell(key: str, digits: int = 0, row: dict[str, Any] = row) -> str:
+            value = row.get(key)
+            return "-" if value is None else fmt(float(value), digits)
+
+        lines.append(
+            f"| {ASYNC_TRANSPORT_LABELS.get(name, name)} | {cell('cpu_us')} |"
+            f" {ratio_fmt(float(row.get('cpu_us') or NAN) / node_cpu)} | {cell('wall1_us')} | {cell('wall16_us')} |"
+            f" {cell('wall64_us')} | {cell('import_ms', 1)} | {cell('rss_mb', 1)} |"
+        )
+    lines += [
+        "",
+        "`AsyncOrgaAI` runs on `_transports/asyncio.py`, the choice this comparison made; aiohttp runs a session a"
+        " caller brings (`http_client=`) and is the fallback where httptools is missing.",
+    ]
+    ratios = at.get("ratio_to_node", {}).get("AsyncOrgaAI")
+    if ratios:
+        lines += [
+            "",
+            f"`AsyncOrgaAI.get_session_config()` against @orga-ai/node in this phase: {ratio_fmt(ratios['wall1'])} of"
+            f" its wall time one call at a time, {ratio_fmt(ratios['cpu'])} of its CPU per call.",
+        ]
+    if at.get("not_installed"):
+        lines += [
+            "",
+            "Not installed here, so not measured: "
+            + ", ".join(f"`{name}`" for name in at["not_installed"])
+            + " (`pip install` them into the venv to add their rows).",
+        ]
+    for name, why in (at.get("failed") or {}).items():
+        lines += ["", f"`{name}` failed: {why}"]
+    return lines
 
 
 def slowloris_lines(r: dict[str, Any]) -> list[str]:

@@ -79,9 +79,8 @@ def test_serve_refuses_a_wildcard_origin(capsys: pytest.CaptureFixture[str], mon
 # -- start-up --------------------------------------------------------------------------------------------------------
 
 # Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses: not Redis's, JWTs',
-# OpenTelemetry's nor aiohttp (the async client runs on asyncio + httptools). (``limits`` it does: limits.parse reads
-# the rates, though its storages stay unused.)
-NOT_IN_THIS_CONFIGURATION = ("redis", "jwt", "cryptography", "opentelemetry", "httpx", "aiohttp")
+# OpenTelemetry's, limits' (the rates are read without it) nor aiohttp (the async client runs on asyncio + httptools).
+NOT_IN_THIS_CONFIGURATION = ("redis", "jwt", "cryptography", "opentelemetry", "httpx", "limits", "aiohttp")
 TRANSPORT = "orga_ai._transports.asyncio"
 
 _STARTUP_SCRIPT = """
@@ -119,7 +118,7 @@ print(json.dumps(report))
 
 def test_the_served_app_loads_its_http_client_at_start_up_and_nothing_its_configuration_does_not_use() -> None:
     """In a fresh interpreter, a worker's app for a shared-secret, memory://-limited configuration: building it
-    loads none of the libraries of Redis, JWTs, OpenTelemetry or aiohttp; its start-up (the ASGI lifespan,
+    loads none of the libraries of Redis, JWTs, OpenTelemetry, limits or aiohttp; its start-up (the ASGI lifespan,
     before any request) loads the async client's transport, so the first caller does not wait for that import, and
     still none of them."""
     watched = (*NOT_IN_THIS_CONFIGURATION, "uvicorn")
@@ -177,7 +176,7 @@ def test_serve_opens_its_port_and_answers_its_first_caller_without_the_libraries
     emulator: RunningEmulator,
 ) -> None:
     """``orga-ai serve`` with a shared secret and memory:// limits: none of the libraries of Redis, JWTs,
-    OpenTelemetry or aiohttp is loaded when its port opens nor once it has answered its first caller (200);
+    OpenTelemetry, limits or aiohttp is loaded when its port opens nor once it has answered its first caller (200);
     the async client's transport is loaded before the port opens."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "OTEL_"))}

@@ -712,14 +712,13 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
         *(
             [
                 f"- The floor under that: a fresh process that only imports the stack (`import uvicorn, httptools,"
-                f" uvloop, starlette.applications, aiohttp, prometheus_client` / `require('express');"
-                f" require('@orga-ai/node')`) and exits: Python {fmt(med(cold['python_stack']) * 1000, 0)} ms,"
-                f" Node {fmt(med(cold['node_stack']) * 1000, 0)} ms.",
+                f" uvloop, starlette.applications, prometheus_client, orga_ai._transports.asyncio` /"
+                f" `require('express'); require('@orga-ai/node')`) and exits: Python"
+                f" {fmt(med(cold['python_stack']) * 1000, 0)} ms, Node {fmt(med(cold['node_stack']) * 1000, 0)} ms.",
                 "- What serve does in that time: it reads its settings, imports that stack, builds and validates the"
-                " app, imports aiohttp too, and starts uvicorn in the same process, where that app answers (one"
-                " worker); no request waits for an import. So serve stands on its stack's floor, and most of the gap"
-                " to Node is that floor: aiohttp alone builds two TLS contexts when it is imported (~40 ms of loading"
-                " the CA bundle), even for a plain-http upstream.",
+                " app, and starts uvicorn in the same process, where that app answers (one worker); no request waits"
+                " for an import, and nothing the configuration does not use is imported (no aiohttp; no `limits`"
+                " with `memory://`). So serve stands on its stack's floor.",
             ]
             if cold.get("python_stack")
             else []

@@ -816,7 +816,7 @@ STACK_FLOORS = {
     "python_stack": [
         sys.executable,
         "-c",
-        "import uvicorn, httptools, uvloop, starlette.applications, aiohttp, prometheus_client",
+        "import uvicorn, httptools, uvloop, starlette.applications, prometheus_client, orga_ai._transports.asyncio",
     ],
     "node_stack": ["node", "-e", "require('express'); require('@orga-ai/node')"],
 }

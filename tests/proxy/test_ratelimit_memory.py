@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orga_ai.proxy._ratelimit import RateLimitDecision, RateLimiter
+from orga_ai.proxy._ratelimit import RateLimitDecision, RateLimiter, parse_rate
 
 
 class Clock:
@@ -147,20 +147,51 @@ async def test_async_and_sync_share_one_window(clock: Clock) -> None:
     limiter.close()
 
 
-@pytest.mark.parametrize(
-    "rate",
-    ["10/minute", "100 per hour", "10/2 minutes", "1000000/second", "5/second;100/hour", "7/Years", " 4 / 3 hours "],
-)
-def test_memory_limiter_reads_rates_as_limits_does(rate: str) -> None:
+READABLE = [
+    "10/minute",
+    "100 per hour",
+    "10/2 minutes",
+    "1000000/second",
+    "5/second;100/hour",
+    "5/second, 100/hour | 9/day",
+    "5/second:;100/hour",
+    "7/Years",
+    " 4 / 3 hours ",
+    "3 PER 2 DAYS",
+    "2/0010 months",
+    "010/minute",
+    "10/0minute",
+]
+# "\u017f", the long s, is one of [a-z] under re.IGNORECASE, and no granularity's letter
+UNREADABLE = ["x", "10/fortnight", "10 minute", "/minute", "10/minutess", "10/minute;", "10/min", "10/\u017fecond", ""]
+
+
+@pytest.mark.parametrize("rate", READABLE)
+def test_rates_are_read_as_limits_reads_them(rate: str) -> None:
+    # serve reads rates without importing limits (its start-up); the reading must stay limits.parse's.
     from limits import parse
 
     expected = parse(rate)
+    mine = parse_rate(rate)
+    assert (mine.amount, mine.get_expiry(), str(mine)) == (expected.amount, expected.get_expiry(), str(expected))
+    assert mine.item() == expected  # what the Redis strategies are given
+
+
+@pytest.mark.parametrize("rate", [rate for rate in READABLE if rate != "10/0minute"])
+def test_memory_limiter_reads_rates_as_limits_does(rate: str) -> None:
     mine = RateLimiter(rate)
     theirs = RateLimiter(rate, storage_uri="redis://localhost:1")
     assert mine.describe().replace("memory://", "") == theirs.describe().replace("redis://", "")
-    item = mine._per
-    assert item is not None
-    assert (item.amount, item.get_expiry(), str(item)) == (expected.amount, expected.get_expiry(), str(expected))
+
+
+@pytest.mark.parametrize("rate", UNREADABLE)
+def test_rates_limits_refuses_are_refused(rate: str) -> None:
+    from limits import parse
+
+    with pytest.raises(ValueError, match=r"rate limit string|granularity"):
+        parse(rate)
+    with pytest.raises(ValueError, match="cannot read the rate limit"):
+        parse_rate(rate)
 
 
 @pytest.mark.parametrize("rate", ["x", "10/fortnight", "10 minute", "/minute"])

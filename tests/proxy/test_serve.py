@@ -78,9 +78,10 @@ def test_serve_refuses_a_wildcard_origin(capsys: pytest.CaptureFixture[str], mon
 
 # -- start-up --------------------------------------------------------------------------------------------------------
 
-# Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses. (``limits`` it does:
-# limits.parse reads the rates, though its storages stay unused.)
-NOT_IN_THIS_CONFIGURATION = ("redis", "jwt", "opentelemetry", "httpx", "uvicorn")
+# Libraries a shared-secret, memory://-limited configuration without OpenTelemetry never uses: not Redis's, JWTs',
+# OpenTelemetry's, limits' (the rates are read without it) nor aiohttp (the async client runs on asyncio + httptools).
+NOT_IN_THIS_CONFIGURATION = ("redis", "jwt", "cryptography", "opentelemetry", "httpx", "limits", "aiohttp")
+TRANSPORT = "orga_ai._transports.asyncio"
 
 _STARTUP_SCRIPT = """
 import asyncio, json, sys
@@ -100,37 +101,98 @@ async def lifespan():
     async def receive():
         if sent and sent[-1]["type"] == "lifespan.startup.complete" and "started" not in seen:
             seen["started"] = loaded()
+            seen["transport"] = TRANSPORT in sys.modules
         return next(events)
 
     async def send(message):
         sent.append(message)
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
-    return [m["type"] for m in sent], seen["started"]
+    return [m["type"] for m in sent], seen
 
-messages, after_startup = asyncio.run(lifespan())
-print(json.dumps({"build": after_build, "startup": after_startup, "messages": messages}))
+messages, seen = asyncio.run(lifespan())
+report = {"build": after_build, "startup": seen["started"], "transport": seen["transport"], "messages": messages}
+print(json.dumps(report))
 """
 
 
 def test_the_served_app_loads_its_http_client_at_start_up_and_nothing_its_configuration_does_not_use() -> None:
     """In a fresh interpreter, a worker's app for a shared-secret, memory://-limited configuration: building it
-    loads none of the libraries of Redis, JWTs or OpenTelemetry; its start-up (the ASGI lifespan,
-    before any request) loads aiohttp, so the first caller does not wait for that import."""
-    watched = (*NOT_IN_THIS_CONFIGURATION, "aiohttp")
+    loads none of the libraries of Redis, JWTs, OpenTelemetry, limits or aiohttp; its start-up (the ASGI lifespan,
+    before any request) loads the async client's transport, so the first caller does not wait for that import, and
+    still none of them."""
+    watched = (*NOT_IN_THIS_CONFIGURATION, "uvicorn")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "OTEL_"))}
     env.update(
         ORGA_API_KEY="sk_orga_ai_startup_test_0000000000000000",
         ORGA_BASE_URL="http://127.0.0.1:9",  # never called: start-up opens no socket
         ORGA_PROXY_SHARED_SECRET=SECRET,
     )
-    script = f"WATCHED = {watched!r}\n" + _STARTUP_SCRIPT
+    script = f"WATCHED = {watched!r}\nTRANSPORT = {TRANSPORT!r}\n" + _STARTUP_SCRIPT
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["messages"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert report["build"] == []
-    assert report["startup"] == ["aiohttp"]
+    assert report["startup"] == []
+    assert report["transport"] is True
+
+
+# orga-ai serve in this interpreter; a thread notes what is loaded once the port accepts a connection (nothing has
+# been asked yet) and again once the route has answered its first caller, then stops the server as SIGTERM would.
+_SERVE_SCRIPT = """
+import http.client, json, os, signal, socket, sys, threading, time
+
+from orga_ai.cli import main
+
+def loaded():
+    return sorted({name.split(".")[0] for name in sys.modules} & set(WATCHED))
+
+report = {}
+
+def watch():
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.01)
+    report["listening"] = loaded()
+    report["transport"] = TRANSPORT in sys.modules
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    connection.request("GET", ROUTE, headers={"Authorization": "Bearer " + SECRET})
+    report["status"] = connection.getresponse().status
+    report["first_request"] = loaded()
+    print(json.dumps(report), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(main(["serve", "--host", "127.0.0.1", "--port", str(PORT)]))
+"""
+
+
+def test_serve_opens_its_port_and_answers_its_first_caller_without_the_libraries_it_does_not_use(
+    emulator: RunningEmulator,
+) -> None:
+    """``orga-ai serve`` with a shared secret and memory:// limits: none of the libraries of Redis, JWTs,
+    OpenTelemetry, limits or aiohttp is loaded when its port opens nor once it has answered its first caller (200);
+    the async client's transport is loaded before the port opens."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORGA_", "OTEL_"))}
+    env.update(ORGA_API_KEY=emulator.api_key, ORGA_BASE_URL=emulator.base_url, ORGA_PROXY_SHARED_SECRET=SECRET)
+    script = (
+        f"WATCHED = {NOT_IN_THIS_CONFIGURATION!r}\nTRANSPORT = {TRANSPORT!r}\nPORT = {port}\n"
+        f"ROUTE = {ROUTE!r}\nSECRET = {SECRET!r}\n" + _SERVE_SCRIPT
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # uvicorn re-raises the SIGTERM once it has shut down
+    assert result.returncode in (0, -signal.SIGTERM), result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200, result.stderr
+    assert report["listening"] == []
+    assert report["transport"] is True
+    assert report["first_request"] == []
 
 
 # -- real processes --------------------------------------------------------------------------------------------------

@@ -14,9 +14,13 @@ __all__ = ["AsyncClientHolder", "SyncClientHolder", "preload_transport"]
 
 
 def preload_transport() -> None:
-    """Import the async SDK client's HTTP library (aiohttp, about 0.1 s) now, at start-up: the client imports it on
-    first use, which would otherwise be the first caller's request."""
-    import aiohttp  # noqa: F401
+    """Import the async SDK client's default transport (asyncio + httptools) now, at start-up: the client imports it
+    on first use, which would otherwise be the first caller's request. Not aiohttp (some 0.1 s): the client needs it
+    only around a session of the caller's, who has imported it already, or when httptools is missing."""
+    try:
+        from .._transports import asyncio  # noqa: F401
+    except ImportError:  # httptools missing: the client falls back to aiohttp, as AsyncOrgaAI._connections does
+        import aiohttp  # noqa: F401
 
 
 def _kwargs(metrics: Metrics, options: Mapping[str, Any], cls: type[Any], prefetch: int) -> dict[str, Any]:

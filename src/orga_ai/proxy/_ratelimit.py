@@ -22,7 +22,7 @@ bounded (default 0.5 s to connect and to read).
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import logging
 import math
 import re
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STORAGE_TIMEOUT",
+    "Rate",
     "RateLimitDecision",
     "RateLimiter",
     "RateLimiterUnavailable",
@@ -85,21 +86,70 @@ class RateLimitDecision:
         return out
 
 
-def parse_rate(value: str) -> Any:
-    """Parse ``"10/minute"``, ``"100 per hour"``, ... into a ``limits`` item; ValueError when unreadable."""
-    from limits import parse
+# limits' notation of a rate (``limits.util.EXPR`` and ``SINGLE_EXPR``, limits 5.x), read here rather than by
+# ``limits.parse``: importing limits imports every storage it has and their dependencies (some 30 ms of serve's
+# start-up, measured with -X importtime), and memory://, the default, needs none of them. A Redis storage is given
+# limits' own parse of the same text (Rate.item). tests/proxy/test_ratelimit_memory.py holds this reading to
+# limits.parse's, refusals included.
+_ONE_RATE = r"\s*([0-9]+)\s*(?:/|\s*per\s*)\s*([0-9]+)?\s*([a-z]+)\s*"
 
-    try:
-        return parse(value)
-    except ValueError:
-        raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'") from None
+
+@functools.cache
+def _rate_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    # Compiled on first use (~1.5 ms): a function entry point without a rate limit never reads one.
+    return re.compile(rf"^{_ONE_RATE}(?::?[,;|]{_ONE_RATE})*$", re.IGNORECASE), re.compile(_ONE_RATE, re.IGNORECASE)
+
+_GRANULARITY_SECONDS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 60 * 60,
+    "day": 60 * 60 * 24,
+    "month": 60 * 60 * 24 * 30,
+    "year": 60 * 60 * 24 * 30 * 12,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit as ``limits`` reads it: ``amount`` per ``multiples`` ``granularity`` (``"second"``...``"year"``)."""
+
+    amount: int
+    multiples: int
+    granularity: str
+    text: str
+    """What it was read from."""
+
+    def get_expiry(self) -> int:
+        """The window in seconds (the name of the ``limits`` item's method)."""
+        return _GRANULARITY_SECONDS[self.granularity] * self.multiples
+
+    def __str__(self) -> str:
+        return f"{self.amount} per {self.multiples} {self.granularity}"
+
+    def item(self) -> Any:
+        """This rate as the ``limits`` item its Redis strategies take."""
+        from limits import parse
+
+        return parse(self.text)
+
+
+def parse_rate(value: str) -> Rate:
+    """Parse ``"10/minute"``, ``"100 per hour"``, ... as ``limits.parse`` does (with several, ``"5/second;100/hour"``,
+    the first); ValueError when unreadable."""
+    rates, one = _rate_patterns()
+    match = one.match(value) if isinstance(value, str) and rates.match(value) else None
+    granularity = match[3].lower() if match else ""
+    granularity = granularity[:-1] if granularity.endswith("s") else granularity
+    if match is None or granularity not in _GRANULARITY_SECONDS:
+        raise ValueError(f"cannot read the rate limit {value!r}; write it like '10/minute' or '100/hour'")
+    return Rate(int(match[1]), int(match[2] or 0) or 1, granularity, value)
 
 
 # An explicit zero period ("10/0minute"): limits.parse quietly reads it as a period of 1.
 _ZERO_PERIOD = re.compile(r"\s*[0-9]+\s*(?:/|\s*per\s*)\s*0+\s*[a-z]", re.IGNORECASE)
 
 
-def _checked(value: str | None, name: str) -> Any:
+def _checked(value: str | None, name: str) -> Rate | None:
     """A parsed limit, or None for None; every spelling that would silently mean "off" or "nobody" is refused."""
     if value is None:
         return None
@@ -162,11 +212,12 @@ class RateLimiter:
         self._async_limiter: Any = None
         self._sync_storage: Any = None
         self._sync_limiter: Any = None
+        self._items_of_limits: tuple[Any, Any] | None = None
         self._cluster_ready = False
         self._cluster_lock: asyncio.Lock | None = None
         # memory:// only: (limit item, windows, scope) for the principal limit then the global one, shared by the
         # async and the sync side.
-        self._memory: tuple[tuple[Any, MemoryWindows, str], ...] = ()
+        self._memory: tuple[tuple[Rate, MemoryWindows, str], ...] = ()
         if not self.distributed:
             lock = threading.Lock()
             self._memory = tuple(
@@ -252,11 +303,15 @@ class RateLimiter:
     # -- decisions (shared) ----------------------------------------------------------------------------------------
 
     def _items(self, principal_key: str) -> list[tuple[Any, tuple[str, ...], str]]:
+        if self._items_of_limits is None:
+            per_rate, global_rate = self._per, self._global
+            self._items_of_limits = (per_rate and per_rate.item(), global_rate and global_rate.item())
+        per, ceiling = self._items_of_limits
         items: list[tuple[Any, tuple[str, ...], str]] = []
-        if self._per is not None:
-            items.append((self._per, ("principal", principal_key), "principal"))
-        if self._global is not None:
-            items.append((self._global, ("global",), "global"))
+        if per is not None:
+            items.append((per, ("principal", principal_key), "principal"))
+        if ceiling is not None:
+            items.append((ceiling, ("global",), "global"))
         return items
 
     @staticmethod
@@ -430,6 +485,8 @@ def _client(storage: Any, *path: str) -> Any:
 
 
 def _limits_version() -> str:
+    import importlib.metadata  # here: serve's start-up does not need it
+
     try:
         return importlib.metadata.version("limits")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - limits is part of the proxy extra

@@ -850,25 +850,38 @@ LAMBDA_ENV = {"ORGA_PROXY_SHARED_SECRET": LAMBDA_SECRET, "ORGA_PROXY_RATE_LIMIT"
 
 
 def invoke_fresh(cmd: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> dict[str, Any]:
-    """Spawn one function process; ms from spawn to its first response line, then its warm figures and peak RSS."""
-    started = time.perf_counter()
-    popen = subprocess.Popen(
-        list(cmd),
-        cwd=cwd,
-        env={**CHILD_ENV, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert popen.stdout is not None
-        first = popen.stdout.readline()
-        cold_ms = (time.perf_counter() - started) * 1000
-        rest, err = popen.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.communicate()
-        raise RuntimeError(f"{cmd[:2]} did not finish in {timeout} s") from None
+    """Spawn one function process; ms from spawn to its first response line, then its warm figures and peak RSS.
+
+    The rest of stdout is read through the same buffered reader as the first line (communicate() would read the
+    pipe itself and lose whatever the reader had already buffered past that line); stderr goes to a file, and a
+    timer kills a child that outlives ``timeout``."""
+    import tempfile
+    import threading
+
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        popen = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env={**CHILD_ENV, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        killer = threading.Timer(timeout, popen.kill)
+        killer.start()
+        try:
+            assert popen.stdout is not None
+            first = popen.stdout.readline()
+            cold_ms = (time.perf_counter() - started) * 1000
+            rest = popen.stdout.read()
+            popen.wait()
+        finally:
+            killer.cancel()
+            if popen.stdout is not None:
+                popen.stdout.close()
+        errors.seek(0)
+        err = errors.read()
     if popen.returncode != 0 or not first:
         raise RuntimeError(f"{cmd[:2]} failed ({popen.returncode}): {err.decode(errors='replace')[-1500:]}")
     result: dict[str, Any] = json.loads(rest.decode().strip().splitlines()[-1])

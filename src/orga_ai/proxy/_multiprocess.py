@@ -27,8 +27,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
-import tempfile
 
 __all__ = ["ENV", "forget_live_gauges_at_exit", "prepare_shared_metrics"]
 
@@ -46,6 +44,11 @@ def prepare_shared_metrics(workers: int) -> str | None:
         os.makedirs(given, exist_ok=True)
         logger.info("orga proxy: %d workers, metrics aggregated in %s (yours, kept)", workers, given)
         return given
+    # shutil and tempfile only here, for serve --workers: the function entry points import this module's caller
+    # (_metrics) on their cold start and need neither.
+    import shutil
+    import tempfile
+
     path = tempfile.mkdtemp(prefix="orga-proxy-metrics-")
     os.environ[ENV] = path
     main_pid = os.getpid()

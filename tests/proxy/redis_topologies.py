@@ -182,7 +182,20 @@ class SentinelGroup:
         self.primary.wait(timeout=10)
 
     def wait_promoted(self, timeout: float = 30.0) -> None:
-        _wait(lambda: self.master_port() == self.replica_port, "Sentinel to promote the replica", timeout)
+        """Until every Sentinel names the replica as the primary: a client may ask any of them, and the others learn
+        of the failover from its leader only at their next hello."""
+
+        def everywhere() -> bool:
+            for port in self.sentinel_ports:
+                try:
+                    address = ask(port, lambda s: s.sentinel_get_master_addr_by_name(SERVICE), self.password)
+                except redis.RedisError:
+                    return False
+                if int(address[1]) != self.replica_port:
+                    return False
+            return True
+
+        _wait(everywhere, "every Sentinel to name the promoted replica", timeout)
 
 
 @contextlib.contextmanager

@@ -61,6 +61,7 @@ def test_sentinel_and_cluster_uris_become_limits_uris_with_tls_and_timeouts(tmp_
     assert config.options["ssl"] is True and config.options["ssl_ca_certs"] == "/ca.pem"
     assert config.options["socket_timeout"] == 0.3 and config.sentinel_options["socket_connect_timeout"] == 0.3
     assert config.sentinel_options["ssl"] is True
+    assert config.sentinel_options["password"] == PASSWORD  # the sentinels take the file's password, as a URI's
     assert PASSWORD not in repr(config)
     cluster = storage_config("redis+cluster://:pw@n1:7000,n2:7001")
     assert cluster.mode == "cluster" and cluster.uri == "redis+cluster://:pw@n1:7000,n2:7001"

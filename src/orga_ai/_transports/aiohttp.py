@@ -30,7 +30,7 @@ import aiohttp
 from .._exceptions import OrgaAIError
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
-from .base import describe, start_guard
+from .base import MAX_HEADERS, describe, start_guard
 
 __all__ = ["AiohttpTransport"]
 
@@ -110,6 +110,10 @@ class AiohttpTransport:
                 allow_redirects=False,
                 proxy_headers=self._proxy_headers,
             ) as response:
+                if len(response.raw_headers) > MAX_HEADERS:
+                    # aiohttp refuses such a head itself only from 3.14 on; the other transports always do.
+                    detail = f"the answer has more than {MAX_HEADERS} headers"
+                    return TransportFailure(FailureKind.BROKEN, detail, None, time.monotonic() - started)
                 truncated = False
                 declared = response.content_length
                 if declared is not None and declared > cap:

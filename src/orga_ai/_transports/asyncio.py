@@ -41,7 +41,7 @@ import httptools
 from .._exceptions import OrgaAIError
 from .._protocol import FailureKind, Request, Response, TransportFailure
 from .._proxy_env import ProxyConfigurationError, ProxyTarget, proxy_from_environment
-from .base import describe, replayable, start_guard
+from .base import MAX_HEADERS, describe, replayable, start_guard
 
 if TYPE_CHECKING:
     import ssl
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncioTransport"]
 
 _MAX_HEAD = 64 * 1024
-_MAX_HEADERS = 100
 _Key = tuple[str, str, int]
 
 
@@ -144,7 +143,7 @@ class _Connection(asyncio.Protocol):
         # Trailers come here too: the same limits as http.client's (100 lines) and the head's size.
         self._header_lines += 1
         self._header_bytes += len(name) + len(value)
-        if self._header_lines > _MAX_HEADERS or self._header_bytes > _MAX_HEAD:
+        if self._header_lines > MAX_HEADERS or self._header_bytes > _MAX_HEAD:
             self._finish(MalformedAnswer("the answer has too many or too large headers"))
             return
         key = name.decode("latin-1").lower()

@@ -27,7 +27,10 @@ from typing import Protocol
 
 from .._protocol import Request, Response, TransportFailure
 
-__all__ = ["AsyncTransport", "SyncTransport", "describe", "replayable", "start_guard"]
+__all__ = ["MAX_HEADERS", "AsyncTransport", "SyncTransport", "describe", "replayable", "start_guard"]
+
+# The most header lines an answer may carry, as http.client allows: past it, the answer is a broken connection.
+MAX_HEADERS = 100
 
 
 class SyncTransport(Protocol):

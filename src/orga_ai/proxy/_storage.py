@@ -162,4 +162,7 @@ def storage_config(uri: str, *, timeout: float = DEFAULT_STORAGE_TIMEOUT) -> Sto
     if not cluster:
         sentinel_options = {key: options[key] for key in ("socket_timeout", "socket_connect_timeout", "retry")}
         sentinel_options.update(tls)
+        if "password" in options:
+            # As a password in the URI: the sentinels' too (limits before 5.8 gives them only the URI's).
+            sentinel_options["password"] = options["password"]
     return StorageConfig(scheme, bare, options, sentinel_options, timeout=timeout)

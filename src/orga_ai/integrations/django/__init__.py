@@ -209,9 +209,14 @@ async def _async_events(request: HttpRequest) -> HttpResponse:
 
 
 def _make_view(view: Any) -> Any:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
     from django.views.decorators.csrf import csrf_exempt
 
-    return csrf_exempt(view)
+    wrapped = csrf_exempt(view)
+    if iscoroutinefunction(view) and not iscoroutinefunction(wrapped):
+        # Django before 5.0 wraps an async view in a sync function that returns the coroutine: Django must await it.
+        markcoroutinefunction(wrapped)
+    return wrapped
 
 
 client_secrets_view = _make_view(_client_secrets)

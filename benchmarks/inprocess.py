@@ -6,8 +6,8 @@ Four loops, each of sequential calls on one kept-alive client, each call timed a
 
 * ``sync``: ``OrgaAI().get_session_config()`` (http.client); ``sync_floor``: the same two requests on one bare
   ``http.client.HTTPConnection`` kept alive (POST client-secrets, read the token, GET ice-config, read the JSON);
-* ``async``: ``await AsyncOrgaAI().get_session_config()`` (aiohttp, uvloop); ``async_floor``: the same two requests
-  with a bare ``aiohttp.ClientSession``.
+* ``async``: ``await AsyncOrgaAI().get_session_config()`` (its default transport, asyncio + httptools; uvloop);
+  ``async_floor``: the same two requests with a bare ``aiohttp.ClientSession``.
 
 Prints one JSON object {loop: {median_us, mean_us, p99_us, n}}.
 """

@@ -619,7 +619,7 @@ def markdown(r: dict[str, Any], f: dict[str, Any]) -> str:
     for key, label in (
         ("node", "@orga-ai/node `getSessionConfig()`"),
         ("node_raw", "Node: two raw `fetch()` calls"),
-        ("async", "`AsyncOrgaAI.get_session_config()` (aiohttp, uvloop)"),
+        ("async", "`AsyncOrgaAI.get_session_config()` (its default transport: asyncio + httptools, uvloop)"),
         ("async_floor", "aiohttp: two raw requests (floor)"),
         ("sync", "`OrgaAI.get_session_config()` (http.client)"),
         ("sync_floor", "http.client: two raw requests on one connection (floor)"),

@@ -421,6 +421,8 @@ NEVER_ON_THE_LAMBDA_PATH = (
     "orjson",  # ~7 ms of a cold start (it loads uuid and platform) for two small documents
     "argparse",  # the CLI's, not the function's
     "opentelemetry",  # installed here, but the function configured no provider: nothing to record into
+    "uuid",  # and the platform module it loads: ~6 ms; a principal id is checked as a UUID without it
+    "shutil",  # serve --workers' metrics directory only
 )
 
 

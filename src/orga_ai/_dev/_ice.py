@@ -20,7 +20,8 @@ from ..emulator._stun import serve_stun, udp_socket
 __all__ = ["IceSetup", "serve_stun", "start_coturn", "stop_coturn", "udp_socket"]
 
 COTURN_START_TIMEOUT = 3.0
-"""Seconds coturn gets to start listening before the dev server gives up on it."""
+"""Seconds coturn gets to start listening, per try, before the dev server tries again or gives up on it."""
+COTURN_START_ATTEMPTS = 3
 _COTURN_RELAY_PORTS = 100
 
 
@@ -62,10 +63,22 @@ def _udp_port_answers(host: str, port: int) -> bool:
 
 
 def start_coturn(host: str, *, verbose: bool = False) -> IceSetup | None:
-    """Start coturn on a free loopback port with a random REST-API secret; None when coturn is not installed."""
+    """Start coturn on a free loopback port with a random REST-API secret; None when coturn is not installed, or
+    when it did not start in :data:`COTURN_START_ATTEMPTS` tries.
+
+    Each try takes fresh ports: a port is found free and only then bound by coturn (UDP and TCP, and the next port
+    for its RFC 5780 alternate address), so another process may take one in between and coturn exits."""
     binary = shutil.which("turnserver")
     if binary is None:
         return None
+    for _ in range(COTURN_START_ATTEMPTS):
+        started = _try_coturn(binary, host, verbose)
+        if started is not None:
+            return started
+    return None
+
+
+def _try_coturn(binary: str, host: str, verbose: bool) -> IceSetup | None:
     port = _free_udp_port(host)
     relay_low = 49152 + secrets.randbelow(16000 - _COTURN_RELAY_PORTS)
     secret = secrets.token_urlsafe(24)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -236,9 +237,15 @@ def _ice_setup(args: argparse.Namespace) -> IceSetup:
             return started
     sock = udp_socket(address)
     where = f"[{address}]:{sock.getsockname()[1]}" if ":" in address else f"{address}:{sock.getsockname()[1]}"
+    if args.no_coturn:
+        why = "--no-coturn"
+    elif shutil.which("turnserver") is None:
+        why = "install coturn for relay candidates"
+    else:
+        why = "coturn did not start; --log-level info shows its output"
     return IceSetup(
         stun_urls=(f"stun:{where}",),
-        description=f"built-in STUN responder on {where} (no TURN: install coturn for relay candidates)",
+        description=f"built-in STUN responder on {where} (no TURN: {why})",
         stun_socket=sock,
     )
 
